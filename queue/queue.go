@@ -1,0 +1,122 @@
+package queue
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Queue reads and writes Patrol's state in etcd. It holds no state of its
+// own: every method is one or a few etcd requests, safe to call from any
+// number of goroutines and processes.
+type Queue struct {
+	cli  *clientv3.Client
+	keys Keys
+}
+
+// New returns a Queue over cli, with every key under prefix.
+func New(cli *clientv3.Client, prefix string) *Queue {
+	return &Queue{cli: cli, keys: NewKeys(prefix)}
+}
+
+// Keys returns the key builder in use.
+func (q *Queue) Keys() Keys { return q.keys }
+
+// Client returns the etcd client in use.
+func (q *Queue) Client() *clientv3.Client { return q.cli }
+
+// pageSize bounds one range response: large enough to be cheap, small
+// enough to stay far below etcd's request and response limits.
+const pageSize = 1000
+
+// rangeAll calls fn for every key under prefix, paging at one pinned
+// revision so the listing is a consistent snapshot. It returns that revision.
+func (q *Queue) rangeAll(ctx context.Context, prefix string, fn func(*mvccpb.KeyValue) error) (int64, error) {
+	end := prefixEnd(prefix)
+	key := prefix
+	var rev int64
+	for {
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(pageSize)}
+		if rev != 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		resp, err := q.cli.Get(ctx, key, opts...)
+		if err != nil {
+			return 0, err
+		}
+		if rev == 0 {
+			rev = resp.Header.Revision
+		}
+		for _, kv := range resp.Kvs {
+			if err := fn(kv); err != nil {
+				return 0, err
+			}
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return rev, nil
+		}
+		key = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
+// count returns how many keys lie under prefix.
+func (q *Queue) count(ctx context.Context, prefix string) (int64, error) {
+	resp, err := q.cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return 0, err
+	}
+	return resp.Count, nil
+}
+
+func newNonce() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// NewBatchID returns a fresh, time-ordered batch ID such as
+// "20261125-130306-3fa9c2".
+func NewBatchID(now time.Time) string {
+	var b [3]byte
+	rand.Read(b[:])
+	return now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
+}
+
+// LoadBatch returns a batch's spec.
+func (q *Queue) LoadBatch(ctx context.Context, batch string) (BatchSpec, error) {
+	key := q.keys.BatchSpec(batch)
+	resp, err := q.cli.Get(ctx, key)
+	if err != nil {
+		return BatchSpec{}, err
+	}
+	if len(resp.Kvs) == 0 {
+		return BatchSpec{}, fmt.Errorf("%w: %s", ErrBatchNotFound, batch)
+	}
+	var spec BatchSpec
+	if err := decode(key, resp.Kvs[0].Value, &spec); err != nil {
+		return BatchSpec{}, err
+	}
+	return spec, nil
+}
+
+// Summary returns a finished batch's summary, and false while it runs.
+func (q *Queue) Summary(ctx context.Context, batch string) (Summary, bool, error) {
+	key := q.keys.BatchSummary(batch)
+	resp, err := q.cli.Get(ctx, key)
+	if err != nil || len(resp.Kvs) == 0 {
+		return Summary{}, false, err
+	}
+	var s Summary
+	if err := decode(key, resp.Kvs[0].Value, &s); err != nil {
+		return Summary{}, false, err
+	}
+	return s, true, nil
+}
+
+// decodeJSON is decode for callers that hold a KeyValue.
+func decodeKV(kv *mvccpb.KeyValue, v any) error { return decode(string(kv.Key), kv.Value, v) }

@@ -1,0 +1,165 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/patrol-dev/patrol/internal/inventory"
+)
+
+// SubmitRequest is a batch to store.
+type SubmitRequest struct {
+	ID     string // required; see NewBatchID and ValidateBatchID
+	Check  string
+	Params map[string]string
+	Hosts  []inventory.Host
+	Shards int // default DefaultShards
+	Now    time.Time
+}
+
+// chunkBytes bounds one inventory chunk, well under etcd's 1.5 MiB request
+// limit.
+const chunkBytes = 512 << 10
+
+// Submit stores a batch. The inventory goes first, in chunks under a key
+// set private to this attempt; the spec and the active-index entry go last,
+// in one transaction that succeeds only if the batch ID is unused. So the
+// scheduler sees a batch whole or not at all, and a submit that dies
+// half-way leaves only chunks that no spec points at.
+//
+// Resubmitting an ID with the same content returns the stored spec and
+// existed=true; with different content it fails with ErrBatchExists.
+func (q *Queue) Submit(ctx context.Context, req SubmitRequest) (spec BatchSpec, existed bool, err error) {
+	if err := ValidateBatchID(req.ID); err != nil {
+		return BatchSpec{}, false, err
+	}
+	if len(req.Hosts) == 0 {
+		return BatchSpec{}, false, errors.New("queue: a batch needs at least one host")
+	}
+	if req.Shards <= 0 {
+		req.Shards = DefaultShards
+	}
+	if req.Now.IsZero() {
+		req.Now = time.Now()
+	}
+	dig := digest(req.Check, req.Params, req.Hosts)
+
+	// A cheap look first, so an idempotent resubmit writes nothing.
+	if old, err := q.LoadBatch(ctx, req.ID); err == nil {
+		return sameBatch(old, dig)
+	} else if !errors.Is(err, ErrBatchNotFound) {
+		return BatchSpec{}, false, err
+	}
+
+	spec = BatchSpec{
+		ID:        req.ID,
+		Check:     req.Check,
+		Params:    req.Params,
+		Hosts:     len(req.Hosts),
+		Shards:    req.Shards,
+		Nonce:     newNonce(),
+		Digest:    dig,
+		CreatedAt: req.Now.UTC(),
+	}
+	committed := false
+	chunks := q.keys.BatchHosts(spec.ID, spec.Nonce)
+	defer func() {
+		if !committed {
+			// Best effort, on its own deadline: the caller's context may be
+			// what failed.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			q.cli.Delete(cctx, chunks, clientv3.WithPrefix())
+		}
+	}()
+
+	for i, chunk := range chunkHosts(req.Hosts, chunkBytes) {
+		if _, err := q.cli.Put(ctx, q.keys.BatchHostChunk(spec.ID, spec.Nonce, i), string(chunk)); err != nil {
+			return BatchSpec{}, false, fmt.Errorf("store inventory chunk %d: %w", i, err)
+		}
+		spec.Chunks++
+	}
+
+	specKey := q.keys.BatchSpec(spec.ID)
+	resp, err := q.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(specKey), "=", 0)). // the ID is unused
+		Then(
+			clientv3.OpPut(specKey, mustJSON(spec)),
+			clientv3.OpPut(q.keys.ActiveBatch(spec.ID), spec.ID),
+		).
+		Else(clientv3.OpGet(specKey)).
+		Commit()
+	if err != nil {
+		return BatchSpec{}, false, fmt.Errorf("store batch spec: %w", err)
+	}
+	if !resp.Succeeded {
+		// Another submit of the same ID won the race.
+		kvs := resp.Responses[0].GetResponseRange().Kvs
+		var old BatchSpec
+		if len(kvs) == 0 {
+			return BatchSpec{}, false, fmt.Errorf("%w: %s", ErrBatchExists, spec.ID)
+		}
+		if err := decodeKV(kvs[0], &old); err != nil {
+			return BatchSpec{}, false, err
+		}
+		return sameBatch(old, dig)
+	}
+	committed = true
+	return spec, false, nil
+}
+
+func sameBatch(old BatchSpec, dig string) (BatchSpec, bool, error) {
+	if old.Digest != dig {
+		return BatchSpec{}, false, fmt.Errorf("%w: %s (submitted %s); pick another --batch-id or omit it to get a fresh one",
+			ErrBatchExists, old.ID, old.CreatedAt.Format(time.RFC3339))
+	}
+	return old, true, nil
+}
+
+// chunkHosts encodes hosts as JSON arrays of at most max bytes each (a
+// single larger host stands alone).
+func chunkHosts(hosts []inventory.Host, max int) [][]byte {
+	var chunks [][]byte
+	cur := []byte{'['}
+	for _, h := range hosts {
+		b, _ := json.Marshal(h)
+		if len(cur) > 1 && len(cur)+len(b)+2 > max {
+			chunks = append(chunks, append(cur, ']'))
+			cur = []byte{'['}
+		}
+		if len(cur) > 1 {
+			cur = append(cur, ',')
+		}
+		cur = append(cur, b...)
+	}
+	return append(chunks, append(cur, ']'))
+}
+
+// LoadHosts reads a batch's inventory back, in submitted order.
+func (q *Queue) LoadHosts(ctx context.Context, spec BatchSpec) ([]inventory.Host, error) {
+	hosts := make([]inventory.Host, 0, spec.Hosts)
+	for i := 0; i < spec.Chunks; i++ {
+		key := q.keys.BatchHostChunk(spec.ID, spec.Nonce, i)
+		resp, err := q.cli.Get(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		if len(resp.Kvs) == 0 {
+			return nil, fmt.Errorf("%w: inventory chunk %s is missing", ErrBadValue, key)
+		}
+		var chunk []inventory.Host
+		if err := decodeKV(resp.Kvs[0], &chunk); err != nil {
+			return nil, err
+		}
+		hosts = append(hosts, chunk...)
+	}
+	if len(hosts) != spec.Hosts {
+		return nil, fmt.Errorf("%w: batch %s has %d hosts stored, spec says %d", ErrBadValue, spec.ID, len(hosts), spec.Hosts)
+	}
+	return hosts, nil
+}
