@@ -108,17 +108,17 @@ func (f *fixture) claimAll(t *testing.T, lease clientv3.LeaseID, worker string) 
 
 func TestSubmitIsIdempotentAndRefusesDifferentContent(t *testing.T) {
 	f := setup(t)
-	spec := f.submit(t, "b1", 8000) // more than one inventory chunk
-	if spec.Hosts != 8000 || spec.Chunks < 2 {
+	spec := f.submit(t, "b1", 20000) // more than one inventory chunk
+	if spec.Hosts != 20000 || spec.Chunks < 2 {
 		t.Fatalf("spec = %+v", spec)
 	}
 	before := etcdtest.Keys(t, f.env.Client, f.env.Prefix)
 
-	again, existed, err := f.q.Submit(f.ctx, queue.SubmitRequest{ID: "b1", Check: "noop", Hosts: hosts(8000)})
+	again, existed, err := f.q.Submit(f.ctx, queue.SubmitRequest{ID: "b1", Check: "noop", Hosts: hosts(20000)})
 	if err != nil || !existed || again.Nonce != spec.Nonce {
 		t.Fatalf("resubmit: existed=%v err=%v", existed, err)
 	}
-	_, _, err = f.q.Submit(f.ctx, queue.SubmitRequest{ID: "b1", Check: "tcp", Hosts: hosts(8000)})
+	_, _, err = f.q.Submit(f.ctx, queue.SubmitRequest{ID: "b1", Check: "tcp", Hosts: hosts(20000)})
 	if !errors.Is(err, queue.ErrBatchExists) {
 		t.Fatalf("different content: err = %v, want ErrBatchExists", err)
 	}
@@ -127,7 +127,7 @@ func TestSubmitIsIdempotentAndRefusesDifferentContent(t *testing.T) {
 		t.Fatalf("refused submits changed etcd:\nbefore %v\nafter  %v", before, after)
 	}
 	got, err := f.q.LoadHosts(f.ctx, spec)
-	if err != nil || len(got) != 8000 || got[7999].Name != "host-07999:22" {
+	if err != nil || len(got) != 20000 || got[19999].Name != "host-19999:22" {
 		t.Fatalf("load hosts: %d hosts, err %v", len(got), err)
 	}
 }
