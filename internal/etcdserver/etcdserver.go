@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -43,6 +44,7 @@ type Config struct {
 type Server struct {
 	etcd     *embed.Etcd
 	endpoint string
+	closing  atomic.Bool
 }
 
 // ErrStartTimeout is returned when the member does not become ready in time.
@@ -73,7 +75,17 @@ func Start(cfg Config) (*Server, error) {
 	ec.Name = "patrol-dev"
 	ec.Dir = cfg.DataDir
 	ec.LogLevel = "warn"
-	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(logging.Zap(cfg.Log.With().Str("component", "etcd").Logger(), zapcore.WarnLevel))
+	// The member's warnings in a single-node setup (one port for gRPC and
+	// HTTP, simple auth tokens) are not actionable here: route errors only,
+	// and nothing once Close has begun (etcd logs its listeners closing as
+	// errors).
+	srv := &Server{}
+	quiet := cfg.Log.With().Str("component", "etcd").Logger().Hook(zerolog.HookFunc(func(e *zerolog.Event, _ zerolog.Level, _ string) {
+		if srv.closing.Load() {
+			e.Discard()
+		}
+	}))
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(logging.Zap(quiet, zapcore.ErrorLevel))
 	ec.UnsafeNoFsync = cfg.NoFsync
 	ec.AutoCompactionMode = "periodic"
 	ec.AutoCompactionRetention = cfg.CompactionRetention.String()
@@ -101,7 +113,8 @@ func Start(cfg Config) (*Server, error) {
 		e.Close()
 		return nil, ErrStartTimeout
 	}
-	return &Server{etcd: e, endpoint: e.Clients[0].Addr().String()}, nil
+	srv.etcd, srv.endpoint = e, e.Clients[0].Addr().String()
+	return srv, nil
 }
 
 // Endpoint is the HOST:PORT clients dial.
@@ -111,4 +124,7 @@ func (s *Server) Endpoint() string { return s.endpoint }
 func (s *Server) Err() <-chan error { return s.etcd.Err() }
 
 // Close stops the member and waits for it to shut down.
-func (s *Server) Close() { s.etcd.Close() }
+func (s *Server) Close() {
+	s.closing.Store(true)
+	s.etcd.Close()
+}

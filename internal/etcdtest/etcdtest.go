@@ -130,3 +130,31 @@ func Keys(t testing.TB, cli *clientv3.Client, prefix string) []string {
 	}
 	return keys
 }
+
+// WaitFor blocks until cond holds for the keys under prefix, re-evaluating
+// it on every change (a watch, not a poll), or fails t after timeout. cond
+// gets the current number of keys under prefix.
+func WaitFor(t testing.TB, cli *clientv3.Client, prefix string, timeout time.Duration, what string, cond func(n int) bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	wch := cli.Watch(clientv3.WithRequireLeader(ctx), prefix, clientv3.WithPrefix(), clientv3.WithCreatedNotify())
+	<-wch // the watch is in place: no change between it and the first count is missed
+	for {
+		resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil {
+			t.Fatalf("etcdtest: waiting for %s: %v", what, err)
+		}
+		if cond(int(resp.Count)) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("etcdtest: timed out after %s waiting for %s (keys under %s: %d)", timeout, what, prefix, resp.Count)
+		case _, ok := <-wch:
+			if !ok {
+				t.Fatalf("etcdtest: watch on %s closed while waiting for %s", prefix, what)
+			}
+		}
+	}
+}

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/patrol-dev/patrol/internal/logging"
+	"github.com/patrol-dev/patrol/queue"
+)
+
+// Exit codes, the same for every command.
+const (
+	exitOK          = 0
+	exitError       = 1 // usage or system error
+	exitFailedHosts = 2 // the batch finished and some hosts did not pass
+	exitInterrupted = 130
+)
+
+// exitErr carries an exit code; an empty message prints nothing.
+type exitErr struct {
+	code int
+	msg  string
+}
+
+func (e exitErr) Error() string { return e.msg }
+
+func exitCode(err error) int {
+	var e exitErr
+	if errors.As(err, &e) {
+		return e.code
+	}
+	return exitError
+}
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// app is what every command shares, set up before a command runs.
+type app struct {
+	stdout, stderr io.Writer
+	log            zerolog.Logger
+}
+
+const appKey = "patrol-app"
+
+func appOf(c *cli.Context) *app { return c.App.Metadata[appKey].(*app) }
+
+// Run runs the patrol command line with args (args[0] is the program name).
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	a := &app{stdout: stdout, stderr: stderr, log: zerolog.Nop()}
+	cliApp := &cli.App{
+		Name:  "patrol",
+		Usage: "run checks across a fleet through a distributed job queue on etcd",
+		Description: "Patrol shards an inventory of hosts into tasks stored in etcd; an elected scheduler\n" +
+			"hands them to a fleet of stateless workers, and every result is committed exactly once.\n" +
+			"Start with `patrol dev --demo`.",
+		Version:                   version,
+		Writer:                    stdout,
+		ErrWriter:                 stderr,
+		HideHelpCommand:           true,
+		Suggest:                   true,
+		DisableSliceFlagSeparator: true,
+		Metadata:                  map[string]any{appKey: a},
+		ExitErrHandler:            func(*cli.Context, error) {},
+		Flags:                     globalFlags(),
+		Before: func(c *cli.Context) error {
+			l, err := logging.New(logging.Config{
+				Level:  c.String("log-level"),
+				Format: logging.Format(c.String("log-format")),
+				Out:    stderr,
+			})
+			if err != nil {
+				return err
+			}
+			a.log = l
+			return nil
+		},
+		Commands: []*cli.Command{
+			devCommand(),
+			schedulerCommand(),
+			workerCommand(),
+			submitCommand(),
+			resultsCommand(),
+			statusCommand(),
+			leaderCommand(),
+		},
+	}
+	return cliApp.RunContext(ctx, args)
+}
+
+func globalFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "endpoints", Value: "127.0.0.1:2379", EnvVars: []string{"PATROL_ENDPOINTS"},
+			Usage: "etcd endpoints, comma separated"},
+		&cli.StringFlag{Name: "prefix", Value: "/patrol", EnvVars: []string{"PATROL_PREFIX"},
+			Usage: "etcd key prefix all of Patrol's keys live under"},
+		&cli.DurationFlag{Name: "dial-timeout", Value: 5 * time.Second, EnvVars: []string{"PATROL_DIAL_TIMEOUT"},
+			Usage: "how long to wait for etcd to answer"},
+		&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"PATROL_LOG_LEVEL"},
+			Usage: "trace, debug, info, warn or error"},
+		&cli.StringFlag{Name: "log-format", EnvVars: []string{"PATROL_LOG_FORMAT"},
+			Usage: "json or console (default: console when stderr is a terminal, else json)"},
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", EnvVars: []string{"PATROL_OUTPUT"},
+			Usage: "output format: table or json"},
+	}
+}
+
+// outputFormat returns -o, checked against what the command supports.
+func outputFormat(c *cli.Context, allowed ...string) (string, error) {
+	o := c.String("output")
+	for _, a := range allowed {
+		if o == a {
+			return o, nil
+		}
+	}
+	return "", fmt.Errorf("unknown output format %q: use one of %s", o, strings.Join(allowed, ", "))
+}
+
+func endpointsOf(c *cli.Context) []string {
+	var eps []string
+	for _, e := range strings.Split(c.String("endpoints"), ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			eps = append(eps, e)
+		}
+	}
+	return eps
+}
+
+// connect dials etcd and checks that it answers, so that an unreachable
+// etcd is one clear error rather than a hang.
+func connect(ctx context.Context, c *cli.Context, log zerolog.Logger) (*clientv3.Client, error) {
+	eps := endpointsOf(c)
+	if len(eps) == 0 {
+		return nil, errors.New("no etcd endpoints: pass --endpoints HOST:PORT or set PATROL_ENDPOINTS")
+	}
+	timeout := c.Duration("dial-timeout")
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   eps,
+		DialTimeout: timeout,
+		Logger:      logging.Zap(log.With().Str("component", "etcd-client").Logger(), zapcore.WarnLevel),
+		Context:     ctx,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd endpoints %s: %w", strings.Join(eps, ","), err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if _, err := cli.Get(pctx, "health-probe", clientv3.WithCountOnly()); err != nil {
+		cli.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("cannot reach etcd at %s within %s (%v): start one with `patrol dev` or point --endpoints at your cluster",
+			strings.Join(eps, ","), timeout, err)
+	}
+	return cli, nil
+}
+
+// openQueue connects and returns the queue under --prefix.
+func openQueue(ctx context.Context, c *cli.Context) (*queue.Queue, func(), error) {
+	a := appOf(c)
+	cli, err := connect(ctx, c, a.log)
+	if err != nil {
+		return nil, nil, err
+	}
+	return queue.New(cli, c.String("prefix")), func() { cli.Close() }, nil
+}
+
+// defaultID names a process: host name and PID.
+func defaultID(role string) string {
+	h, err := os.Hostname()
+	if err != nil {
+		h = "unknown"
+	}
+	return fmt.Sprintf("%s-%s-%d", role, h, os.Getpid())
+}
+
+// usageErr is a mistake on the command line.
+func usageErr(format string, args ...any) error {
+	return exitErr{code: exitError, msg: fmt.Sprintf(format, args...)}
+}

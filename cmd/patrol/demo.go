@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/patrol-dev/patrol/internal/check"
+	"github.com/patrol-dev/patrol/internal/inventory"
+	"github.com/patrol-dev/patrol/queue"
+)
+
+// demoTargets are loopback servers for `patrol dev --demo`: some healthy,
+// some not, so the demo shows both verdicts.
+type demoTargets struct {
+	web  []inventory.Host // HTTP servers; the last answers 500
+	tcp  []inventory.Host // TCP ports; the last is closed
+	stop func()
+}
+
+func startDemoTargets() (*demoTargets, error) {
+	var (
+		servers   []*http.Server
+		listeners []net.Listener
+		wg        sync.WaitGroup
+	)
+	t := &demoTargets{}
+	t.stop = func() {
+		for _, s := range servers {
+			s.Close()
+		}
+		for _, l := range listeners {
+			l.Close()
+		}
+		wg.Wait()
+	}
+	listen := func() (net.Listener, int, error) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, 0, fmt.Errorf("demo: listen on loopback: %w", err)
+		}
+		return l, l.Addr().(*net.TCPAddr).Port, nil
+	}
+	host := func(role string, port int) inventory.Host {
+		return inventory.Host{Name: "127.0.0.1:" + strconv.Itoa(port), Address: "127.0.0.1", Port: port, Vars: map[string]string{"role": role}}
+	}
+	for i, status := range []int{200, 200, 200, 500} {
+		l, port, err := listen()
+		if err != nil {
+			t.stop()
+			return nil, err
+		}
+		srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(status)
+			fmt.Fprintf(w, "demo web %d\n", i+1)
+		})}
+		servers = append(servers, srv)
+		wg.Go(func() { srv.Serve(l) })
+		t.web = append(t.web, host("web", port))
+	}
+	for range 2 {
+		l, port, err := listen()
+		if err != nil {
+			t.stop()
+			return nil, err
+		}
+		listeners = append(listeners, l)
+		wg.Go(func() {
+			for {
+				conn, err := l.Accept()
+				if err != nil {
+					return
+				}
+				conn.Close()
+			}
+		})
+		t.tcp = append(t.tcp, host("db", port))
+	}
+	// A port that was open a moment ago and is now closed: connection refused.
+	l, port, err := listen()
+	if err != nil {
+		t.stop()
+		return nil, err
+	}
+	l.Close()
+	t.tcp = append(t.tcp, host("db", port))
+	return t, nil
+}
+
+// runDemo runs two batches against the demo targets through the real queue
+// and prints their results.
+func runDemo(ctx context.Context, q *queue.Queue, a *app) error {
+	targets, err := startDemoTargets()
+	if err != nil {
+		return err
+	}
+	defer targets.stop()
+
+	batches := []struct {
+		check  string
+		params map[string]string
+		hosts  []inventory.Host
+	}{
+		{"http", map[string]string{"url": "http://{{.Address}}:{{.Port}}/health", "timeout": "3s"}, targets.web},
+		{"tcp", map[string]string{"timeout": "2s"}, targets.tcp},
+	}
+	for _, b := range batches {
+		if err := check.Validate(b.check, b.params, b.hosts); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		id := queue.NewBatchID(time.Now()) + "-demo-" + b.check
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		_, _, err := q.Submit(sctx, queue.SubmitRequest{ID: id, Check: b.check, Params: b.params, Hosts: b.hosts})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("demo: submit: %w", err)
+		}
+		fmt.Fprintf(a.stdout, "\n== batch %s: %s check against %d hosts\n", id, b.check, len(b.hosts))
+		if _, err := waitBatch(ctx, q, id, a.stderr); err != nil {
+			return err
+		}
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		rows, _, err := q.Results(rctx, id)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("demo: read results: %w", err)
+		}
+		printResults(a.stdout, rows)
+	}
+	fmt.Fprintln(a.stdout, "\nThe failing hosts are meant to fail: one web server answers 500 and one port is closed.")
+	fmt.Fprintln(a.stdout, "Run `go run ./cmd/patrol dev` to keep Patrol running and submit your own inventory.")
+	return nil
+}

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/urfave/cli/v2"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/patrol-dev/patrol/internal/etcdserver"
+	"github.com/patrol-dev/patrol/internal/logging"
+	"github.com/patrol-dev/patrol/queue"
+	"github.com/patrol-dev/patrol/scheduler"
+	"github.com/patrol-dev/patrol/worker"
+)
+
+func devCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "dev",
+		Usage: "run everything in one process: an embedded etcd, a scheduler and workers (--demo runs a sample batch)",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "data-dir", Usage: "embedded etcd data directory (default: USER_CACHE_DIR/patrol/dev-etcd)"},
+			&cli.StringFlag{Name: "listen-client", Value: "127.0.0.1:2379", Usage: "HOST:PORT the embedded etcd serves clients on (port 0 picks one)"},
+			&cli.IntFlag{Name: "workers", Value: 4, Usage: "workers to run"},
+			&cli.IntFlag{Name: "concurrency", Value: worker.DefaultConcurrency, Usage: "checks each worker runs at once"},
+			&cli.BoolFlag{Name: "demo", Usage: "start demo targets on loopback, run a batch against them, print the results and exit"},
+		},
+		Action: dev,
+	}
+}
+
+func dev(c *cli.Context) error {
+	a := appOf(c)
+	nWorkers := c.Int("workers")
+	if nWorkers < 1 {
+		return usageErr("--workers %d: run at least 1 worker", nWorkers)
+	}
+	if n := c.Int("concurrency"); n < 1 {
+		return usageErr("--concurrency %d: must be at least 1", n)
+	}
+	dir := c.String("data-dir")
+	if dir == "" {
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			return usageErr("no user cache directory (%v): pass --data-dir DIR", err)
+		}
+		dir = filepath.Join(cache, "patrol", "dev-etcd")
+	}
+	srv, err := etcdserver.Start(etcdserver.Config{DataDir: dir, ClientAddr: c.String("listen-client"), Log: a.log})
+	if err != nil {
+		return fmt.Errorf("%w (is another `patrol dev` or etcd using %s? pass --listen-client 127.0.0.1:0 to pick a free port)",
+			err, c.String("listen-client"))
+	}
+	defer srv.Close()
+
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   []string{srv.Endpoint()},
+		DialTimeout: c.Duration("dial-timeout"),
+		Logger:      logging.Zap(a.log.With().Str("component", "etcd-client").Logger(), zapcore.WarnLevel),
+	})
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	q := queue.New(cli, c.String("prefix"))
+
+	ctx, cancel := context.WithCancel(c.Context)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait() // roles release their claims and revoke their leases
+	}()
+	sched, err := scheduler.New(q, scheduler.Config{ID: "dev-scheduler", Log: a.log})
+	if err != nil {
+		return err
+	}
+	wg.Go(func() { sched.Run(ctx) })
+	for i := range nWorkers {
+		w, err := worker.New(q, worker.Config{ID: fmt.Sprintf("dev-worker-%d", i+1), Concurrency: c.Int("concurrency"), Log: a.log})
+		if err != nil {
+			return err
+		}
+		wg.Go(func() { w.Run(ctx) })
+	}
+
+	if c.Bool("demo") {
+		return runDemo(ctx, q, a)
+	}
+
+	fmt.Fprintf(a.stdout, "Patrol dev is running: embedded etcd at %s (data in %s), 1 scheduler, %d workers.\n", srv.Endpoint(), dir, nWorkers)
+	fmt.Fprintf(a.stdout, "Submit a batch from another terminal:\n\n  patrol --endpoints %s submit -i hosts.txt --check tcp --wait\n\nStop with Ctrl-C.\n", srv.Endpoint())
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(a.stderr, "stopping...")
+		return nil
+	case err := <-srv.Err():
+		return fmt.Errorf("embedded etcd failed: %w", err)
+	}
+}
+

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/patrol-dev/patrol/internal/check"
+	"github.com/patrol-dev/patrol/internal/inventory"
+	"github.com/patrol-dev/patrol/queue"
+)
+
+func submitCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "submit",
+		Usage:     "submit a batch: run one check against every host of an inventory",
+		ArgsUsage: " ",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "inventory", Aliases: []string{"i"}, Usage: "inventory file: one host per line (name, name:port, [ipv6]:port)"},
+			&cli.StringFlag{Name: "check", Usage: "check type: " + strings.Join(check.Types(), ", ")},
+			&cli.StringSliceFlag{Name: "param", Aliases: []string{"p"},
+				Usage: "check parameter key=value (repeatable); values are templates over {{.Host}}, {{.Address}}, {{.Port}}, {{.Vars.name}}"},
+			&cli.StringFlag{Name: "batch-id", Usage: "batch ID (default: generated); resubmitting the same ID and content is a no-op"},
+			&cli.BoolFlag{Name: "wait", Usage: "wait for the batch to finish; exit 0 if every host passed, 2 if any did not"},
+		},
+		Action: submit,
+	}
+}
+
+func submit(c *cli.Context) error {
+	a := appOf(c)
+	if c.Args().Len() > 0 {
+		return usageErr("submit takes no arguments, got %q: pass the inventory with -i FILE", c.Args().First())
+	}
+	out, err := outputFormat(c, "table", "json")
+	if err != nil {
+		return err
+	}
+	path := c.String("inventory")
+	if path == "" {
+		return usageErr("no inventory: pass -i FILE with one host per line")
+	}
+	typ := c.String("check")
+	if typ == "" {
+		return usageErr("no check type: pass --check with one of %s", strings.Join(check.Types(), ", "))
+	}
+	params, err := parseParams(c.StringSlice("param"))
+	if err != nil {
+		return err
+	}
+	id := c.String("batch-id")
+	if id != "" {
+		if err := queue.ValidateBatchID(id); err != nil {
+			return usageErr("--batch-id: %v", err)
+		}
+	}
+	hosts, err := inventory.ParseFile(path)
+	if err != nil {
+		return err
+	}
+	if err := check.Validate(typ, params, hosts); err != nil {
+		return err
+	}
+
+	// Everything the operator gave is valid: only now touch etcd.
+	q, closeQ, err := openQueue(c.Context, c)
+	if err != nil {
+		return err
+	}
+	defer closeQ()
+	if id == "" {
+		id = queue.NewBatchID(time.Now())
+	}
+	ctx, cancel := withTimeout(c.Context, time.Minute)
+	spec, existed, err := q.Submit(ctx, queue.SubmitRequest{ID: id, Check: typ, Params: params, Hosts: hosts})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("submit batch %s: %w", id, err)
+	}
+	if out == "json" {
+		json.NewEncoder(a.stdout).Encode(map[string]any{"batch_id": spec.ID, "hosts": spec.Hosts, "existed": existed})
+	} else {
+		note := ""
+		if existed {
+			note = " (already submitted; nothing written)"
+		}
+		fmt.Fprintf(a.stdout, "%s%s\n", spec.ID, note)
+	}
+	if !c.Bool("wait") {
+		return nil
+	}
+	sum, err := waitBatch(c.Context, q, spec.ID, a.stderr)
+	if err != nil {
+		return err
+	}
+	if sum.Failed() {
+		return exitErr{code: exitFailedHosts}
+	}
+	return nil
+}
+
+// parseParams turns key=value flags into a map, refusing malformed ones.
+func parseParams(kvs []string) (map[string]string, error) {
+	params := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		k = strings.TrimSpace(k)
+		if !ok || k == "" {
+			return nil, usageErr("malformed --param %q: write it as key=value, e.g. --param timeout=3s", kv)
+		}
+		if _, dup := params[k]; dup {
+			return nil, usageErr("--param %s given twice: pass each parameter once", k)
+		}
+		params[k] = v
+	}
+	return params, nil
+}
+
+// sortedKeys returns m's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,44 @@
+package main
+
+import (
+	"github.com/urfave/cli/v2"
+
+	"github.com/patrol-dev/patrol/worker"
+)
+
+func workerCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "worker",
+		Usage: "run a worker: claims tasks, runs their checks and commits the results",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "id", Usage: "worker ID (default worker-HOSTNAME-PID)"},
+			&cli.IntFlag{Name: "concurrency", Value: worker.DefaultConcurrency, Usage: "checks run at once"},
+			&cli.DurationFlag{Name: "lease-ttl", Value: worker.DefaultLeaseTTL,
+				Usage: "lease TTL: a dead worker's tasks are requeued about this long after it died (minimum 2s)"},
+			&cli.DurationFlag{Name: "task-timeout", Value: worker.DefaultTaskTimeout, Usage: "upper bound on one check run"},
+		},
+		Action: func(c *cli.Context) error {
+			a := appOf(c)
+			q, closeQ, err := openQueue(c.Context, c)
+			if err != nil {
+				return err
+			}
+			defer closeQ()
+			id := c.String("id")
+			if id == "" {
+				id = defaultID("worker")
+			}
+			w, err := worker.New(q, worker.Config{
+				ID:          id,
+				Concurrency: c.Int("concurrency"),
+				LeaseTTL:    c.Duration("lease-ttl"),
+				TaskTimeout: c.Duration("task-timeout"),
+				Log:         a.log,
+			})
+			if err != nil {
+				return usageErr("%v", err)
+			}
+			return w.Run(c.Context)
+		},
+	}
+}

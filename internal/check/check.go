@@ -1,0 +1,140 @@
+package check
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/patrol-dev/patrol/internal/inventory"
+)
+
+var (
+	// ErrUnknownType means New was given a check type it does not know.
+	ErrUnknownType = errors.New("check: unknown type")
+	// ErrBadParam means a param is unknown to the check type or its value is malformed.
+	ErrBadParam = errors.New("check: bad param")
+	// ErrNoPort means a check needs a port and neither the host nor the params give one.
+	ErrNoPort = errors.New("check: host has no port")
+)
+
+// Status is the outcome of one check against one host.
+type Status string
+
+const (
+	// StatusOK means the host passed the check.
+	StatusOK Status = "ok"
+	// StatusFail means the check ran and the host failed it (port closed or
+	// refused, unexpected HTTP status).
+	StatusFail Status = "fail"
+	// StatusError means the check could not decide (timeout, DNS failure,
+	// param that does not render for the host, cancellation, internal fault).
+	StatusError Status = "error"
+)
+
+// Result is what one run of a check reports.
+type Result struct {
+	Status   Status
+	Message  string        // one line, human readable, e.g. "connect 127.0.0.1:8081: connection refused"
+	Duration time.Duration // measured by the check, from the start of Run to its end
+}
+
+// Check runs against one host at a time.
+type Check interface {
+	Run(ctx context.Context, h inventory.Host) Result
+}
+
+// HostError reports why a check cannot run against one host. Validate
+// returns it, and Run reports its text as a StatusError result.
+type HostError struct {
+	Host  string // the host's Name, as written in the inventory
+	Param string // the param at fault, e.g. "port" or "url"
+	Err   error  // ErrNoPort, or why the param does not render for this host
+}
+
+func (e *HostError) Error() string {
+	if e.Err == ErrNoPort {
+		return fmt.Sprintf("host %s has no port: write it as host:port in the inventory or pass --param %s=N", e.Host, e.Param)
+	}
+	return fmt.Sprintf("host %s: param %s: %v", e.Host, e.Param, e.Err)
+}
+
+func (e *HostError) Unwrap() error { return e.Err }
+
+// kind describes one check type.
+type kind struct {
+	params []string // the param names it accepts, sorted
+	build  func(p params) (Check, error)
+}
+
+var kinds = map[string]kind{
+	"http": {params: []string{"method", "status", "timeout", "url"}, build: newHTTP},
+	"noop": {params: []string{"fail", "sleep"}, build: newNoop},
+	"tcp":  {params: []string{"port", "timeout"}, build: newTCP},
+}
+
+// Types returns the known check type names, sorted.
+func Types() []string { return slices.Sorted(maps.Keys(kinds)) }
+
+// New validates params for check type typ and returns a ready Check. An
+// unknown type wraps ErrUnknownType; an unknown param, a malformed value or a
+// template syntax error wraps ErrBadParam and names the param.
+func New(typ string, params map[string]string) (Check, error) {
+	k, ok := kinds[typ]
+	if !ok {
+		return nil, fmt.Errorf("%w %q; known types: %s", ErrUnknownType, typ, strings.Join(Types(), ", "))
+	}
+	for _, name := range slices.Sorted(maps.Keys(params)) {
+		if !slices.Contains(k.params, name) {
+			return nil, fmt.Errorf("%w: %s check has no param %q; known params: %s",
+				ErrBadParam, typ, name, strings.Join(k.params, ", "))
+		}
+	}
+	return k.build(paramsFor(typ, params))
+}
+
+// targeter is implemented by checks whose target depends on the host: they
+// render their templated params into the address or URL they connect to.
+type targeter interface {
+	target(h inventory.Host) (string, error)
+}
+
+// Validate checks that the check can be built and that every templated param
+// renders for every host: a {{.Vars.zone}} missing on some host, or a tcp
+// check with no port anywhere. It returns the first problem, as a *HostError
+// naming the host when the problem is the host's. It is what `patrol submit`
+// calls before writing anything.
+func Validate(typ string, params map[string]string, hosts []inventory.Host) error {
+	c, err := New(typ, params)
+	if err != nil {
+		return err
+	}
+	t, ok := c.(targeter)
+	if !ok {
+		return nil
+	}
+	for _, h := range hosts {
+		if _, err := t.target(h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// result builds a Result whose Duration runs from start to now.
+func result(start time.Time, s Status, format string, args ...any) Result {
+	msg := fmt.Sprintf(format, args...)
+	msg = strings.Join(strings.Fields(msg), " ") // one line, whatever went in
+	return Result{Status: s, Message: msg, Duration: time.Since(start)}
+}
+
+// recoverResult turns a panic in Run into a StatusError result, so that one
+// bad check cannot take down the worker running it. Call it deferred.
+func recoverResult(res *Result, start time.Time) {
+	if v := recover(); v != nil {
+		*res = result(start, StatusError, "internal fault: %v", v)
+	}
+}

@@ -1,0 +1,160 @@
+package check
+
+import (
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/patrol-dev/patrol/internal/inventory"
+)
+
+func TestTypes(t *testing.T) {
+	if got, want := Types(), []string{"http", "noop", "tcp"}; !slices.Equal(got, want) {
+		t.Errorf("Types() = %v, want %v", got, want)
+	}
+}
+
+func TestNewValid(t *testing.T) {
+	tests := []struct {
+		typ    string
+		params map[string]string
+	}{
+		{"tcp", nil},
+		{"tcp", map[string]string{"port": "22", "timeout": "500ms"}},
+		{"tcp", map[string]string{"port": "{{.Vars.ssh_port}}"}},
+		{"http", nil},
+		{"http", map[string]string{"url": "https://{{.Address}}/health", "status": "200,204", "timeout": "1m", "method": "post"}},
+		{"http", map[string]string{"url": "http://example.com:8080/"}},
+		{"noop", map[string]string{"sleep": "0s", "fail": "false"}},
+	}
+	for _, tt := range tests {
+		if _, err := New(tt.typ, tt.params); err != nil {
+			t.Errorf("New(%q, %v): %v", tt.typ, tt.params, err)
+		}
+	}
+}
+
+func TestNewInvalid(t *testing.T) {
+	tests := []struct {
+		name    string
+		typ     string
+		params  map[string]string
+		is      error
+		wantErr string
+	}{
+		{"unknown type", "ping", nil, ErrUnknownType,
+			`check: unknown type "ping"; known types: http, noop, tcp`},
+		{"unknown param", "tcp", map[string]string{"prot": "22"}, ErrBadParam,
+			`check: bad param: tcp check has no param "prot"; known params: port, timeout`},
+		{"param of another type", "noop", map[string]string{"url": "http://x/"}, ErrBadParam,
+			`check: bad param: noop check has no param "url"; known params: fail, sleep`},
+		{"timeout not a duration", "tcp", map[string]string{"timeout": "5"}, ErrBadParam,
+			`check: bad param: tcp timeout="5": want a positive duration such as 5s or 500ms`},
+		{"timeout zero", "http", map[string]string{"timeout": "0s"}, ErrBadParam,
+			`check: bad param: http timeout="0s": want a positive duration such as 5s or 500ms`},
+		{"sleep negative", "noop", map[string]string{"sleep": "-1s"}, ErrBadParam,
+			`check: bad param: noop sleep="-1s": want a duration such as 0s, 100ms or 2s`},
+		{"fail not a bool", "noop", map[string]string{"fail": "yes"}, ErrBadParam,
+			`check: bad param: noop fail="yes": want true or false`},
+		{"port out of range", "tcp", map[string]string{"port": "70000"}, ErrBadParam,
+			`check: bad param: tcp port="70000": want a port 1-65535, or a template such as {{.Vars.ssh_port}}`},
+		{"port empty", "tcp", map[string]string{"port": ""}, ErrBadParam,
+			`check: bad param: tcp port="": want a port 1-65535, or a template such as {{.Vars.ssh_port}}`},
+		{"port template syntax", "tcp", map[string]string{"port": "{{.Vars.port"}, ErrBadParam,
+			`check: bad param: tcp port="{{.Vars.port": template: port:1: unclosed action`},
+		{"url template syntax", "http", map[string]string{"url": "http://{{.Address}/"}, ErrBadParam,
+			`check: bad param: http url="http://{{.Address}/": template: url:1: bad character U+007D '}'`},
+		{"url template unknown function", "http", map[string]string{"url": "http://{{lower .Address}}/"}, ErrBadParam,
+			`check: bad param: http url="http://{{lower .Address}}/": template: url:1: function "lower" not defined`},
+		{"url not http", "http", map[string]string{"url": "ftp://web1/"}, ErrBadParam,
+			`check: bad param: http url="ftp://web1/": want an http:// or https:// URL, e.g. http://{{.Address}}:8080/health`},
+		{"url relative", "http", map[string]string{"url": "/health"}, ErrBadParam,
+			`check: bad param: http url="/health": want an http:// or https:// URL, e.g. http://{{.Address}}:8080/health`},
+		{"status not a number", "http", map[string]string{"status": "2xx"}, ErrBadParam,
+			`check: bad param: http status="2xx": want HTTP status codes 100-599, e.g. 200 or 200,204`},
+		{"status out of range", "http", map[string]string{"status": "200,999"}, ErrBadParam,
+			`check: bad param: http status="200,999": want HTTP status codes 100-599, e.g. 200 or 200,204`},
+		{"status empty item", "http", map[string]string{"status": "200,"}, ErrBadParam,
+			`check: bad param: http status="200,": want HTTP status codes 100-599, e.g. 200 or 200,204`},
+		{"method with space", "http", map[string]string{"method": "GET /"}, ErrBadParam,
+			`check: bad param: http method="GET /": want an HTTP method such as GET or HEAD`},
+		{"method empty", "http", map[string]string{"method": ""}, ErrBadParam,
+			`check: bad param: http method="": want an HTTP method such as GET or HEAD`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := New(tt.typ, tt.params)
+			if err == nil {
+				t.Fatalf("New = %v, want error %q", c, tt.wantErr)
+			}
+			if err.Error() != tt.wantErr {
+				t.Errorf("error\n got %q\nwant %q", err, tt.wantErr)
+			}
+			if !errors.Is(err, tt.is) {
+				t.Errorf("errors.Is(%v, %v) = false", err, tt.is)
+			}
+			// Validate reports the same problem.
+			if verr := Validate(tt.typ, tt.params, nil); verr == nil || verr.Error() != err.Error() {
+				t.Errorf("Validate error = %v, want %v", verr, err)
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	web1 := inventory.Host{Name: "web1:80", Address: "web1", Port: 80, Vars: map[string]string{"zone": "dc1", "ssh": "2222"}}
+	web2 := inventory.Host{Name: "web2", Address: "web2"}
+	v6 := inventory.Host{Name: "::1", Address: "::1"}
+	hosts := []inventory.Host{web1, web2, v6}
+
+	tests := []struct {
+		name    string
+		typ     string
+		params  map[string]string
+		hosts   []inventory.Host
+		wantErr string // "" for none
+		is      error
+	}{
+		{"noop needs nothing", "noop", nil, hosts, "", nil},
+		{"http default url", "http", nil, hosts, "", nil},
+		{"tcp with ports", "tcp", nil, []inventory.Host{web1}, "", nil},
+		{"tcp port param covers hosts without one", "tcp", map[string]string{"port": "22"}, hosts, "", nil},
+		{"tcp host without port", "tcp", nil, hosts, "host web2 has no port: write it as host:port in the inventory or pass --param port=N", ErrNoPort},
+		{"missing var", "http", map[string]string{"url": "http://{{.Address}}/{{.Vars.zone}}"}, hosts,
+			`host web2: param url: template: url:1:27: executing "url" at <.Vars.zone>: map has no entry for key "zone"`, nil},
+		{"unknown field", "http", map[string]string{"url": "http://{{.Hostname}}/"}, hosts,
+			`host web1:80: param url: template: url:1:9: executing "url" at <.Hostname>: can't evaluate field Hostname in type check.hostData`, nil},
+		{"port renders to junk", "tcp", map[string]string{"port": "{{.Vars.zone}}"}, hosts,
+			`host web1:80: param port: "dc1" is not a port (must be 1-65535)`, nil},
+		{"port var missing", "tcp", map[string]string{"port": "{{.Vars.ssh}}"}, hosts,
+			`host web2: param port: template: port:1:7: executing "port" at <.Vars.ssh>: map has no entry for key "ssh"`, nil},
+		{"url renders to non-url", "http", map[string]string{"url": "{{.Address}}/health"}, hosts,
+			`host web1:80: param url: "web1/health" is not an http:// or https:// URL`, nil},
+		{"bad param before hosts", "tcp", map[string]string{"timeout": "soon"}, hosts,
+			`check: bad param: tcp timeout="soon": want a positive duration such as 5s or 500ms`, ErrBadParam},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Validate(tt.typ, tt.params, tt.hosts)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			if err == nil || err.Error() != tt.wantErr {
+				t.Fatalf("Validate error\n got %v\nwant %s", err, tt.wantErr)
+			}
+			if tt.is != nil && !errors.Is(err, tt.is) {
+				t.Errorf("errors.Is(%v, %v) = false", err, tt.is)
+			}
+			if tt.is == ErrBadParam {
+				return
+			}
+			var he *HostError
+			if !errors.As(err, &he) || he.Host == "" || he.Param == "" {
+				t.Errorf("error %v is not a *HostError naming host and param", err)
+			}
+		})
+	}
+}

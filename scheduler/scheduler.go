@@ -1,0 +1,176 @@
+package scheduler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/patrol-dev/patrol/queue"
+)
+
+// DefaultSessionTTL is the election session TTL unless configured.
+const DefaultSessionTTL = 5 * time.Second
+
+// Config configures a Scheduler. Zero fields take the defaults noted.
+type Config struct {
+	// ID names this scheduler in logs and in `patrol leader`. Required.
+	ID string
+	// SessionTTL is the election session's lease TTL. A dead leader is
+	// replaced within about this long. Default 5s; etcd's minimum is 2s.
+	SessionTTL time.Duration
+	// MaxAttempts bounds how often a task whose worker was lost is run.
+	// Default 3.
+	MaxAttempts int
+	// SweepInterval is how often active batches are swept for orphaned
+	// tasks. Default 10s.
+	SweepInterval time.Duration
+	// Log receives the scheduler's log lines.
+	Log zerolog.Logger
+	// OnLeading, if set, is called with the fence each time this scheduler
+	// starts leading (for tests and status).
+	OnLeading func(queue.Fence)
+}
+
+// Scheduler is one candidate for leadership.
+type Scheduler struct {
+	q   *queue.Queue
+	cfg Config
+	log zerolog.Logger
+}
+
+// New validates cfg and returns a Scheduler.
+func New(q *queue.Queue, cfg Config) (*Scheduler, error) {
+	if cfg.ID == "" {
+		return nil, errors.New("scheduler: ID is required")
+	}
+	if cfg.SessionTTL == 0 {
+		cfg.SessionTTL = DefaultSessionTTL
+	}
+	if cfg.SessionTTL < 2*time.Second {
+		return nil, fmt.Errorf("scheduler: session TTL %s is below etcd's 2s minimum", cfg.SessionTTL)
+	}
+	if cfg.MaxAttempts == 0 {
+		cfg.MaxAttempts = 3
+	}
+	if cfg.SweepInterval == 0 {
+		cfg.SweepInterval = 10 * time.Second
+	}
+	return &Scheduler{q: q, cfg: cfg, log: cfg.Log.With().Str("scheduler_id", cfg.ID).Logger()}, nil
+}
+
+// Run campaigns and leads until ctx ends, campaigning again whenever
+// leadership is lost. It returns nil when ctx is cancelled.
+func (s *Scheduler) Run(ctx context.Context) error {
+	backoff := 200 * time.Millisecond
+	for ctx.Err() == nil {
+		err := s.term(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		if err != nil {
+			s.log.Warn().Err(err).Dur("retry_in", backoff).Msg("leadership term ended")
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		backoff = 200 * time.Millisecond
+	}
+	return nil
+}
+
+// term is one session: campaign, lead until the session or a fence is lost.
+func (s *Scheduler) term(ctx context.Context) error {
+	sess, err := concurrency.NewSession(s.q.Client(),
+		concurrency.WithTTL(int(s.cfg.SessionTTL.Seconds())), concurrency.WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("open election session: %w", err)
+	}
+	defer func() {
+		// Revoke the lease so a successor need not wait out the TTL.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		s.q.Client().Revoke(cctx, sess.Lease())
+		sess.Orphan()
+	}()
+
+	// Campaign can hang or return after the session expired: run it in a
+	// context that ends with the session.
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-sess.Done():
+			cancel()
+		case <-cctx.Done():
+		}
+	}()
+
+	el := concurrency.NewElection(sess, s.q.Keys().Election())
+	start := time.Now()
+	info, _ := json.Marshal(queue.LeaderInfo{ID: s.cfg.ID, Since: start.UTC()})
+	s.log.Debug().Msg("campaigning")
+	if err := el.Campaign(cctx, string(info)); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("campaign: %w", err)
+	}
+	select {
+	case <-sess.Done():
+		return errors.New("session expired while campaigning")
+	default:
+	}
+	fence := queue.Fence{Key: el.Key(), Rev: el.Rev()}
+	// Record when leadership began, fenced like every leader write.
+	info, _ = json.Marshal(queue.LeaderInfo{ID: s.cfg.ID, Since: time.Now().UTC()})
+	if err := el.Proclaim(cctx, string(info)); err != nil {
+		return fmt.Errorf("proclaim: %w", err)
+	}
+	log := s.log.With().Int64("election_rev", fence.Rev).Logger()
+	log.Info().Dur("campaign", time.Since(start)).Msg("leading")
+	if s.cfg.OnLeading != nil {
+		s.cfg.OnLeading(fence)
+	}
+	err = s.lead(cctx, fence, log)
+	log.Info().Err(err).Msg("stopped leading")
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err == nil {
+		return errors.New("session lost")
+	}
+	return err
+}
+
+// lead does the leader's work until ctx ends or a fenced write is rejected.
+func (s *Scheduler) lead(ctx context.Context, fence queue.Fence, log zerolog.Logger) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	l := &leader{s: s, fence: fence, log: log, active: map[string]*batchState{}, wake: make(chan struct{}, 1)}
+	fail := func(err error) {
+		if errors.Is(err, queue.ErrNotLeader) {
+			cancel(err)
+		}
+	}
+	l.fail = fail
+
+	var wg sync.WaitGroup
+	wg.Go(func() { s.q.Sync(ctx, s.q.Keys().Active(), 30*time.Second, l.resetActive, l.onActive) })
+	wg.Go(func() { l.watchResults(ctx) })
+	wg.Go(func() { l.watchClaims(ctx) })
+	l.loop(ctx)
+	wg.Wait()
+	if err := context.Cause(ctx); errors.Is(err, queue.ErrNotLeader) {
+		return err
+	}
+	return nil
+}
