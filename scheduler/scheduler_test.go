@@ -1,0 +1,224 @@
+package scheduler_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/patrol-dev/patrol/internal/etcdtest"
+	"github.com/patrol-dev/patrol/internal/inventory"
+	"github.com/patrol-dev/patrol/queue"
+	"github.com/patrol-dev/patrol/scheduler"
+)
+
+type fixture struct {
+	env *etcdtest.Env
+	q   *queue.Queue
+	ctx context.Context
+}
+
+func setup(t *testing.T) *fixture {
+	t.Helper()
+	env := etcdtest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return &fixture{env: env, q: queue.New(env.Client, env.Prefix), ctx: ctx}
+}
+
+// running is a scheduler started by a test, with the fences it led under.
+type running struct {
+	fences chan queue.Fence
+	stop   func()
+}
+
+// start runs a scheduler on its own client until the test ends or stop.
+func (f *fixture) start(t *testing.T, id string) *running {
+	t.Helper()
+	r := &running{fences: make(chan queue.Fence, 16)}
+	s, err := scheduler.New(queue.New(etcdtest.NewClient(t), f.env.Prefix), scheduler.Config{
+		ID: id, SessionTTL: 2 * time.Second, Log: zerolog.Nop(),
+		OnLeading: func(fc queue.Fence) { r.fences <- fc },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { s.Run(ctx) })
+	var once sync.Once
+	r.stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *running) leading(t *testing.T) queue.Fence {
+	t.Helper()
+	select {
+	case fc := <-r.fences:
+		return fc
+	case <-time.After(30 * time.Second):
+		t.Fatal("scheduler did not start leading within 30s")
+		return queue.Fence{}
+	}
+}
+
+func hosts(n int) []inventory.Host {
+	out := make([]inventory.Host, n)
+	for i := range out {
+		out[i] = inventory.Host{Name: fmt.Sprintf("h%03d", i), Address: "127.0.0.1"}
+	}
+	return out
+}
+
+func TestOneLeaderAndFailover(t *testing.T) {
+	f := setup(t)
+	a := f.start(t, "a")
+	fa := a.leading(t)
+	l, ok, err := f.q.CurrentLeader(f.ctx)
+	if err != nil || !ok || l.ID != "a" || l.Rev != fa.Rev {
+		t.Fatalf("leader = %+v ok=%v err=%v, want a at rev %d", l, ok, err, fa.Rev)
+	}
+	b := f.start(t, "b")
+	etcdtest.WaitFor(t, f.env.Client, f.q.Keys().Election(), 30*time.Second, "b to campaign", func(n int) bool { return n == 2 })
+	select {
+	case <-b.fences:
+		t.Fatal("b leads while a is alive")
+	default:
+	}
+	a.stop() // resigns by revoking its lease
+	fb := b.leading(t)
+	if fb.Rev <= fa.Rev {
+		t.Fatalf("b's fence rev %d not after a's %d", fb.Rev, fa.Rev)
+	}
+	l, ok, err = f.q.CurrentLeader(f.ctx)
+	if err != nil || !ok || l.ID != "b" {
+		t.Fatalf("leader = %+v ok=%v err=%v, want b", l, ok, err)
+	}
+}
+
+func TestLeaderWhoseSessionIsRevokedStepsDownAndCampaignsAgain(t *testing.T) {
+	f := setup(t)
+	a := f.start(t, "a")
+	first := a.leading(t)
+	// Revoke the leader's lease from outside, as etcd does when it expires.
+	resp, err := f.env.Client.Get(f.ctx, first.Key)
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("election key: %v", err)
+	}
+	if _, err := f.env.Client.Revoke(f.ctx, clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil {
+		t.Fatal(err)
+	}
+	second := a.leading(t)
+	if second.Rev <= first.Rev || second.Key == first.Key {
+		t.Fatalf("new term %+v does not follow %+v", second, first)
+	}
+	// The old fence is dead: a write under it is rejected.
+	spec, _, err := f.q.Submit(f.ctx, queue.SubmitRequest{ID: "late", Check: "noop", Hosts: hosts(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.q.Shard(f.ctx, first, spec); err != queue.ErrNotLeader {
+		t.Fatalf("shard under the old fence: %v, want ErrNotLeader", err)
+	}
+}
+
+func TestShardsRequeuesLostWorkAndFinishesOnce(t *testing.T) {
+	f := setup(t)
+	f.start(t, "s").leading(t)
+	if _, _, err := f.q.Submit(f.ctx, queue.SubmitRequest{ID: "b1", Check: "noop", Hosts: hosts(50)}); err != nil {
+		t.Fatal(err)
+	}
+	ready := f.q.Keys().Ready()
+	etcdtest.WaitFor(t, f.env.Client, ready, 30*time.Second, "50 ready tasks", func(n int) bool { return n == 50 })
+
+	// A worker claims everything, finishes 20, and dies.
+	sess, err := concurrency.NewSession(f.env.Client, concurrency.WithTTL(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := f.claimAll(t, sess.Lease())
+	if len(claims) != 50 {
+		t.Fatalf("claimed %d", len(claims))
+	}
+	for _, c := range claims[:20] {
+		if ok, err := f.q.Complete(f.ctx, c, queue.Result{Host: c.Task.Host.Name, Status: queue.StatusOK, Attempts: c.Task.Attempt}); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+	}
+	sess.Close() // the lease goes, and with it 30 claims
+	etcdtest.WaitFor(t, f.env.Client, ready, 30*time.Second, "30 requeued tasks", func(n int) bool { return n == 30 })
+
+	sess2, err := concurrency.NewSession(f.env.Client, concurrency.WithTTL(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess2.Close()
+	for _, c := range f.claimAll(t, sess2.Lease()) {
+		if c.Task.Attempt != 2 {
+			t.Fatalf("requeued task %s at attempt %d, want 2", c.Task.ID, c.Task.Attempt)
+		}
+		if ok, err := f.q.Complete(f.ctx, c, queue.Result{Host: c.Task.Host.Name, Status: queue.StatusFail, Attempts: c.Task.Attempt}); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+	}
+	etcdtest.WaitFor(t, f.env.Client, f.q.Keys().BatchSummary("b1"), 30*time.Second, "the summary", func(n int) bool { return n == 1 })
+	sum, done, err := f.q.Summary(f.ctx, "b1")
+	if err != nil || !done || sum.Total != 50 || sum.Counts[queue.StatusOK] != 20 || sum.Counts[queue.StatusFail] != 30 {
+		t.Fatalf("summary %+v done=%v err=%v", sum, done, err)
+	}
+	resp, err := f.env.Client.Get(f.ctx, f.q.Keys().BatchSummary("b1"))
+	if err != nil || resp.Kvs[0].Version != 1 {
+		t.Fatalf("summary written more than once: %v", err)
+	}
+	if keys := etcdtest.Keys(t, f.env.Client, f.q.Keys().Active()); len(keys) != 0 {
+		t.Fatalf("finished batch still active: %v", keys)
+	}
+}
+
+func TestSweepRecoversWorkLostWhileNoSchedulerLed(t *testing.T) {
+	f := setup(t)
+	s := f.start(t, "first")
+	s.leading(t)
+	if _, _, err := f.q.Submit(f.ctx, queue.SubmitRequest{ID: "b1", Check: "noop", Hosts: hosts(10)}); err != nil {
+		t.Fatal(err)
+	}
+	etcdtest.WaitFor(t, f.env.Client, f.q.Keys().Ready(), 30*time.Second, "10 ready tasks", func(n int) bool { return n == 10 })
+	s.stop()
+	// With no scheduler running, a worker claims everything and dies.
+	sess, err := concurrency.NewSession(f.env.Client, concurrency.WithTTL(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.claimAll(t, sess.Lease())); n != 10 {
+		t.Fatalf("claimed %d", n)
+	}
+	sess.Close()
+	// The next leader's first sweep finds the orphans.
+	f.start(t, "second").leading(t)
+	etcdtest.WaitFor(t, f.env.Client, f.q.Keys().Ready(), 30*time.Second, "10 recovered tasks", func(n int) bool { return n == 10 })
+}
+
+func (f *fixture) claimAll(t *testing.T, lease clientv3.LeaseID) []queue.Claimed {
+	t.Helper()
+	var all []queue.Claimed
+	for {
+		ready, _, err := f.q.ListReady(f.ctx, 0, queue.MaxClaim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ready) == 0 {
+			return all
+		}
+		got, err := f.q.Claim(f.ctx, lease, "test-worker", ready, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, got...)
+	}
+}

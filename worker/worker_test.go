@@ -1,0 +1,205 @@
+package worker_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/patrol-dev/patrol/internal/etcdtest"
+	"github.com/patrol-dev/patrol/internal/inventory"
+	"github.com/patrol-dev/patrol/queue"
+	"github.com/patrol-dev/patrol/scheduler"
+	"github.com/patrol-dev/patrol/worker"
+)
+
+type fixture struct {
+	env *etcdtest.Env
+	q   *queue.Queue
+	ctx context.Context
+}
+
+func setup(t *testing.T) *fixture {
+	t.Helper()
+	env := etcdtest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	f := &fixture{env: env, q: queue.New(env.Client, env.Prefix), ctx: ctx}
+	s, err := scheduler.New(queue.New(etcdtest.NewClient(t), env.Prefix), scheduler.Config{ID: "s", SessionTTL: 2 * time.Second, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.goUntilCleanup(t, s.Run)
+	return f
+}
+
+// goUntilCleanup runs fn until the test ends and returns a stop function.
+func (f *fixture) goUntilCleanup(t *testing.T, fn func(context.Context) error) func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { fn(ctx) })
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); wg.Wait() }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+func (f *fixture) worker(t *testing.T, id string, concurrency int) (*worker.Worker, func()) {
+	t.Helper()
+	w, err := worker.New(queue.New(etcdtest.NewClient(t), f.env.Prefix), worker.Config{
+		ID: id, Concurrency: concurrency, LeaseTTL: 2 * time.Second, Log: zerolog.Nop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, f.goUntilCleanup(t, w.Run)
+}
+
+func (f *fixture) submit(t *testing.T, id, check string, params map[string]string, hosts []inventory.Host) {
+	t.Helper()
+	if _, _, err := f.q.Submit(f.ctx, queue.SubmitRequest{ID: id, Check: check, Params: params, Hosts: hosts}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fixture) waitDone(t *testing.T, batch string) []queue.HostResult {
+	t.Helper()
+	etcdtest.WaitFor(t, f.env.Client, f.q.Keys().BatchSummary(batch), 45*time.Second, "batch "+batch+" to finish", func(n int) bool { return n == 1 })
+	rows, bad, err := f.q.Results(f.ctx, batch)
+	if err != nil || len(bad) > 0 {
+		t.Fatalf("results: %v %v", err, bad)
+	}
+	return rows
+}
+
+func names(n int) []inventory.Host {
+	out := make([]inventory.Host, n)
+	for i := range out {
+		out[i] = inventory.Host{Name: fmt.Sprintf("h%03d", i), Address: "127.0.0.1"}
+	}
+	return out
+}
+
+func TestWorkersRunEveryTaskOnceWithTheRightVerdict(t *testing.T) {
+	f := setup(t)
+	open, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close()
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedPort := closed.Addr().(*net.TCPAddr).Port
+	closed.Close()
+	openPort := open.Addr().(*net.TCPAddr).Port
+	var hosts []inventory.Host
+	for i := range 40 {
+		port := openPort
+		if i%4 == 0 {
+			port = closedPort
+		}
+		hosts = append(hosts, inventory.Host{Name: fmt.Sprintf("h%02d", i), Address: "127.0.0.1", Port: port})
+	}
+	w1, _ := f.worker(t, "w1", 8)
+	w2, _ := f.worker(t, "w2", 8)
+	f.submit(t, "tcp", "tcp", map[string]string{"timeout": "5s"}, hosts)
+	rows := f.waitDone(t, "tcp")
+	if len(rows) != 40 {
+		t.Fatalf("%d rows, want 40", len(rows))
+	}
+	for i, r := range rows {
+		want := queue.StatusOK
+		if i%4 == 0 {
+			want = queue.StatusFail
+		}
+		if r.Host != hosts[i].Name || r.Status != want || r.Attempts != 1 || (r.Worker != "w1" && r.Worker != "w2") {
+			t.Errorf("row %d = %+v, want %s on %s", i, r, want, hosts[i].Name)
+		}
+	}
+	s1, s2 := w1.Stats(), w2.Stats()
+	if s1.Committed+s2.Committed != 40 || s1.Rejected+s2.Rejected != 0 {
+		t.Fatalf("stats %+v %+v", s1, s2)
+	}
+}
+
+func TestUnknownCheckIsAnErrorResultNotACrash(t *testing.T) {
+	f := setup(t)
+	f.worker(t, "w", 4)
+	// A batch written by a newer submitter with a check this worker lacks.
+	f.submit(t, "b", "ping", nil, names(3))
+	for _, r := range f.waitDone(t, "b") {
+		if r.Status != queue.StatusError || r.Message == "" {
+			t.Fatalf("row %+v, want an error naming the check", r)
+		}
+	}
+}
+
+func TestLostLeaseCancelsRunningChecksAndAnotherWorkerFinishes(t *testing.T) {
+	f := setup(t)
+	// An HTTP target that holds every request until the gate opens.
+	gate := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-gate:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	w1, stop1 := f.worker(t, "w1", 8)
+	f.submit(t, "b", "http", map[string]string{"url": srv.URL, "timeout": "1m"}, names(5))
+	claims := f.q.Keys().BatchClaims("b")
+	etcdtest.WaitFor(t, f.env.Client, claims, 30*time.Second, "w1 to claim all 5", func(n int) bool { return n == 5 })
+
+	// w1's lease is revoked, as when etcd expires it: its claims vanish,
+	// the scheduler requeues, and its checks are cancelled uncommitted.
+	resp, err := f.env.Client.Get(f.ctx, claims, clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.env.Client.Revoke(f.ctx, clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil {
+		t.Fatal(err)
+	}
+	stop1()
+	if s := w1.Stats(); s.Committed != 0 {
+		t.Fatalf("w1 committed after losing its lease: %+v", s)
+	}
+
+	etcdtest.WaitFor(t, f.env.Client, f.q.Keys().Ready(), 30*time.Second, "5 requeued tasks", func(n int) bool { return n == 5 })
+
+	close(gate)
+	f.worker(t, "w2", 8)
+	for _, r := range f.waitDone(t, "b") {
+		// Attempt 2 at least: if w1 reopened a session and claimed again
+		// before it stopped, it released those claims, adding an attempt.
+		if r.Status != queue.StatusOK || r.Worker != "w2" || r.Attempts < 2 {
+			t.Fatalf("row %+v, want ok by w2 on attempt 2 or later", r)
+		}
+	}
+}
+
+func TestStopReleasesClaimsForImmediateRequeue(t *testing.T) {
+	f := setup(t)
+	w, stop := f.worker(t, "w", 8)
+	f.submit(t, "b", "noop", map[string]string{"sleep": "1h"}, names(6))
+	etcdtest.WaitFor(t, f.env.Client, f.q.Keys().BatchClaims("b"), 30*time.Second, "6 claims", func(n int) bool { return n == 6 })
+	stop()
+	if s := w.Stats(); s.Released != 6 {
+		t.Fatalf("released %d, want 6", s.Released)
+	}
+	// Requeued by the scheduler's claim watch, long before a 2s lease TTL
+	// would matter; attempt 2 is recorded for the next run.
+	etcdtest.WaitFor(t, f.env.Client, f.q.Keys().Ready(), 30*time.Second, "6 requeued tasks", func(n int) bool { return n == 6 })
+	ready, _, err := f.q.ListReady(f.ctx, 0, 10)
+	if err != nil || len(ready) != 6 || ready[0].Task.Attempt != 2 {
+		t.Fatalf("ready %+v err %v", ready, err)
+	}
+}
