@@ -24,7 +24,7 @@ type fixture struct {
 	ctx context.Context
 }
 
-func setup(t *testing.T) *fixture {
+func setup(t testing.TB) *fixture {
 	t.Helper()
 	env := etcdtest.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -41,7 +41,7 @@ func hosts(n int) []inventory.Host {
 }
 
 // session opens a lease-backed session that ends with the test.
-func (f *fixture) session(t *testing.T, ttl int) *concurrency.Session {
+func (f *fixture) session(t testing.TB, ttl int) *concurrency.Session {
 	t.Helper()
 	s, err := concurrency.NewSession(f.env.Client, concurrency.WithTTL(ttl))
 	if err != nil {
@@ -52,7 +52,7 @@ func (f *fixture) session(t *testing.T, ttl int) *concurrency.Session {
 }
 
 // lead wins the election and returns the fence and the session behind it.
-func (f *fixture) lead(t *testing.T) (queue.Fence, *concurrency.Session) {
+func (f *fixture) lead(t testing.TB) (queue.Fence, *concurrency.Session) {
 	t.Helper()
 	s := f.session(t, 5)
 	e := concurrency.NewElection(s, f.q.Keys().Election())
@@ -62,7 +62,7 @@ func (f *fixture) lead(t *testing.T) (queue.Fence, *concurrency.Session) {
 	return queue.Fence{Key: e.Key(), Rev: e.Rev()}, s
 }
 
-func (f *fixture) submit(t *testing.T, id string, n int) queue.BatchSpec {
+func (f *fixture) submit(t testing.TB, id string, n int) queue.BatchSpec {
 	t.Helper()
 	spec, existed, err := f.q.Submit(f.ctx, queue.SubmitRequest{ID: id, Check: "noop", Hosts: hosts(n)})
 	if err != nil || existed {
@@ -72,7 +72,7 @@ func (f *fixture) submit(t *testing.T, id string, n int) queue.BatchSpec {
 }
 
 // submitAndShard submits a batch of n hosts and shards it as leader.
-func (f *fixture) submitAndShard(t *testing.T, id string, n int) (queue.BatchSpec, queue.Fence) {
+func (f *fixture) submitAndShard(t testing.TB, id string, n int) (queue.BatchSpec, queue.Fence) {
 	t.Helper()
 	spec := f.submit(t, id, n)
 	fence, _ := f.lead(t)
@@ -82,12 +82,12 @@ func (f *fixture) submitAndShard(t *testing.T, id string, n int) (queue.BatchSpe
 	return spec, fence
 }
 
-func (f *fixture) count(t *testing.T, prefix string) int {
+func (f *fixture) count(t testing.TB, prefix string) int {
 	t.Helper()
 	return len(etcdtest.Keys(t, f.env.Client, prefix))
 }
 
-func (f *fixture) claimAll(t *testing.T, lease clientv3.LeaseID, worker string) []queue.Claimed {
+func (f *fixture) claimAll(t testing.TB, lease clientv3.LeaseID, worker string) []queue.Claimed {
 	t.Helper()
 	var all []queue.Claimed
 	for {
@@ -231,7 +231,7 @@ func TestShardResumesAfterLeaderChange(t *testing.T) {
 	}
 }
 
-func (f *fixture) revision(t *testing.T) int64 {
+func (f *fixture) revision(t testing.TB) int64 {
 	t.Helper()
 	resp, err := f.env.Client.Get(f.ctx, "rev-probe")
 	if err != nil {

@@ -1,0 +1,42 @@
+# Patrol's developer entry points. `make help` lists them.
+
+GO      ?= go
+BIN     ?= bin/patrol
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Build the static bin/patrol (CGO disabled)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/patrol
+
+.PHONY: test
+test: ## Run every test under the race detector (README's test command)
+	$(GO) test -race -count=1 ./...
+
+.PHONY: bench
+bench: ## Run the benchmarks and print their figures
+	$(GO) test -run '^$$' -bench . -benchtime 10x ./...
+
+.PHONY: lint
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+.PHONY: static-check
+static-check: build ## Prove bin/patrol is statically linked
+	@if command -v file >/dev/null; then file $(BIN); fi
+	$(GO) test -count=1 -run TestBinaryIsStatic ./internal/buildtest/
+
+.PHONY: demo
+demo: ## Run the demo batch on an embedded etcd (README's run command)
+	$(GO) run ./cmd/patrol dev --demo
+
+.PHONY: clean
+clean: ## Remove build output
+	rm -rf bin
