@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -95,7 +96,11 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			leaderCommand(),
 		},
 	}
-	return cliApp.RunContext(ctx, args)
+	for _, cmd := range cliApp.Commands {
+		cmd.OnUsageError = usageError
+	}
+	cliApp.OnUsageError = usageError
+	return cliApp.RunContext(ctx, interleaveArgs(cliApp, args))
 }
 
 func globalFlags() []cli.Flag {
@@ -110,14 +115,26 @@ func globalFlags() []cli.Flag {
 			Usage: "trace, debug, info, warn or error"},
 		&cli.StringFlag{Name: "log-format", EnvVars: []string{"PATROL_LOG_FORMAT"},
 			Usage: "json or console (default: console when stderr is a terminal, else json)"},
-		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", EnvVars: []string{"PATROL_OUTPUT"},
-			Usage: "output format: table or json"},
+		outputFlag(),
 	}
+}
+
+// outputFlag is -o/--output. It is global and also on each command that
+// prints, so both `patrol -o json results B` and `patrol results B -o json` work.
+func outputFlag() cli.Flag {
+	return &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", EnvVars: []string{"PATROL_OUTPUT"},
+		Usage: "output format: table or json"}
 }
 
 // outputFormat returns -o, checked against what the command supports.
 func outputFormat(c *cli.Context, allowed ...string) (string, error) {
-	o := c.String("output")
+	o := c.String("output") // the environment or the default
+	for _, lc := range c.Lineage() {
+		if lc.IsSet("output") {
+			o = lc.String("output")
+			break
+		}
+	}
 	for _, a := range allowed {
 		if o == a {
 			return o, nil
@@ -144,10 +161,19 @@ func connect(ctx context.Context, c *cli.Context, log zerolog.Logger) (*clientv3
 		return nil, errors.New("no etcd endpoints: pass --endpoints HOST:PORT or set PATROL_ENDPOINTS")
 	}
 	timeout := c.Duration("dial-timeout")
+	// While probing, the client's retry warnings would only repeat the one
+	// clear error below; after it, they are worth seeing.
+	var probing atomic.Bool
+	probing.Store(true)
+	clog := log.With().Str("component", "etcd-client").Logger().Hook(zerolog.HookFunc(func(e *zerolog.Event, _ zerolog.Level, _ string) {
+		if probing.Load() {
+			e.Discard()
+		}
+	}))
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   eps,
 		DialTimeout: timeout,
-		Logger:      logging.Zap(log.With().Str("component", "etcd-client").Logger(), zapcore.WarnLevel),
+		Logger:      logging.Zap(clog, zapcore.WarnLevel),
 		Context:     ctx,
 	})
 	if err != nil {
@@ -155,7 +181,9 @@ func connect(ctx context.Context, c *cli.Context, log zerolog.Logger) (*clientv3
 	}
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if _, err := cli.Get(pctx, "health-probe", clientv3.WithCountOnly()); err != nil {
+	_, err = cli.Get(pctx, "health-probe", clientv3.WithCountOnly())
+	probing.Store(false)
+	if err != nil {
 		cli.Close()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -183,6 +211,14 @@ func defaultID(role string) string {
 		h = "unknown"
 	}
 	return fmt.Sprintf("%s-%s-%d", role, h, os.Getpid())
+}
+
+// usageError replaces urfave/cli's full help dump on a bad flag with one line.
+func usageError(c *cli.Context, err error, _ bool) error {
+	if c.Command != nil && c.Command.Name != "" {
+		return usageErr("%s: %v; see `patrol %s --help`", c.Command.Name, err, c.Command.Name)
+	}
+	return usageErr("%v; see `patrol --help`", err)
 }
 
 // usageErr is a mistake on the command line.

@@ -101,4 +101,3 @@ func dev(c *cli.Context) error {
 		return fmt.Errorf("embedded etcd failed: %w", err)
 	}
 }
-

@@ -12,6 +12,7 @@ func leaderCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "leader",
 		Usage: "show the elected scheduler: its ID, since when, and its election revision (exit 1 if none)",
+		Flags: []cli.Flag{outputFlag()},
 		Action: func(c *cli.Context) error {
 			a := appOf(c)
 			out, err := outputFormat(c, "table", "json")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -18,6 +17,3 @@ func TestMain(m *testing.M) {
 		"patrol": main,
 	})
 }
-
-// Keep the linker from dropping main's flags when tests re-execute it.
-var _ = os.Args

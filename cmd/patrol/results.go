@@ -19,6 +19,7 @@ func resultsCommand() *cli.Command {
 		Name:      "results",
 		Usage:     "show one row per host of a batch: status, attempts, duration, worker, message",
 		ArgsUsage: "BATCH",
+		Flags:     []cli.Flag{outputFlag()},
 		Action: func(c *cli.Context) error {
 			a := appOf(c)
 			out, err := outputFormat(c, "table", "json")

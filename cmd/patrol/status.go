@@ -15,6 +15,7 @@ func statusCommand() *cli.Command {
 		Name:      "status",
 		Usage:     "show how many hosts of a batch stand in each state",
 		ArgsUsage: "BATCH",
+		Flags:     []cli.Flag{outputFlag()},
 		Action: func(c *cli.Context) error {
 			a := appOf(c)
 			out, err := outputFormat(c, "table", "json")

@@ -20,6 +20,7 @@ func submitCommand() *cli.Command {
 		Usage:     "submit a batch: run one check against every host of an inventory",
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
+			outputFlag(),
 			&cli.StringFlag{Name: "inventory", Aliases: []string{"i"}, Usage: "inventory file: one host per line (name, name:port, [ipv6]:port)"},
 			&cli.StringFlag{Name: "check", Usage: "check type: " + strings.Join(check.Types(), ", ")},
 			&cli.StringSliceFlag{Name: "param", Aliases: []string{"p"},
