@@ -109,6 +109,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		backoff = min(2*backoff, 5*time.Second)
 	}
+	st := w.Stats()
+	w.log.Info().Int64("claimed", st.Claimed).Int64("committed", st.Committed).
+		Int64("rejected", st.Rejected).Int64("released", st.Released).Msg("worker stopped")
 	return nil
 }
 
