@@ -20,8 +20,9 @@ test: ## Run every test under the race detector (README's test command)
 	$(GO) test -race -count=1 ./...
 
 .PHONY: bench
-bench: ## Run the benchmarks and print their figures
-	$(GO) test -run '^$$' -bench . -benchtime 10x ./...
+bench: ## Run the benchmarks and print their figures (throughput: median of 5 runs)
+	$(GO) test -run '^$$' -bench . -benchtime 10x ./queue/
+	$(GO) test -run '^$$' -bench Throughput -benchtime 5x ./internal/throughput/
 
 .PHONY: lint
 lint: ## gofmt and go vet

@@ -64,12 +64,11 @@ func TestOneResultPerHostAtScale(t *testing.T) {
 	patrol := func(args ...string) (stdout string, code int) {
 		t.Helper()
 		var out, errOut bytes.Buffer
-		args = append([]string{"patrol", "--endpoints", env.Endpoint, "--prefix", env.Prefix}, args...)
-		err := Run(ctx, args, &out, &errOut)
+		err := Run(ctx, append([]string{"patrol", "--endpoints", env.Endpoint, "--prefix", env.Prefix}, args...), &out, &errOut)
 		if err != nil {
 			code = exitCode(err)
 		}
-		t.Logf("%s: exit %d (%v)\nstderr:\n%s", strings.Join(args[5:], " "), code, err, errOut.String())
+		t.Logf("patrol %s: exit %d\nstderr:\n%s", strings.Join(args, " "), code, errOut.String())
 		return out.String(), code
 	}
 
