@@ -68,14 +68,22 @@ func (q *Queue) Submit(ctx context.Context, req SubmitRequest) (spec BatchSpec, 
 	}
 	committed := false
 	chunks := q.keys.BatchHosts(spec.ID, spec.Nonce)
+	specKey := q.keys.BatchSpec(spec.ID)
+	var specJSON string
 	defer func() {
-		if !committed {
-			// Best effort, on its own deadline: the caller's context may be
-			// what failed.
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			q.cli.Delete(cctx, chunks, clientv3.WithPrefix())
+		if committed {
+			return
 		}
+		// Best effort, on its own deadline: the caller's context may be
+		// what failed. A spec transaction whose reply was lost may still
+		// have landed, so delete the chunks only if the stored spec is not
+		// this attempt's.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		q.cli.Txn(cctx).
+			If(clientv3.Compare(clientv3.Value(specKey), "=", specJSON)).
+			Else(clientv3.OpDelete(chunks, clientv3.WithPrefix())).
+			Commit()
 	}()
 
 	for i, chunk := range chunkHosts(req.Hosts, chunkBytes) {
@@ -85,11 +93,16 @@ func (q *Queue) Submit(ctx context.Context, req SubmitRequest) (spec BatchSpec, 
 		spec.Chunks++
 	}
 
-	specKey := q.keys.BatchSpec(spec.ID)
+	specJSON = mustJSON(spec)
 	resp, err := q.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(specKey), "=", 0)). // the ID is unused
+		If(
+			clientv3.Compare(clientv3.CreateRevision(specKey), "=", 0), // the ID is unused
+			// The chunks are still there: cleanup deletes them all at once,
+			// so chunk 0 stands for every one.
+			clientv3.Compare(clientv3.CreateRevision(q.keys.BatchHostChunk(spec.ID, spec.Nonce, 0)), ">", 0),
+		).
 		Then(
-			clientv3.OpPut(specKey, mustJSON(spec)),
+			clientv3.OpPut(specKey, specJSON),
 			clientv3.OpPut(q.keys.ActiveBatch(spec.ID), spec.ID),
 		).
 		Else(clientv3.OpGet(specKey)).
@@ -102,7 +115,7 @@ func (q *Queue) Submit(ctx context.Context, req SubmitRequest) (spec BatchSpec, 
 		kvs := resp.Responses[0].GetResponseRange().Kvs
 		var old BatchSpec
 		if len(kvs) == 0 {
-			return BatchSpec{}, false, fmt.Errorf("%w: %s", ErrBatchExists, spec.ID)
+			return BatchSpec{}, false, fmt.Errorf("store batch spec: the inventory chunks of %s vanished before the spec was written; submit again", spec.ID)
 		}
 		if err := decodeKV(kvs[0], &old); err != nil {
 			return BatchSpec{}, false, err

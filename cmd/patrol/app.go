@@ -166,7 +166,7 @@ func connect(ctx context.Context, c *cli.Context, log zerolog.Logger) (*clientv3
 	var probing atomic.Bool
 	probing.Store(true)
 	clog := log.With().Str("component", "etcd-client").Logger().Hook(zerolog.HookFunc(func(e *zerolog.Event, _ zerolog.Level, _ string) {
-		if probing.Load() {
+		if probing.Load() || ctx.Err() != nil { // an interrupted command's retries are noise
 			e.Discard()
 		}
 	}))

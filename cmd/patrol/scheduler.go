@@ -1,6 +1,8 @@
 package main
 
 import (
+	"time"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/patrol-dev/patrol/scheduler"
@@ -17,6 +19,9 @@ func schedulerCommand() *cli.Command {
 		},
 		Action: func(c *cli.Context) error {
 			a := appOf(c)
+			if ttl := c.Duration("session-ttl"); ttl < 2*time.Second {
+				return usageErr("--session-ttl %s: etcd's minimum lease TTL is 2s; use 2s or more (default 5s)", ttl)
+			}
 			q, closeQ, err := openQueue(c.Context, c)
 			if err != nil {
 				return err

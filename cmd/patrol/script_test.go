@@ -36,7 +36,6 @@ import (
 //	                            connections until the script ends
 //	envsubst FILE...            expand $VARS in FILEs in place
 //	capture NAME REGEXP         set $NAME to REGEXP's first group in the last stdout
-//	waitkey KEY                 wait (on an etcd watch) until $PATROL_PREFIX/KEY exists
 //	waitleader [ID]             wait (on an etcd watch) until a scheduler, or the
 //	                            one named ID, leads; set $LEADER_ID and $LEADER_REV
 //
@@ -66,7 +65,6 @@ func TestScript(t *testing.T) {
 			"closedport": s.closedport,
 			"envsubst":   s.envsubst,
 			"capture":    s.capture,
-			"waitkey":    s.waitkey,
 			"waitleader": s.waitleader,
 		},
 	})
@@ -188,26 +186,6 @@ func (s scripts) capture(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("capture: no match for %q (with a group) in stdout", args[1])
 	}
 	ts.Setenv(args[0], m[1])
-}
-
-func (s scripts) waitkey(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 1 {
-		ts.Fatalf("usage: waitkey KEY")
-	}
-	key := queue.NewKeys(ts.Getenv("PATROL_PREFIX")).All() + args[0]
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	_, err := etcdtest.Wait(ctx, s.cli, key, func(resp *clientv3.GetResponse) bool {
-		for _, kv := range resp.Kvs {
-			if string(kv.Key) == key {
-				return true
-			}
-		}
-		return false
-	})
-	if err != nil {
-		ts.Fatalf("waitkey %s: %v", args[0], err)
-	}
 }
 
 func (s scripts) waitleader(ts *testscript.TestScript, neg bool, args []string) {

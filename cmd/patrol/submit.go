@@ -80,6 +80,9 @@ func submit(c *cli.Context) error {
 	spec, existed, err := q.Submit(ctx, queue.SubmitRequest{ID: id, Check: typ, Params: params, Hosts: hosts})
 	cancel()
 	if err != nil {
+		if c.Context.Err() != nil {
+			return exitErr{code: exitInterrupted, msg: fmt.Sprintf("interrupted while submitting batch %s; see whether it was stored with `patrol status %s`", id, id)}
+		}
 		return fmt.Errorf("submit batch %s: %w", id, err)
 	}
 	if out == "json" {

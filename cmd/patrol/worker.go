@@ -1,6 +1,8 @@
 package main
 
 import (
+	"time"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/patrol-dev/patrol/worker"
@@ -19,6 +21,12 @@ func workerCommand() *cli.Command {
 		},
 		Action: func(c *cli.Context) error {
 			a := appOf(c)
+			if n := c.Int("concurrency"); n < 1 {
+				return usageErr("--concurrency %d: must be at least 1", n)
+			}
+			if ttl := c.Duration("lease-ttl"); ttl < 2*time.Second {
+				return usageErr("--lease-ttl %s: etcd's minimum lease TTL is 2s; use 2s or more (default 10s)", ttl)
+			}
 			q, closeQ, err := openQueue(c.Context, c)
 			if err != nil {
 				return err
