@@ -3,7 +3,6 @@ package queue_test
 import (
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/patrol-dev/patrol/queue"
 )
@@ -28,8 +27,8 @@ func BenchmarkShard(b *testing.B) {
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "hosts/s")
 }
 
-// BenchmarkClaimComplete measures one worker claiming in batches of
-// MaxClaim and committing each result in its own fenced transaction.
+// BenchmarkClaimComplete measures one worker claiming groups of MaxClaim
+// and committing each group's results in one fenced transaction.
 func BenchmarkClaimComplete(b *testing.B) {
 	f := setup(b)
 	fence, _ := f.lead(b)
@@ -42,13 +41,12 @@ func BenchmarkClaimComplete(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		claims := f.claimAll(b, s.Lease(), "bench")
-		for _, c := range claims {
-			r := queue.Result{Host: c.Task.Host.Name, Status: queue.StatusOK, Attempts: c.Task.Attempt, FinishedAt: time.Now()}
-			if ok, err := f.q.Complete(f.ctx, c, r); !ok || err != nil {
-				b.Fatal(ok, err)
+		for _, g := range f.claimAll(b, s.Lease(), "bench") {
+			outs := finishAll(g, queue.StatusOK, "bench")
+			if rej, err := f.q.Commit(f.ctx, outs); len(rej) > 0 || err != nil {
+				b.Fatal(rej, err)
 			}
-			done++
+			done += len(outs)
 		}
 	}
 	b.ReportMetric(float64(done)/b.Elapsed().Seconds(), "tasks/s")

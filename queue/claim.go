@@ -3,15 +3,20 @@ package queue
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strconv"
+	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// MaxClaim is the most tasks one claim transaction takes: three operations
-// per task (delete the ready key, put the claim, record the attempt on the
-// task) stay within etcd's 128 operations per branch.
-const MaxClaim = 42
+// MaxClaim is the most tasks one claim transaction takes: a compare and a
+// delete per task, plus the group's claim and running records, stay within
+// etcd's 128 operations per branch.
+const MaxClaim = 64
 
 // Ready is a claimable task as a worker saw it.
 type Ready struct {
@@ -20,20 +25,14 @@ type Ready struct {
 	ModRev int64 // the ready key's revision when listed; the claim compares it
 }
 
-// Claimed is a task this worker holds. ClaimRev is the claim key's create
-// revision: the fencing token its completion compares.
-type Claimed struct {
-	Task     Task
-	Claim    Claim
-	ClaimKey string
-	ClaimRev int64
-}
-
 // BadValue is a key whose value did not decode, found while listing.
 type BadValue struct {
-	Key string
+	KV  *mvccpb.KeyValue
 	Err error
 }
+
+// Key is the malformed value's key.
+func (b BadValue) Key() string { return string(b.KV.Key) }
 
 // ListReady returns up to limit claimable tasks, starting at shard start and
 // wrapping around, so that workers starting at different shards rarely race
@@ -54,7 +53,7 @@ func (q *Queue) ListReady(ctx context.Context, start, limit int) ([]Ready, []Bad
 		for _, kv := range resp.Kvs {
 			var t Task
 			if err := decodeKV(kv, &t); err != nil {
-				bad = append(bad, BadValue{Key: string(kv.Key), Err: err})
+				bad = append(bad, BadValue{KV: kv, Err: err})
 				continue
 			}
 			out = append(out, Ready{Task: t, Key: string(kv.Key), ModRev: kv.ModRevision})
@@ -63,45 +62,53 @@ func (q *Queue) ListReady(ctx context.Context, start, limit int) ([]Ready, []Bad
 	return out, bad, nil
 }
 
-// Claim takes as many of ready (at most MaxClaim) as it can, in one
-// transaction per round: every ready key must be unchanged since it was
-// listed, and then all are deleted and a claim key bound to lease is put for
-// each, and the attempt is recorded on the durable task. When another worker took some, the Else branch reads which are
-// still there and the next round claims those. It returns what was claimed.
-func (q *Queue) Claim(ctx context.Context, lease clientv3.LeaseID, worker string, ready []Ready, now time.Time) ([]Claimed, error) {
+// Group is a set of tasks claimed together by one worker, under one claim
+// key. Its methods are not safe for concurrent use: one goroutine of the
+// worker (its committer) owns a group's bookkeeping.
+type Group struct {
+	ID       string
+	Running  Running
+	ClaimRev int64 // the claim key's create revision: the fencing token for completions
+	done     map[int]bool
+}
+
+// Claim takes as many of ready (at most MaxClaim) as it can, as one group,
+// in one transaction per round: every ready key must be unchanged since it
+// was listed; then all are deleted, the group's claim key is put bound to
+// lease, and its running record (the tasks, durable) is put beside it.
+// When another worker took some, the Else branch reads which are still
+// there and the next round claims those. deadline gives each task's
+// attempt deadline. It returns nil when nothing could be claimed.
+func (q *Queue) Claim(ctx context.Context, lease clientv3.LeaseID, worker, group string, ready []Ready, now time.Time, deadline func(Task) time.Time) (*Group, error) {
 	if len(ready) > MaxClaim {
 		ready = ready[:MaxClaim]
 	}
+	claimKey, runKey := q.keys.Claim(group), q.keys.RunningGroup(group)
 	for len(ready) > 0 {
-		cmps := make([]clientv3.Cmp, 0, 2*len(ready))
-		then := make([]clientv3.Op, 0, 2*len(ready))
+		run := Running{Worker: worker, ClaimedAt: now.UTC()}
+		cmps := make([]clientv3.Cmp, 0, len(ready)+1)
+		then := make([]clientv3.Op, 0, len(ready)+2)
 		els := make([]clientv3.Op, 0, len(ready))
-		claims := make([]Claimed, 0, len(ready))
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(claimKey), "=", 0))
 		for _, r := range ready {
-			t := r.Task
-			c := Claim{Worker: worker, Host: t.Host.Name, Attempt: t.Attempt, ClaimedAt: now.UTC()}
-			ckey := q.keys.Claim(t.Batch, t.ID)
-			cmps = append(cmps,
-				clientv3.Compare(clientv3.ModRevision(r.Key), "=", r.ModRev), // still ready, as listed
-				clientv3.Compare(clientv3.CreateRevision(ckey), "=", 0),      // nobody holds it
-			)
-			then = append(then,
-				clientv3.OpDelete(r.Key),
-				clientv3.OpPut(ckey, mustJSON(c), clientv3.WithLease(lease)),
-				clientv3.OpPut(q.keys.Task(t.Batch, t.ID), mustJSON(t)), // durable attempt count
-			)
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(r.Key), "=", r.ModRev)) // still ready, as listed
+			then = append(then, clientv3.OpDelete(r.Key))
 			els = append(els, clientv3.OpGet(r.Key, clientv3.WithKeysOnly()))
-			claims = append(claims, Claimed{Task: t, Claim: c, ClaimKey: ckey})
+			run.Tasks = append(run.Tasks, r.Task)
+			if d := deadline(r.Task); d.After(run.Deadline) {
+				run.Deadline = d.UTC()
+			}
 		}
+		then = append(then,
+			clientv3.OpPut(claimKey, mustJSON(Claim{Worker: worker, ClaimedAt: run.ClaimedAt}), clientv3.WithLease(lease)),
+			clientv3.OpPut(runKey, mustJSON(run)),
+		)
 		resp, err := q.cli.Txn(ctx).If(cmps...).Then(then...).Else(els...).Commit()
 		if err != nil {
 			return nil, fmt.Errorf("claim %d tasks: %w", len(ready), err)
 		}
 		if resp.Succeeded {
-			for i := range claims {
-				claims[i].ClaimRev = resp.Header.Revision // every put in a txn gets its revision
-			}
-			return claims, nil
+			return &Group{ID: group, Running: run, ClaimRev: resp.Header.Revision, done: map[int]bool{}}, nil
 		}
 		// Keep those whose ready key is still at the listed revision.
 		left := ready[:0]
@@ -112,39 +119,171 @@ func (q *Queue) Claim(ctx context.Context, lease clientv3.LeaseID, worker string
 			}
 		}
 		if len(left) == len(ready) {
-			// Every ready key is as listed, so a claim key was in the way:
-			// a stale claim from a requeue race. Leave these to the scheduler.
-			return nil, nil
+			return nil, fmt.Errorf("claim group %s: its claim key already exists; group IDs must be unique", group)
 		}
 		ready = left
 	}
 	return nil, nil
 }
 
-// Complete commits a result for a claimed task and releases the claim, in
-// one transaction that holds only while the claim key is the one this
-// worker created. A worker whose lease expired, whose claim was revoked, or
-// that slept past its TTL gets false and writes nothing.
-func (q *Queue) Complete(ctx context.Context, c Claimed, r Result) (bool, error) {
-	resp, err := q.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(c.ClaimKey), "=", c.ClaimRev)). // fenced on our claim
-		Then(
-			clientv3.OpPut(q.keys.Result(c.Task.Batch, c.Task.ID), mustJSON(r)),
-			clientv3.OpDelete(c.ClaimKey),
-		).
-		Commit()
-	if err != nil {
-		return false, err
-	}
-	return resp.Succeeded, nil
+// Outcome is what a worker reports for one task of a group: a final Result,
+// or a Retry (the task's next attempt, with NotBefore set).
+type Outcome struct {
+	Group  *Group
+	Index  int // the task's index in Group.Running.Tasks
+	Result *Result
+	Retry  *Task
 }
 
-// Release gives a claimed task back at once (a draining worker), so it is
-// requeued without waiting for the lease to expire.
-func (q *Queue) Release(ctx context.Context, c Claimed) error {
+// Commit records outcomes in as few transactions as it can. Each holds
+// only while every group it touches still has the claim key this worker
+// created (the compare that fences a zombie): it writes each result or
+// delayed retry, and either updates the group's done set or, when the group
+// is finished, deletes its claim and records. When a group's claim is gone,
+// its outcomes are rejected and the others are committed without it. It
+// returns the outcomes that were rejected.
+func (q *Queue) Commit(ctx context.Context, outs []Outcome) (rejected []Outcome, err error) {
+	for len(outs) > 0 {
+		n, groups := q.fit(outs)
+		batch := outs[:n]
+		cmps := make([]clientv3.Cmp, 0, len(groups))
+		els := make([]clientv3.Op, 0, len(groups))
+		ops := make([]clientv3.Op, 0, 128)
+		newDone := map[*Group]map[int]bool{}
+		for _, g := range groups {
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(q.keys.Claim(g.ID)), "=", g.ClaimRev)) // fenced on our claim
+			els = append(els, clientv3.OpGet(q.keys.Claim(g.ID), clientv3.WithKeysOnly()))
+			d := make(map[int]bool, len(g.done)+n)
+			for i := range g.done {
+				d[i] = true
+			}
+			newDone[g] = d
+		}
+		for _, o := range batch {
+			t := o.Group.Running.Tasks[o.Index]
+			if o.Retry != nil {
+				ops = append(ops, clientv3.OpPut(q.keys.DelayedTask(t.Batch, t.ID), mustJSON(o.Retry)))
+			} else {
+				ops = append(ops, clientv3.OpPut(q.keys.Result(t.Batch, t.ID), mustJSON(o.Result)))
+			}
+			newDone[o.Group][o.Index] = true
+		}
+		for _, g := range groups {
+			if len(newDone[g]) == len(g.Running.Tasks) {
+				ops = append(ops, clientv3.OpDelete(q.keys.Claim(g.ID)), clientv3.OpDelete(q.keys.RunningGroup(g.ID)), clientv3.OpDelete(q.keys.DoneGroup(g.ID)))
+			} else {
+				ops = append(ops, clientv3.OpPut(q.keys.DoneGroup(g.ID), encodeDone(newDone[g])))
+			}
+		}
+		resp, err := q.cli.Txn(ctx).If(cmps...).Then(ops...).Else(els...).Commit()
+		if err != nil {
+			return rejected, err
+		}
+		if !resp.Succeeded {
+			// Some group's claim is gone: drop its outcomes and try the rest.
+			lost := map[*Group]bool{}
+			for i, g := range groups {
+				kvs := resp.Responses[i].GetResponseRange().Kvs
+				if len(kvs) == 0 || kvs[0].CreateRevision != g.ClaimRev {
+					lost[g] = true
+				}
+			}
+			keep := make([]Outcome, 0, len(outs))
+			for _, o := range outs {
+				if lost[o.Group] {
+					rejected = append(rejected, o)
+				} else {
+					keep = append(keep, o)
+				}
+			}
+			outs = keep
+			continue
+		}
+		for _, g := range groups {
+			g.done = newDone[g]
+		}
+		outs = outs[n:]
+	}
+	return rejected, nil
+}
+
+// fit returns how many of outs fit in one transaction (one put per
+// outcome, at most three operations per group) and the groups they touch.
+func (q *Queue) fit(outs []Outcome) (int, []*Group) {
+	var groups []*Group
+	seen := map[*Group]bool{}
+	ops := 0
+	for i, o := range outs {
+		extra := 1
+		if !seen[o.Group] {
+			extra += 3
+		}
+		if ops+extra > 128 || len(groups) >= 40 && !seen[o.Group] {
+			return i, groups
+		}
+		if !seen[o.Group] {
+			seen[o.Group] = true
+			groups = append(groups, o.Group)
+		}
+		ops += extra
+	}
+	return len(outs), groups
+}
+
+func encodeDone(d map[int]bool) string {
+	idx := make([]int, 0, len(d))
+	for i := range d {
+		idx = append(idx, i)
+	}
+	sort.Ints(idx)
+	var b strings.Builder
+	for j, i := range idx {
+		if j > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.Itoa(i))
+	}
+	return b.String()
+}
+
+// Finished reports whether every task of the group has an outcome committed.
+func (g *Group) Finished() bool { return len(g.done) == len(g.Running.Tasks) }
+
+// Release gives a group's unfinished tasks back at once (a draining
+// worker): it deletes the claim, and the scheduler requeues what the group
+// had not finished without waiting for the lease to expire.
+func (q *Queue) Release(ctx context.Context, g *Group) error {
 	_, err := q.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(c.ClaimKey), "=", c.ClaimRev)).
-		Then(clientv3.OpDelete(c.ClaimKey)).
+		If(clientv3.Compare(clientv3.CreateRevision(q.keys.Claim(g.ID)), "=", g.ClaimRev)).
+		Then(clientv3.OpDelete(q.keys.Claim(g.ID))).
 		Commit()
 	return err
+}
+
+// QuarantineReady moves a malformed ready value aside and ends its task
+// dead with the reason, so that no worker trips over it again.
+func (q *Queue) QuarantineReady(ctx context.Context, b BadValue) error {
+	_, batch, task, err := q.keys.ParseReady(b.Key())
+	if err != nil {
+		return q.quarantine(ctx, Fence{}, b.KV, err)
+	}
+	_, err = q.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(b.Key()), "=", b.KV.ModRevision),
+			clientv3.Compare(clientv3.CreateRevision(q.keys.Result(batch, task)), "=", 0)).
+		Then(
+			clientv3.OpDelete(b.Key()),
+			clientv3.OpPut(q.keys.Quarantine(b.Key()), mustJSON(map[string]string{"value": string(b.KV.Value), "error": b.Err.Error()})),
+			clientv3.OpPut(q.keys.Result(batch, task), mustJSON(Result{Host: task, Status: StatusDead, FinishedAt: time.Now().UTC(),
+				Message: "task record is malformed and was quarantined under " + q.keys.Quarantine(b.Key()) + ": " + b.Err.Error()})),
+		).
+		Commit()
+	return err
+}
+
+// Jitter returns a random duration in [0, n), for backoff.
+func Jitter(n int64) int64 {
+	if n <= 0 {
+		return 0
+	}
+	return rand.Int64N(n)
 }

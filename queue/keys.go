@@ -9,20 +9,30 @@ import (
 
 // Keys builds and parses every etcd key Patrol uses. It is the only place
 // where key strings are put together: the schema below is the whole of
-// Patrol's state.
+// Patrol's state. A task is always in exactly one of ready, delayed,
+// running (inside its group's record) or results; every transition moves it
+// in one transaction.
 //
-//	<prefix>/election/<lease>                 scheduler election (concurrency.Election); value: LeaderInfo JSON
-//	<prefix>/active/<batch>                   a batch the scheduler still has work for; value: batch ID
-//	<prefix>/batches/<batch>/spec             BatchSpec JSON; written last by submit, so its presence commits the batch
-//	<prefix>/batches/<batch>/hosts/<nonce>/<n> inventory chunk n of the submit attempt nonce; value: []inventory.Host JSON
-//	<prefix>/batches/<batch>/progress         hosts sharded so far (decimal), written by the leader with each task chunk
-//	<prefix>/batches/<batch>/summary          Summary JSON, written once when every task has a result
-//	<prefix>/tasks/<batch>/<task>             durable Task JSON, written by the leader
-//	<prefix>/ready/<shard>/<batch>/<task>     claimable Task JSON (with its attempt number); deleted by the claim
-//	<prefix>/claims/<batch>/<task>            Claim JSON, bound to the claiming worker's lease
-//	<prefix>/results/<batch>/<task>           Result JSON, committed once, fenced on the claim
+//	<prefix>/election/<lease>                   scheduler election (concurrency.Election); value: LeaderInfo JSON
+//	<prefix>/active/<batch>                     a batch the scheduler still has work for; value: batch ID
+//	<prefix>/finished/<batch>                   a finished batch, for retention; value: finish time (RFC 3339)
+//	<prefix>/batches/<batch>/spec               BatchSpec JSON; written last by submit, so its presence commits the batch
+//	<prefix>/batches/<batch>/hosts/<nonce>/<n>  inventory chunk n of the submit attempt nonce; value: []inventory.Host JSON
+//	<prefix>/batches/<batch>/progress           hosts sharded so far (decimal), advanced by the leader with each chunk
+//	<prefix>/batches/<batch>/stop               why the batch stops early: "cancelled" or "skipped" (max failures)
+//	<prefix>/batches/<batch>/retry              a pending retry request: RetryRequest JSON
+//	<prefix>/batches/<batch>/summary            Summary JSON, written once when every host has a result
+//	<prefix>/cancels/<batch>                    cancel marker workers watch to abort running checks; value: time
+//	<prefix>/ready/<shard>/<batch>/<task>       a claimable Task JSON (with the attempt it runs as)
+//	<prefix>/delayed/<batch>/<task>             a Task waiting out its retry backoff (NotBefore set)
+//	<prefix>/claims/<group>                     Claim JSON, bound to the claiming worker's lease: the fencing token
+//	<prefix>/running/<group>                    Running JSON: the claimed tasks, durable, outliving the lease
+//	<prefix>/done/<group>                       indexes of the group's tasks already finished (comma separated)
+//	<prefix>/results/<batch>/<task>             Result JSON, committed once per round
+//	<prefix>/wake                               bumped whenever tasks become ready; workers watch it
+//	<prefix>/quarantine/<key>                   a malformed value moved aside, under its original key
 //
-// Batch IDs never contain "/"; task IDs are path-escaped host names.
+// Batch IDs and group IDs never contain "/"; task IDs are path-escaped host names.
 type Keys struct {
 	prefix string
 }
@@ -57,6 +67,12 @@ func (k Keys) ParseActive(key string) (string, error) {
 	return parts[0], nil
 }
 
+// Finished is the prefix of the finished-batch index.
+func (k Keys) Finished() string { return k.prefix + "/finished/" }
+
+// FinishedBatch marks a batch finished at the time in its value.
+func (k Keys) FinishedBatch(batch string) string { return k.Finished() + batch }
+
 // Batches is the prefix of every batch's records.
 func (k Keys) Batches() string { return k.prefix + "/batches/" }
 
@@ -82,14 +98,58 @@ func (k Keys) BatchHostChunk(batch, nonce string, n int) string {
 // BatchProgress holds how many of the batch's hosts are sharded into tasks.
 func (k Keys) BatchProgress(batch string) string { return k.Batch(batch) + "progress" }
 
+// BatchStop holds why a batch stops early.
+func (k Keys) BatchStop(batch string) string { return k.Batch(batch) + "stop" }
+
+// BatchRetry holds a pending retry request for a finished batch.
+func (k Keys) BatchRetry(batch string) string { return k.Batch(batch) + "retry" }
+
+// Cancels is the prefix of cancel markers.
+func (k Keys) Cancels() string { return k.prefix + "/cancels/" }
+
+// Cancel marks a batch cancelled, for workers to abort its running checks.
+func (k Keys) Cancel(batch string) string { return k.Cancels() + batch }
+
+// Delayed is the prefix of tasks waiting out a retry backoff.
+func (k Keys) Delayed() string { return k.prefix + "/delayed/" }
+
+// BatchDelayed is the prefix of one batch's delayed tasks.
+func (k Keys) BatchDelayed(batch string) string { return k.Delayed() + batch + "/" }
+
+// DelayedTask holds a task waiting out its backoff.
+func (k Keys) DelayedTask(batch, task string) string { return k.BatchDelayed(batch) + task }
+
+// ParseDelayed splits a DelayedTask key.
+func (k Keys) ParseDelayed(key string) (batch, task string, err error) {
+	parts, err := k.split(key, k.Delayed(), 2)
+	if err != nil {
+		return "", "", err
+	}
+	return parts[0], parts[1], nil
+}
+
+// Running is the prefix of claimed groups' durable records.
+func (k Keys) Running() string { return k.prefix + "/running/" }
+
+// RunningGroup holds a claimed group's tasks.
+func (k Keys) RunningGroup(group string) string { return k.Running() + group }
+
+// Done is the prefix of claimed groups' finished-task sets.
+func (k Keys) Done() string { return k.prefix + "/done/" }
+
+// DoneGroup holds which of a group's tasks are finished.
+func (k Keys) DoneGroup(group string) string { return k.Done() + group }
+
+// Wake is bumped whenever tasks become ready.
+func (k Keys) Wake() string { return k.prefix + "/wake" }
+
+// Quarantine holds a malformed value moved aside from key.
+func (k Keys) Quarantine(key string) string {
+	return k.prefix + "/quarantine/" + strings.TrimPrefix(key, k.prefix+"/")
+}
+
 // BatchSummary holds the batch's Summary once it has finished.
 func (k Keys) BatchSummary(batch string) string { return k.Batch(batch) + "summary" }
-
-// Tasks is the prefix of a batch's durable task records.
-func (k Keys) Tasks(batch string) string { return k.prefix + "/tasks/" + batch + "/" }
-
-// Task holds one task's durable record.
-func (k Keys) Task(batch, task string) string { return k.Tasks(batch) + task }
 
 // Ready is the prefix of every claimable task.
 func (k Keys) Ready() string { return k.prefix + "/ready/" }
@@ -118,19 +178,21 @@ func (k Keys) ParseReady(key string) (shard int, batch, task string, err error) 
 // Claims is the prefix of every claim.
 func (k Keys) Claims() string { return k.prefix + "/claims/" }
 
-// BatchClaims is the prefix of one batch's claims.
-func (k Keys) BatchClaims(batch string) string { return k.Claims() + batch + "/" }
+// Claim holds a group's claim, attached to the worker's lease.
+func (k Keys) Claim(group string) string { return k.Claims() + group }
 
-// Claim holds the claim on a task, attached to the worker's lease.
-func (k Keys) Claim(batch, task string) string { return k.BatchClaims(batch) + task }
-
-// ParseClaim splits a Claim key.
-func (k Keys) ParseClaim(key string) (batch, task string, err error) {
-	parts, err := k.split(key, k.Claims(), 2)
-	if err != nil {
-		return "", "", err
+// ParseGroup returns the group ID of a Claim, RunningGroup or DoneGroup key.
+func (k Keys) ParseGroup(key string) (string, error) {
+	for _, p := range []string{k.Claims(), k.Running(), k.Done()} {
+		if strings.HasPrefix(key, p) {
+			parts, err := k.split(key, p, 1)
+			if err != nil {
+				return "", err
+			}
+			return parts[0], nil
+		}
 	}
-	return parts[0], parts[1], nil
+	return "", fmt.Errorf("%w: %q is not a group key", ErrBadKey, key)
 }
 
 // Results is the prefix of every result.

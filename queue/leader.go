@@ -25,39 +25,47 @@ func (f Fence) Cmp() clientv3.Cmp {
 	return clientv3.Compare(clientv3.CreateRevision(f.Key), "=", f.Rev)
 }
 
-// hostsPerTxn is how many hosts one sharding transaction writes: two puts
-// each (task and ready) plus the progress put stay within etcd's 128
-// operations per branch.
-const hostsPerTxn = 63
+// chunk is how many tasks one transaction moves: etcd allows 128
+// operations per branch, and every chunked transaction below spends at most
+// two per task plus a few of its own.
+const chunk = 60
 
 // Progress returns how many of a batch's hosts have been sharded into tasks.
-func (q *Queue) Progress(ctx context.Context, batch string) (int, *mvccpb.KeyValue, error) {
+func (q *Queue) Progress(ctx context.Context, batch string) (int, error) {
 	resp, err := q.cli.Get(ctx, q.keys.BatchProgress(batch))
 	if err != nil {
-		return 0, nil, err
+		return 0, err
 	}
 	if len(resp.Kvs) == 0 {
-		return 0, nil, nil
+		return 0, nil
 	}
 	n, err := strconv.Atoi(string(resp.Kvs[0].Value))
 	if err != nil {
-		return 0, nil, fmt.Errorf("%w at %s: %q is not a count", ErrBadValue, resp.Kvs[0].Key, resp.Kvs[0].Value)
+		return 0, fmt.Errorf("%w at %s: %q is not a count", ErrBadValue, resp.Kvs[0].Key, resp.Kvs[0].Value)
 	}
-	return n, resp.Kvs[0], nil
+	return n, nil
 }
 
-// Shard writes the batch's tasks and ready keys, resuming from the stored
-// progress. Each transaction writes up to 63 hosts and advances the progress
-// counter, and holds only if the writer still leads and the counter is where
-// it read it: a leader that dies half-way is succeeded by one that carries
-// on from the counter, so no task is written twice and none is missed.
-func (q *Queue) Shard(ctx context.Context, fence Fence, spec BatchSpec) error {
-	done, _, err := q.Progress(ctx, spec.ID)
-	if err != nil {
-		return err
+// StopReason returns why a batch stops early ("" while it runs normally).
+func (q *Queue) StopReason(ctx context.Context, batch string) (Status, error) {
+	resp, err := q.cli.Get(ctx, q.keys.BatchStop(batch))
+	if err != nil || len(resp.Kvs) == 0 {
+		return "", err
 	}
-	if done >= spec.Hosts {
-		return nil
+	return Status(resp.Kvs[0].Value), nil
+}
+
+// Shard writes the batch's ready keys, resuming from the stored progress.
+// Each transaction writes up to 60 hosts and advances the progress counter,
+// and holds only if the writer still leads and the counter is where it read
+// it: a leader that dies half-way is succeeded by one that carries on from
+// the counter, so no task is written twice and none is missed. Hosts of a
+// batch that was stopped (cancelled, max failures) get that final result
+// instead of a ready key.
+func (q *Queue) Shard(ctx context.Context, fence Fence, spec BatchSpec) error {
+	done, err := q.Progress(ctx, spec.ID)
+	if err != nil || done >= spec.Hosts {
+		return err
 	}
 	hosts, err := q.LoadHosts(ctx, spec)
 	if err != nil {
@@ -65,15 +73,23 @@ func (q *Queue) Shard(ctx context.Context, fence Fence, spec BatchSpec) error {
 	}
 	progKey := q.keys.BatchProgress(spec.ID)
 	for done < len(hosts) {
-		end := min(done+hostsPerTxn, len(hosts))
-		ops := make([]clientv3.Op, 0, 2*(end-done)+1)
+		stop, err := q.StopReason(ctx, spec.ID)
+		if err != nil {
+			return err
+		}
+		end := min(done+chunk, len(hosts))
+		ops := make([]clientv3.Op, 0, end-done+2)
+		now := time.Now().UTC()
 		for _, h := range hosts[done:end] {
-			t := Task{Batch: spec.ID, ID: TaskID(h.Name), Shard: ShardOf(h.Name, spec.Shards), Host: h}
-			ops = append(ops, clientv3.OpPut(q.keys.Task(t.Batch, t.ID), mustJSON(t)))
-			t.Attempt = 1
+			t := Task{Batch: spec.ID, ID: TaskID(h.Name), Shard: ShardOf(h.Name, spec.Shards), Host: h, Attempt: 1}
+			if stop != "" {
+				ops = append(ops, clientv3.OpPut(q.keys.Result(t.Batch, t.ID), mustJSON(Result{
+					Host: h.Name, Status: stop, Message: stopMessage(stop), FinishedAt: now})))
+				continue
+			}
 			ops = append(ops, clientv3.OpPut(q.keys.ReadyTask(t.Shard, t.Batch, t.ID), mustJSON(t)))
 		}
-		ops = append(ops, clientv3.OpPut(progKey, strconv.Itoa(end)))
+		ops = append(ops, clientv3.OpPut(progKey, strconv.Itoa(end)), clientv3.OpPut(q.keys.Wake(), ""))
 
 		progressIs := clientv3.Compare(clientv3.Value(progKey), "=", strconv.Itoa(done))
 		if done == 0 {
@@ -94,8 +110,15 @@ func (q *Queue) Shard(ctx context.Context, fence Fence, spec BatchSpec) error {
 	return nil
 }
 
+func stopMessage(s Status) string {
+	if s == StatusCancelled {
+		return "batch cancelled before this host ran"
+	}
+	return "batch stopped early: too many failures"
+}
+
 // whyRejected explains a failed fenced transaction: ErrNotLeader if the
-// fence no longer holds, otherwise a conflict the caller may retry.
+// fence no longer holds, otherwise ErrConflict, which the caller may retry.
 func (q *Queue) whyRejected(ctx context.Context, fence Fence) error {
 	resp, err := q.cli.Get(ctx, fence.Key)
 	if err != nil {
@@ -104,82 +127,228 @@ func (q *Queue) whyRejected(ctx context.Context, fence Fence) error {
 	if len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != fence.Rev {
 		return ErrNotLeader
 	}
-	return errConflict
+	return ErrConflict
 }
 
-// errConflict is a leader transaction that lost a race with another write
-// to the same keys; reading again and retrying is safe.
-var errConflict = fmt.Errorf("queue: conflicting write, retry")
-
-// IsConflict reports whether err is a lost race worth retrying.
-func IsConflict(err error) bool { return err == errConflict }
-
-// Recovery is what Recover did with a task.
-type Recovery int
-
-// Recover outcomes.
-const (
-	RecoverNone     Recovery = iota // finished, running or already queued
-	RecoverRequeued                 // queued again for its next attempt
-	RecoverGaveUp                   // out of attempts: an error result was committed
-)
-
-// Recover requeues a task that has no result, no claim and no ready key:
-// its worker died or released it. The next attempt is one more than the
-// task's recorded attempts; past maxAttempts it commits an error result
-// instead. Every branch is conditional on the task still being orphaned,
-// so Recover is safe to call for any task at any time.
-func (q *Queue) Recover(ctx context.Context, fence Fence, batch, task string, maxAttempts int, now time.Time) (Recovery, error) {
-	tkey := q.keys.Task(batch, task)
-	resp, err := q.cli.Get(ctx, tkey)
+// RecoverGroup requeues the unfinished tasks of a group whose claim is gone
+// (the worker's lease expired, it released the group, or the scheduler
+// revoked it), each as its next attempt, or ends them dead when out of
+// attempts. The claim being gone freezes the group: no worker can write
+// for it any more, so one transaction, compared on the group's records,
+// moves every unfinished task. It returns how many were requeued and how
+// many ended dead.
+func (q *Queue) RecoverGroup(ctx context.Context, fence Fence, group string, policies func(batch string) (Policy, error), reason string, now time.Time) (requeued, dead int, err error) {
+	runKey, doneKey, claimKey := q.keys.RunningGroup(group), q.keys.DoneGroup(group), q.keys.Claim(group)
+	resp, err := q.cli.Txn(ctx).Then(clientv3.OpGet(runKey), clientv3.OpGet(doneKey), clientv3.OpGet(claimKey)).Commit()
 	if err != nil {
-		return RecoverNone, err
+		return 0, 0, err
 	}
-	if len(resp.Kvs) == 0 {
-		return RecoverNone, nil // batch deleted
+	runKVs, doneKVs, claimKVs := resp.Responses[0].GetResponseRange().Kvs, resp.Responses[1].GetResponseRange().Kvs, resp.Responses[2].GetResponseRange().Kvs
+	if len(runKVs) == 0 || len(claimKVs) > 0 {
+		return 0, 0, nil // finished, or still held
 	}
-	var t Task
-	if err := decodeKV(resp.Kvs[0], &t); err != nil {
-		return RecoverNone, err
-	}
-	resKey, claimKey := q.keys.Result(batch, task), q.keys.Claim(batch, task)
-	ready := q.keys.ReadyTask(t.Shard, batch, task)
-	orphaned := []clientv3.Cmp{
+	cmps := []clientv3.Cmp{
 		fence.Cmp(),
-		clientv3.Compare(clientv3.CreateRevision(resKey), "=", 0),   // not finished
-		clientv3.Compare(clientv3.CreateRevision(claimKey), "=", 0), // nobody runs it
-		clientv3.Compare(clientv3.CreateRevision(ready), "=", 0),    // not queued already
-		clientv3.Compare(clientv3.ModRevision(tkey), "=", resp.Kvs[0].ModRevision),
+		clientv3.Compare(clientv3.CreateRevision(claimKey), "=", 0),
+		clientv3.Compare(clientv3.ModRevision(runKey), "=", runKVs[0].ModRevision),
+		clientv3.Compare(clientv3.ModRevision(doneKey), "=", modRev(doneKVs)),
 	}
-	var outcome Recovery
-	var op clientv3.Op
-	if t.Attempt >= maxAttempts {
-		r := Result{Host: t.Host.Name, Status: StatusError, Attempts: t.Attempt, FinishedAt: now.UTC(),
-			Message: fmt.Sprintf("gave up after %d attempts: the worker running it was lost each time", t.Attempt)}
-		outcome, op = RecoverGaveUp, clientv3.OpPut(resKey, mustJSON(r))
-	} else {
+	ops := []clientv3.Op{clientv3.OpDelete(runKey), clientv3.OpDelete(doneKey), clientv3.OpPut(q.keys.Wake(), "")}
+	var run Running
+	if err := decodeKV(runKVs[0], &run); err != nil {
+		// Nothing can be requeued from a record that does not decode:
+		// move it aside so that it is seen, and stop tripping over it.
+		return 0, 0, q.quarantine(ctx, fence, runKVs[0], err)
+	}
+	done := parseDone(doneKVs)
+	for i, t := range run.Tasks {
+		if done[i] {
+			continue
+		}
+		pol, err := policies(t.Batch)
+		if err != nil {
+			return 0, 0, err
+		}
+		lost := Attempt{Attempt: t.Attempt, Status: StatusError, Message: reason, Worker: run.Worker, FinishedAt: now.UTC(),
+			DurationMS: now.Sub(run.ClaimedAt).Milliseconds()}
+		t.History = append(t.History, lost)
+		if t.Attempt >= pol.MaxAttempts {
+			ops = append(ops, clientv3.OpPut(q.keys.Result(t.Batch, t.ID), mustJSON(Result{
+				Host: t.Host.Name, Status: StatusDead, Attempts: t.Attempt, Round: t.Round, Worker: run.Worker, FinishedAt: now.UTC(),
+				Message: fmt.Sprintf("out of attempts (%d): %s", t.Attempt, reason), History: t.History[:len(t.History)-1]})))
+			dead++
+			continue
+		}
 		t.Attempt++
-		outcome, op = RecoverRequeued, clientv3.OpPut(ready, mustJSON(t))
+		t.NotBefore = time.Time{}
+		ops = append(ops, clientv3.OpPut(q.keys.ReadyTask(t.Shard, t.Batch, t.ID), mustJSON(t)))
+		requeued++
 	}
-	tr, err := q.cli.Txn(ctx).If(orphaned...).Then(op).Commit()
+	tr, err := q.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {
-		return RecoverNone, err
+		return 0, 0, err
 	}
 	if !tr.Succeeded {
 		if err := q.whyRejected(ctx, fence); err == ErrNotLeader {
-			return RecoverNone, err
+			return 0, 0, err
 		}
-		return RecoverNone, nil
+		return 0, 0, nil // changed under us: the next event or sweep retries
 	}
-	return outcome, nil
+	return requeued, dead, nil
 }
 
-// Finish writes a batch's summary once and drops it from the active index.
+func modRev(kvs []*mvccpb.KeyValue) int64 {
+	if len(kvs) == 0 {
+		return 0
+	}
+	return kvs[0].ModRevision
+}
+
+// parseDone reads a done set: comma-separated task indexes.
+func parseDone(kvs []*mvccpb.KeyValue) map[int]bool {
+	out := map[int]bool{}
+	if len(kvs) == 0 {
+		return out
+	}
+	for _, f := range strings.Split(string(kvs[0].Value), ",") {
+		if i, err := strconv.Atoi(f); err == nil {
+			out[i] = true
+		}
+	}
+	return out
+}
+
+// Revoke deletes a group's claim, as the scheduler does when the group has
+// overrun its deadline: the worker's completions are then rejected, and
+// RecoverGroup requeues the group.
+func (q *Queue) Revoke(ctx context.Context, fence Fence, group string, claimRev int64) (bool, error) {
+	key := q.keys.Claim(group)
+	resp, err := q.cli.Txn(ctx).
+		If(fence.Cmp(), clientv3.Compare(clientv3.CreateRevision(key), "=", claimRev)).
+		Then(clientv3.OpDelete(key)).
+		Commit()
+	if err != nil {
+		return false, err
+	}
+	if !resp.Succeeded {
+		if err := q.whyRejected(ctx, fence); err == ErrNotLeader {
+			return false, err
+		}
+	}
+	return resp.Succeeded, nil
+}
+
+// Promote moves delayed tasks whose backoff has passed to their ready
+// queue, in one transaction for up to 60 of them. Each move holds only if
+// the delayed record is as listed.
+func (q *Queue) Promote(ctx context.Context, fence Fence, due []*mvccpb.KeyValue) (int, error) {
+	moved := 0
+	for len(due) > 0 {
+		n := min(len(due), chunk)
+		cmps := []clientv3.Cmp{fence.Cmp()}
+		ops := []clientv3.Op{clientv3.OpPut(q.keys.Wake(), "")}
+		for _, kv := range due[:n] {
+			var t Task
+			if err := decodeKV(kv, &t); err != nil {
+				if err := q.quarantine(ctx, fence, kv, err); err != nil {
+					return moved, err
+				}
+				continue
+			}
+			t.NotBefore = time.Time{}
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision))
+			ops = append(ops, clientv3.OpDelete(string(kv.Key)), clientv3.OpPut(q.keys.ReadyTask(t.Shard, t.Batch, t.ID), mustJSON(t)))
+		}
+		due = due[n:]
+		resp, err := q.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		if err != nil {
+			return moved, err
+		}
+		if !resp.Succeeded {
+			if err := q.whyRejected(ctx, fence); err == ErrNotLeader {
+				return moved, err
+			}
+			continue // some were moved or cancelled meanwhile: the watch brings the rest again
+		}
+		moved += (len(ops) - 1) / 2
+	}
+	return moved, nil
+}
+
+// StopPending ends a stopped batch's tasks that have not started (ready or
+// delayed) with status (cancelled or skipped), up to 60 per transaction.
+// It returns how many it ended.
+func (q *Queue) StopPending(ctx context.Context, fence Fence, spec BatchSpec, status Status) (int, error) {
+	var pending []*mvccpb.KeyValue
+	collect := func(kv *mvccpb.KeyValue) error {
+		pending = append(pending, kv)
+		return nil
+	}
+	for shard := 0; shard < spec.Shards; shard++ {
+		if _, err := q.rangeAll(ctx, q.keys.ReadyShard(shard)+spec.ID+"/", collect); err != nil {
+			return 0, err
+		}
+	}
+	if _, err := q.rangeAll(ctx, q.keys.BatchDelayed(spec.ID), collect); err != nil {
+		return 0, err
+	}
+	ended := 0
+	now := time.Now().UTC()
+	for len(pending) > 0 {
+		n := min(len(pending), chunk)
+		cmps := []clientv3.Cmp{fence.Cmp()}
+		var ops []clientv3.Op
+		for _, kv := range pending[:n] {
+			k := string(kv.Key)
+			task := k[strings.LastIndexByte(k, '/')+1:]
+			var t Task
+			decodeKV(kv, &t) // a malformed record still ends: the host name falls back to the task ID
+			host := t.Host.Name
+			if host == "" {
+				host = task
+			}
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", kv.ModRevision))
+			ops = append(ops, clientv3.OpDelete(k), clientv3.OpPut(q.keys.Result(spec.ID, task), mustJSON(Result{
+				Host: host, Status: status, Attempts: t.Attempt - 1, Round: t.Round, Message: stopMessage(status), FinishedAt: now, History: t.History})))
+		}
+		pending = pending[n:]
+		resp, err := q.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		if err != nil {
+			return ended, err
+		}
+		if !resp.Succeeded {
+			if err := q.whyRejected(ctx, fence); err == ErrNotLeader {
+				return ended, err
+			}
+			continue // claimed meanwhile: those finish on their own; the next pass gets the rest
+		}
+		ended += len(ops) / 2
+	}
+	return ended, nil
+}
+
+// StopBatch records that a batch stops early, if it is not stopped yet.
+func (q *Queue) StopBatch(ctx context.Context, fence Fence, batch string, why Status) error {
+	key := q.keys.BatchStop(batch)
+	_, err := q.cli.Txn(ctx).
+		If(fence.Cmp(), clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, string(why))).
+		Commit()
+	return err
+}
+
+// Finish writes a batch's summary once, drops it from the active index and
+// records it as finished for retention.
 func (q *Queue) Finish(ctx context.Context, fence Fence, batch string, s Summary) error {
 	sumKey := q.keys.BatchSummary(batch)
 	resp, err := q.cli.Txn(ctx).
 		If(fence.Cmp(), clientv3.Compare(clientv3.CreateRevision(sumKey), "=", 0)). // written exactly once
-		Then(clientv3.OpPut(sumKey, mustJSON(s)), clientv3.OpDelete(q.keys.ActiveBatch(batch))).
+		Then(
+			clientv3.OpPut(sumKey, mustJSON(s)),
+			clientv3.OpDelete(q.keys.ActiveBatch(batch)),
+			clientv3.OpPut(q.keys.FinishedBatch(batch), s.FinishedAt.UTC().Format(time.RFC3339Nano)),
+			clientv3.OpDelete(q.keys.Cancel(batch)),
+		).
 		Commit()
 	if err != nil {
 		return err
@@ -192,7 +361,30 @@ func (q *Queue) Finish(ctx context.Context, fence Fence, batch string, s Summary
 	return nil
 }
 
-// Tally counts results per status over a batch's results.
+// Purge deletes everything a finished batch left in etcd.
+func (q *Queue) Purge(ctx context.Context, fence Fence, batch string) error {
+	resp, err := q.cli.Txn(ctx).
+		If(fence.Cmp(), clientv3.Compare(clientv3.CreateRevision(q.keys.ActiveBatch(batch)), "=", 0)).
+		Then(
+			clientv3.OpDelete(q.keys.Batch(batch), clientv3.WithPrefix()),
+			clientv3.OpDelete(q.keys.BatchResults(batch), clientv3.WithPrefix()),
+			clientv3.OpDelete(q.keys.Cancel(batch)),
+			clientv3.OpDelete(q.keys.FinishedBatch(batch)),
+		).
+		Commit()
+	if err != nil {
+		return err
+	}
+	if !resp.Succeeded {
+		if err := q.whyRejected(ctx, fence); err == ErrNotLeader {
+			return err
+		}
+	}
+	return nil
+}
+
+// Tally counts results per status over a batch's results. A result that
+// does not decode counts as an error: it still ends its task.
 func (q *Queue) Tally(ctx context.Context, batch string) (map[string]Status, error) {
 	out := map[string]Status{}
 	_, err := q.rangeAll(ctx, q.keys.BatchResults(batch), func(kv *mvccpb.KeyValue) error {
@@ -202,7 +394,7 @@ func (q *Queue) Tally(ctx context.Context, batch string) (map[string]Status, err
 		}
 		var r Result
 		if err := decodeKV(kv, &r); err != nil {
-			r.Status = StatusError // a corrupt result still ends its task
+			r.Status = StatusError
 		}
 		out[task] = r.Status
 		return nil
@@ -219,35 +411,69 @@ func SummaryOf(total int, tally map[string]Status, now time.Time) Summary {
 	return s
 }
 
-// Orphans returns the tasks of a batch that have no result, no claim and no
-// ready key: work that would otherwise never run. The scheduler's sweep
-// recovers them; the claim watch alone misses deletions that happened while
-// no scheduler was leading.
-func (q *Queue) Orphans(ctx context.Context, spec BatchSpec) ([]string, error) {
-	seen := map[string]bool{}
-	mark := func(kv *mvccpb.KeyValue) error {
-		k := string(kv.Key)
-		seen[k[strings.LastIndexByte(k, '/')+1:]] = true
+// quarantine moves a malformed value aside under Keys.Quarantine, so that
+// it is kept for inspection and no longer trips its readers.
+func (q *Queue) quarantine(ctx context.Context, fence Fence, kv *mvccpb.KeyValue, why error) error {
+	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision)}
+	if fence.Key != "" {
+		cmps = append(cmps, fence.Cmp())
+	}
+	_, err := q.cli.Txn(ctx).If(cmps...).
+		Then(clientv3.OpDelete(string(kv.Key)), clientv3.OpPut(q.keys.Quarantine(string(kv.Key)), mustJSON(map[string]string{
+			"value": string(kv.Value), "error": why.Error(), "at": time.Now().UTC().Format(time.RFC3339)}))).
+		Commit()
+	return err
+}
+
+// GroupInfo is a claimed group as the sweep sees it.
+type GroupInfo struct {
+	ID       string
+	Worker   string
+	Deadline time.Time
+	ClaimRev int64 // 0 when the claim is gone
+}
+
+// Groups lists every claimed group with its claim's revision. A running
+// record that does not decode is reported with a zero deadline, so that it
+// is recovered (and quarantined) rather than ignored.
+func (q *Queue) Groups(ctx context.Context) ([]GroupInfo, error) {
+	claims := map[string]int64{}
+	rev, err := q.rangeAll(ctx, q.keys.Claims(), func(kv *mvccpb.KeyValue) error {
+		if g, err := q.keys.ParseGroup(string(kv.Key)); err == nil {
+			claims[g] = kv.CreateRevision
+		}
 		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	// Ready first, then claims, then results: a task moves only forward
-	// through these, so one read in this order cannot miss a task that is
-	// merely moving between them.
-	for shard := 0; shard < spec.Shards; shard++ {
-		if _, err := q.rangeAll(ctx, q.keys.ReadyShard(shard)+spec.ID+"/", mark); err != nil {
-			return nil, err
+	var out []GroupInfo
+	_, err = q.rangeAllAt(ctx, q.keys.Running(), rev, func(kv *mvccpb.KeyValue) error {
+		g, err := q.keys.ParseGroup(string(kv.Key))
+		if err != nil {
+			return nil
 		}
-	}
-	for _, p := range []string{q.keys.BatchClaims(spec.ID), q.keys.BatchResults(spec.ID)} {
-		if _, err := q.rangeAll(ctx, p, mark); err != nil {
-			return nil, err
-		}
-	}
+		var run Running
+		decodeKV(kv, &run)
+		out = append(out, GroupInfo{ID: g, Worker: run.Worker, Deadline: run.Deadline, ClaimRev: claims[g]})
+		return nil
+	})
+	return out, err
+}
+
+// CancelRequested reports whether a batch has a cancel marker.
+func (q *Queue) CancelRequested(ctx context.Context, batch string) (bool, error) {
+	n, err := q.count(ctx, q.keys.Cancel(batch))
+	return n > 0, err
+}
+
+// FinishedBefore lists batches that finished before t.
+func (q *Queue) FinishedBefore(ctx context.Context, t time.Time) ([]string, error) {
 	var out []string
-	_, err := q.rangeAll(ctx, q.keys.Tasks(spec.ID), func(kv *mvccpb.KeyValue) error {
-		k := string(kv.Key)
-		if id := k[strings.LastIndexByte(k, '/')+1:]; !seen[id] {
-			out = append(out, id)
+	_, err := q.rangeAll(ctx, q.keys.Finished(), func(kv *mvccpb.KeyValue) error {
+		at, err := time.Parse(time.RFC3339Nano, string(kv.Value))
+		if err != nil || at.Before(t) {
+			out = append(out, string(kv.Key)[len(q.keys.Finished()):])
 		}
 		return nil
 	})

@@ -9,6 +9,8 @@ import (
 	"hash/fnv"
 	"regexp"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/patrol-dev/patrol/internal/inventory"
@@ -23,6 +25,9 @@ var (
 	ErrBatchExists = errors.New("queue: batch ID already used with different content")
 	// ErrBatchNotFound is a batch ID with no spec in etcd.
 	ErrBatchNotFound = errors.New("queue: batch not found")
+	// ErrConflict is a leader transaction that lost a race with another
+	// write to the same keys; reading again and retrying is safe.
+	ErrConflict = errors.New("queue: conflicting write, retry")
 	// ErrNotLeader is a scheduler write rejected by its fence: the writer
 	// is no longer the elected leader.
 	ErrNotLeader = errors.New("queue: fenced write rejected: not the leader")
@@ -30,55 +35,181 @@ var (
 	ErrBadBatchID = errors.New("queue: invalid batch ID")
 )
 
-// Status is where a task stands. The final ones come from results.
+// Status is where a task stands. See doc.go for the state machine.
 type Status string
 
-// Task statuses. StatusOK, StatusFail and StatusError are final and come
-// from a committed Result; pending and running are derived from the ready
-// and claim keys.
+// Task statuses. Pending, retrying and running are derived from where the
+// task's record is; the others are final and come from a committed Result.
 const (
-	StatusPending Status = "pending"
-	StatusRunning Status = "running"
-	StatusOK      Status = "ok"
-	StatusFail    Status = "fail"
-	StatusError   Status = "error"
+	StatusPending   Status = "pending"   // ready to be claimed, or not sharded yet
+	StatusRetrying  Status = "retrying"  // waiting out a backoff before its next attempt
+	StatusRunning   Status = "running"   // claimed by a worker
+	StatusOK        Status = "ok"        // the host passed the check
+	StatusFail      Status = "fail"      // the check ran and the host failed it
+	StatusError     Status = "error"     // the check could not decide (an attempt's outcome; final only in old data)
+	StatusDead      Status = "dead"      // out of attempts; the last error is kept
+	StatusCancelled Status = "cancelled" // the batch was cancelled before the task finished
+	StatusSkipped   Status = "skipped"   // the batch stopped early (max failures) before the task started
 )
+
+// Final reports whether a status ends a task's round.
+func (s Status) Final() bool {
+	switch s {
+	case StatusOK, StatusFail, StatusError, StatusDead, StatusCancelled, StatusSkipped:
+		return true
+	}
+	return false
+}
 
 // DefaultShards is how many ready queues a batch is spread over.
 const DefaultShards = 16
+
+// Policy is how a batch's tasks are run and retried. Durations are in
+// milliseconds so that the stored JSON is plain numbers.
+type Policy struct {
+	MaxAttempts   int    `json:"max_attempts"`             // attempts per round, at least 1
+	TimeoutMS     int64  `json:"timeout_ms"`               // per attempt
+	BackoffMS     int64  `json:"backoff_ms"`               // first retry delay; doubles each attempt, with jitter
+	MaxBackoffMS  int64  `json:"max_backoff_ms"`           // cap on the retry delay
+	RetryFailures bool   `json:"retry_failures,omitempty"` // retry "fail" verdicts too, not only errors
+	MaxFailures   string `json:"max_failures,omitempty"`   // "N" or "N%": stop the batch past it
+}
+
+// Policy defaults.
+const (
+	DefaultMaxAttempts = 3
+	DefaultTimeout     = 60 * time.Second
+	DefaultBackoff     = time.Second
+	DefaultMaxBackoff  = time.Minute
+)
+
+// withDefaults fills zero fields.
+func (p Policy) withDefaults() Policy {
+	if p.MaxAttempts == 0 {
+		p.MaxAttempts = DefaultMaxAttempts
+	}
+	if p.TimeoutMS == 0 {
+		p.TimeoutMS = DefaultTimeout.Milliseconds()
+	}
+	if p.BackoffMS == 0 {
+		p.BackoffMS = DefaultBackoff.Milliseconds()
+	}
+	if p.MaxBackoffMS == 0 {
+		p.MaxBackoffMS = DefaultMaxBackoff.Milliseconds()
+	}
+	return p
+}
+
+// Validate reports the first bad field, phrased for the operator.
+func (p Policy) Validate() error {
+	switch {
+	case p.MaxAttempts < 1:
+		return fmt.Errorf("max attempts %d: must be at least 1", p.MaxAttempts)
+	case p.TimeoutMS < 1:
+		return fmt.Errorf("timeout %s: must be positive", p.Timeout())
+	case p.BackoffMS < 0 || p.MaxBackoffMS < p.BackoffMS:
+		return fmt.Errorf("backoff %s, max backoff %s: need 0 <= backoff <= max backoff", p.backoff(), time.Duration(p.MaxBackoffMS)*time.Millisecond)
+	}
+	if p.MaxFailures != "" {
+		if _, err := ParseMaxFailures(p.MaxFailures, 1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Timeout is the per-attempt timeout.
+func (p Policy) Timeout() time.Duration { return time.Duration(p.TimeoutMS) * time.Millisecond }
+
+func (p Policy) backoff() time.Duration { return time.Duration(p.BackoffMS) * time.Millisecond }
+
+// Backoff is the delay before attempt next (2, 3, ...): exponential from
+// BackoffMS, capped at MaxBackoffMS, with "equal jitter" (half fixed, half
+// random) so that a fleet of failures does not retry in lockstep.
+func (p Policy) Backoff(next int, rnd func(int64) int64) time.Duration {
+	d := p.BackoffMS
+	for i := 2; i < next && d < p.MaxBackoffMS; i++ {
+		d *= 2
+	}
+	d = min(d, p.MaxBackoffMS)
+	if d <= 1 {
+		return time.Duration(d) * time.Millisecond
+	}
+	return time.Duration(d/2+rnd(d/2+1)) * time.Millisecond
+}
+
+// ParseMaxFailures turns "N" or "N%" into a count of failed hosts, out of
+// total, beyond which the batch stops.
+func ParseMaxFailures(s string, total int) (int, error) {
+	bad := fmt.Errorf("max failures %q: write a count like 10 or a percentage like 5%%", s)
+	if pct, ok := strings.CutSuffix(s, "%"); ok {
+		f, err := strconv.ParseFloat(pct, 64)
+		if err != nil || f < 0 || f > 100 {
+			return 0, bad
+		}
+		return int(f * float64(total) / 100), nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0, bad
+	}
+	return n, nil
+}
 
 // BatchSpec is what an operator submitted. Stored at Keys.BatchSpec.
 type BatchSpec struct {
 	ID        string            `json:"id"`
 	Check     string            `json:"check"`
 	Params    map[string]string `json:"params,omitempty"`
+	Policy    Policy            `json:"policy"`
 	Hosts     int               `json:"hosts"`
 	Shards    int               `json:"shards"`
 	Nonce     string            `json:"nonce"`  // which chunk set holds the inventory
 	Chunks    int               `json:"chunks"` // how many inventory chunks
-	Digest    string            `json:"digest"` // of check, params and hosts: idempotent resubmits
+	Digest    string            `json:"digest"` // of check, params, policy and hosts: idempotent resubmits
 	CreatedAt time.Time         `json:"created_at"`
 }
 
-// Task is one host of one batch. Its durable copy lives at Keys.Task and a
-// claimable copy, carrying the attempt it will run as, at Keys.ReadyTask.
-type Task struct {
-	Batch   string         `json:"batch"`
-	ID      string         `json:"id"`
-	Shard   int            `json:"shard"`
-	Host    inventory.Host `json:"host"`
-	Attempt int            `json:"attempt,omitempty"` // 1 for the first run
+// Attempt is the outcome of one earlier run of a task.
+type Attempt struct {
+	Attempt    int       `json:"attempt"`
+	Status     Status    `json:"status"`
+	Message    string    `json:"message"`
+	Worker     string    `json:"worker,omitempty"`
+	DurationMS int64     `json:"duration_ms"`
+	FinishedAt time.Time `json:"finished_at"`
 }
 
-// Claim records who runs a task. Stored at Keys.Claim with the worker's lease.
+// Task is one host of one batch, as stored at Keys.ReadyTask,
+// Keys.DelayedTask and inside a Running group.
+type Task struct {
+	Batch     string         `json:"batch"`
+	ID        string         `json:"id"`
+	Shard     int            `json:"shard"`
+	Host      inventory.Host `json:"host"`
+	Round     int            `json:"round,omitempty"` // 0 for the first round, +1 per `patrol retry`
+	Attempt   int            `json:"attempt"`         // the attempt this record runs as, from 1
+	NotBefore time.Time      `json:"not_before,omitzero"`
+	History   []Attempt      `json:"history,omitempty"` // earlier attempts, oldest first
+}
+
+// Claim is the value of a group's claim key, attached to the worker's lease.
 type Claim struct {
 	Worker    string    `json:"worker"`
-	Host      string    `json:"host"`
-	Attempt   int       `json:"attempt"`
 	ClaimedAt time.Time `json:"claimed_at"`
 }
 
-// Result is a task's outcome, committed once. Stored at Keys.Result.
+// Running is a claimed group's durable record at Keys.RunningGroup: the
+// tasks the worker took, so that they can be requeued when the claim goes.
+type Running struct {
+	Worker    string    `json:"worker"`
+	ClaimedAt time.Time `json:"claimed_at"`
+	Deadline  time.Time `json:"deadline"` // when the slowest task's attempt times out
+	Tasks     []Task    `json:"tasks"`
+}
+
+// Result is a task's outcome for its round, committed once. Stored at
+// Keys.Result.
 type Result struct {
 	Host       string    `json:"host"`
 	Status     Status    `json:"status"`
@@ -87,6 +218,8 @@ type Result struct {
 	DurationMS int64     `json:"duration_ms"`
 	Worker     string    `json:"worker"`
 	FinishedAt time.Time `json:"finished_at"`
+	Round      int       `json:"round,omitempty"`
+	History    []Attempt `json:"history,omitempty"` // earlier attempts, oldest first
 }
 
 // Summary is a finished batch's tally, written once at Keys.BatchSummary.
@@ -125,7 +258,7 @@ func ShardOf(host string, n int) int {
 
 // digest fingerprints a batch's content so that resubmitting the same batch
 // ID is recognised as the same batch.
-func digest(check string, params map[string]string, hosts []inventory.Host) string {
+func digest(check string, params map[string]string, policy Policy, hosts []inventory.Host) string {
 	keys := make([]string, 0, len(params))
 	for k := range params {
 		keys = append(keys, k)
@@ -134,6 +267,7 @@ func digest(check string, params map[string]string, hosts []inventory.Host) stri
 	h := sha256.New()
 	enc := json.NewEncoder(h)
 	enc.Encode(check)
+	enc.Encode(policy)
 	for _, k := range keys {
 		enc.Encode([2]string{k, params[k]})
 	}

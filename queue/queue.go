@@ -37,9 +37,13 @@ const pageSize = 1000
 // rangeAll calls fn for every key under prefix, paging at one pinned
 // revision so the listing is a consistent snapshot. It returns that revision.
 func (q *Queue) rangeAll(ctx context.Context, prefix string, fn func(*mvccpb.KeyValue) error) (int64, error) {
+	return q.rangeAllAt(ctx, prefix, 0, fn)
+}
+
+// rangeAllAt is rangeAll at revision rev (0: the current one).
+func (q *Queue) rangeAllAt(ctx context.Context, prefix string, rev int64, fn func(*mvccpb.KeyValue) error) (int64, error) {
 	end := prefixEnd(prefix)
 	key := prefix
-	var rev int64
 	for {
 		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(pageSize)}
 		if rev != 0 {

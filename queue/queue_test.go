@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -87,23 +87,61 @@ func (f *fixture) count(t testing.TB, prefix string) int {
 	return len(etcdtest.Keys(t, f.env.Client, prefix))
 }
 
-func (f *fixture) claimAll(t testing.TB, lease clientv3.LeaseID, worker string) []queue.Claimed {
+var groupSeq atomic.Int64
+
+// claim claims up to max ready tasks as one group.
+func (f *fixture) claim(t testing.TB, lease clientv3.LeaseID, worker string, max int) *queue.Group {
 	t.Helper()
-	var all []queue.Claimed
+	ready, bad, err := f.q.ListReady(f.ctx, 0, max)
+	if err != nil || len(bad) > 0 {
+		t.Fatalf("list ready: %v %v", err, bad)
+	}
+	if len(ready) == 0 {
+		return nil
+	}
+	now := time.Now()
+	g, err := f.q.Claim(f.ctx, lease, worker, fmt.Sprintf("g%d", groupSeq.Add(1)), ready, now,
+		func(queue.Task) time.Time { return now.Add(time.Minute) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// claimAll claims every ready task, in groups of MaxClaim.
+func (f *fixture) claimAll(t testing.TB, lease clientv3.LeaseID, worker string) []*queue.Group {
+	t.Helper()
+	var all []*queue.Group
 	for {
-		ready, bad, err := f.q.ListReady(f.ctx, 0, queue.MaxClaim)
-		if err != nil || len(bad) > 0 {
-			t.Fatalf("list ready: %v %v", err, bad)
-		}
-		if len(ready) == 0 {
+		g := f.claim(t, lease, worker, queue.MaxClaim)
+		if g == nil {
 			return all
 		}
-		got, err := f.q.Claim(f.ctx, lease, worker, ready, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		all = append(all, got...)
+		all = append(all, g)
 	}
+}
+
+// finish builds the outcome that ends task i of g with status.
+func finish(g *queue.Group, i int, status queue.Status, worker string) queue.Outcome {
+	t := g.Running.Tasks[i]
+	return queue.Outcome{Group: g, Index: i, Result: &queue.Result{Host: t.Host.Name, Status: status, Attempts: t.Attempt, Worker: worker}}
+}
+
+// finishAll ends every task of g with status.
+func finishAll(g *queue.Group, status queue.Status, worker string) []queue.Outcome {
+	var outs []queue.Outcome
+	for i := range g.Running.Tasks {
+		outs = append(outs, finish(g, i, status, worker))
+	}
+	return outs
+}
+
+func tasksOf(groups []*queue.Group) int {
+	n := 0
+	for _, g := range groups {
+		n += len(g.Running.Tasks)
+	}
+	return n
 }
 
 func TestSubmitIsIdempotentAndRefusesDifferentContent(t *testing.T) {
@@ -169,9 +207,6 @@ func TestShardWritesEveryHostOnceAndIsFenced(t *testing.T) {
 	if err := f.q.Shard(f.ctx, fence, spec); err != nil {
 		t.Fatal(err)
 	}
-	if n := f.count(t, f.q.Keys().Tasks("b1")); n != 1000 {
-		t.Fatalf("%d tasks, want 1000", n)
-	}
 	if n := f.count(t, f.q.Keys().Ready()); n != 1000 {
 		t.Fatalf("%d ready, want 1000", n)
 	}
@@ -189,8 +224,8 @@ func TestShardWritesEveryHostOnceAndIsFenced(t *testing.T) {
 	if err := f.q.Shard(f.ctx, fence, spec2); !errors.Is(err, queue.ErrNotLeader) {
 		t.Fatalf("stale leader shard: err = %v, want ErrNotLeader", err)
 	}
-	if n := f.count(t, f.q.Keys().Tasks("b2")); n != 0 {
-		t.Fatalf("stale leader wrote %d tasks", n)
+	if n := f.count(t, f.q.Keys().Ready()); n != 1000 {
+		t.Fatalf("stale leader wrote: %d ready keys, want 1000", n)
 	}
 }
 
@@ -216,11 +251,11 @@ func TestShardResumesAfterLeaderChange(t *testing.T) {
 	if err := f.q.Shard(f.ctx, fence2, spec); err != nil {
 		t.Fatal(err)
 	}
-	if n := f.count(t, f.q.Keys().Tasks("b1")); n != 500 {
+	if n := f.count(t, f.q.Keys().Ready()); n != 500 {
 		t.Fatalf("%d tasks, want 500", n)
 	}
 	// Each task key was written exactly once: version 1.
-	resp, err := f.env.Client.Get(f.ctx, f.q.Keys().Tasks("b1"), clientv3.WithPrefix())
+	resp, err := f.env.Client.Get(f.ctx, f.q.Keys().Ready(), clientv3.WithPrefix())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,15 +277,15 @@ func (f *fixture) revision(t testing.TB) int64 {
 
 func TestConcurrentClaimsTakeEachTaskOnce(t *testing.T) {
 	f := setup(t)
-	f.submitAndShard(t, "b1", 600)
-	const workers = 6
+	f.submitAndShard(t, "b1", 1000)
+	const workers = 50
 	var wg sync.WaitGroup
-	got := make([][]queue.Claimed, workers)
+	got := make([][]*queue.Group, workers)
 	for i := range workers {
 		s := f.session(t, 10)
 		wg.Go(func() {
 			for {
-				ready, _, err := f.q.ListReady(f.ctx, i%queue.DefaultShards, queue.MaxClaim)
+				ready, _, err := f.q.ListReady(f.ctx, i%queue.DefaultShards, 8)
 				if err != nil {
 					t.Error(err)
 					return
@@ -258,30 +293,36 @@ func TestConcurrentClaimsTakeEachTaskOnce(t *testing.T) {
 				if len(ready) == 0 {
 					return
 				}
-				c, err := f.q.Claim(f.ctx, s.Lease(), fmt.Sprint("w", i), ready, time.Now())
+				now := time.Now()
+				g, err := f.q.Claim(f.ctx, s.Lease(), fmt.Sprint("w", i), fmt.Sprintf("w%d-%d", i, len(got[i])), ready, now,
+					func(queue.Task) time.Time { return now })
 				if err != nil {
 					t.Error(err)
 					return
 				}
-				got[i] = append(got[i], c...)
+				if g != nil {
+					got[i] = append(got[i], g)
+				}
 			}
 		})
 	}
 	wg.Wait()
 	seen := map[string]string{}
-	for i, cs := range got {
-		for _, c := range cs {
-			if prev, dup := seen[c.Task.ID]; dup {
-				t.Fatalf("task %s claimed by %s and w%d", c.Task.ID, prev, i)
+	for i, gs := range got {
+		for _, g := range gs {
+			for _, task := range g.Running.Tasks {
+				if prev, dup := seen[task.ID]; dup {
+					t.Fatalf("task %s claimed by %s and w%d", task.ID, prev, i)
+				}
+				seen[task.ID] = fmt.Sprint("w", i)
 			}
-			seen[c.Task.ID] = fmt.Sprint("w", i)
 		}
 	}
-	if len(seen) != 600 {
-		t.Fatalf("%d tasks claimed, want 600", len(seen))
+	if len(seen) != 1000 {
+		t.Fatalf("%d tasks claimed, want 1000", len(seen))
 	}
-	if n := f.count(t, f.q.Keys().Claims()); n != 600 {
-		t.Fatalf("%d claim keys, want 600", n)
+	if n := f.count(t, f.q.Keys().Ready()); n != 0 {
+		t.Fatalf("%d ready keys left", n)
 	}
 }
 
@@ -298,149 +339,240 @@ func TestClaimFallsBackToWhatIsLeft(t *testing.T) {
 	for i := 0; i < len(listed); i += 2 {
 		half = append(half, listed[i])
 	}
-	ca, err := f.q.Claim(f.ctx, a.Lease(), "a", half, time.Now())
-	if err != nil || len(ca) != 20 {
-		t.Fatalf("a claimed %d, err %v", len(ca), err)
+	now := time.Now()
+	dl := func(queue.Task) time.Time { return now }
+	ga, err := f.q.Claim(f.ctx, a.Lease(), "a", "ga", half, now, dl)
+	if err != nil || len(ga.Running.Tasks) != 20 {
+		t.Fatalf("a: %+v, err %v", ga, err)
 	}
-	cb, err := f.q.Claim(f.ctx, b.Lease(), "b", listed, time.Now())
-	if err != nil || len(cb) != 20 {
-		t.Fatalf("b claimed %d, err %v", len(cb), err)
+	gb, err := f.q.Claim(f.ctx, b.Lease(), "b", "gb", listed, now, dl)
+	if err != nil || len(gb.Running.Tasks) != 20 {
+		t.Fatalf("b: %+v, err %v", gb, err)
 	}
-	for _, c := range cb {
-		for _, o := range ca {
-			if c.Task.ID == o.Task.ID {
-				t.Fatalf("%s claimed twice", c.Task.ID)
+	for _, x := range gb.Running.Tasks {
+		for _, y := range ga.Running.Tasks {
+			if x.ID == y.ID {
+				t.Fatalf("%s claimed twice", x.ID)
 			}
 		}
 	}
 }
 
-func TestCompleteIsFencedOnTheClaim(t *testing.T) {
+func TestCommitIsFencedOnTheClaim(t *testing.T) {
 	f := setup(t)
-	_, fence := f.submitAndShard(t, "b1", 2)
+	_, fence := f.submitAndShard(t, "b1", 4)
 	zombie := f.session(t, 10)
-	claims := f.claimAll(t, zombie.Lease(), "zombie")
-	if len(claims) != 2 {
-		t.Fatalf("claimed %d", len(claims))
-	}
+	zg := f.claim(t, zombie.Lease(), "zombie", 2)
+	other := f.session(t, 10)
+	og := f.claim(t, other.Lease(), "other", 2)
 	// The zombie's lease is revoked (as when it overran its TTL); the
 	// scheduler requeues and a healthy worker claims and completes.
 	if _, err := f.env.Client.Revoke(f.ctx, zombie.Lease()); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range claims {
-		if out, err := f.q.Recover(f.ctx, fence, "b1", c.Task.ID, 3, time.Now()); err != nil || out != queue.RecoverRequeued {
-			t.Fatalf("recover %s: %v %v", c.Task.ID, out, err)
-		}
+	req, dead, err := f.q.RecoverGroup(f.ctx, fence, zg.ID, policyOf(3), "lost", time.Now())
+	if err != nil || req != 2 || dead != 0 {
+		t.Fatalf("recover: %d %d %v", req, dead, err)
 	}
 	healthy := f.session(t, 10)
-	again := f.claimAll(t, healthy.Lease(), "healthy")
-	if len(again) != 2 || again[0].Task.Attempt != 2 {
-		t.Fatalf("reclaimed %d, attempt %d", len(again), again[0].Task.Attempt)
+	hg := f.claim(t, healthy.Lease(), "healthy", 2)
+	if hg.Running.Tasks[0].Attempt != 2 || len(hg.Running.Tasks[0].History) != 1 {
+		t.Fatalf("reclaimed %+v", hg.Running.Tasks[0])
 	}
-	ok, err := f.q.Complete(f.ctx, again[0], queue.Result{Host: again[0].Task.Host.Name, Status: queue.StatusOK, Worker: "healthy"})
-	if err != nil || !ok {
-		t.Fatalf("healthy complete: %v %v", ok, err)
+	if rej, err := f.q.Commit(f.ctx, finishAll(hg, queue.StatusOK, "healthy")); err != nil || len(rej) != 0 {
+		t.Fatalf("healthy commit: %v %v", rej, err)
 	}
-	// The zombie wakes up and tries to commit both: both rejected.
-	for _, c := range claims {
-		ok, err := f.q.Complete(f.ctx, c, queue.Result{Host: c.Task.Host.Name, Status: queue.StatusFail, Worker: "zombie"})
-		if err != nil || ok {
-			t.Fatalf("zombie complete of %s: ok=%v err=%v, want rejected", c.Task.ID, ok, err)
-		}
+	// The zombie wakes up and commits with a healthy group in one call:
+	// its outcomes are rejected, the other group's land.
+	outs := append(finishAll(zg, queue.StatusFail, "zombie"), finishAll(og, queue.StatusOK, "other")...)
+	rej, err := f.q.Commit(f.ctx, outs)
+	if err != nil || len(rej) != 2 || rej[0].Group != zg || rej[1].Group != zg {
+		t.Fatalf("mixed commit: rejected %d, err %v", len(rej), err)
 	}
 	rows, _, err := f.q.Results(f.ctx, "b1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	byHost := map[string]queue.HostResult{}
 	for _, r := range rows {
-		byHost[r.Host] = r
+		if r.Status != queue.StatusOK || (r.Worker != "healthy" && r.Worker != "other") {
+			t.Fatalf("row %+v", r)
+		}
 	}
-	if r := byHost[again[0].Task.Host.Name]; r.Status != queue.StatusOK || r.Worker != "healthy" {
-		t.Fatalf("committed result overwritten: %+v", r)
-	}
-	if r := byHost[again[1].Task.Host.Name]; r.Status != queue.StatusRunning || r.Worker != "healthy" {
-		t.Fatalf("second task: %+v, want running on healthy", r)
+	// Finished groups leave nothing behind.
+	for _, p := range []string{f.q.Keys().Claims(), f.q.Keys().Running(), f.q.Keys().Done(), f.q.Keys().Ready()} {
+		if n := f.count(t, p); n != 0 {
+			t.Fatalf("%d keys left under %s", n, p)
+		}
 	}
 }
 
-func TestRecoverGivesUpAfterMaxAttempts(t *testing.T) {
-	f := setup(t)
-	_, fence := f.submitAndShard(t, "b1", 1)
-	for attempt := 1; attempt <= 2; attempt++ {
-		s := f.session(t, 10)
-		c := f.claimAll(t, s.Lease(), "w")
-		if len(c) != 1 || c[0].Task.Attempt != attempt {
-			t.Fatalf("attempt %d: claimed %+v", attempt, c)
-		}
-		s.Close() // revokes the lease: the claim goes
-		want := queue.RecoverRequeued
-		if attempt == 2 {
-			want = queue.RecoverGaveUp
-		}
-		if out, err := f.q.Recover(f.ctx, fence, "b1", c[0].Task.ID, 2, time.Now()); err != nil || out != want {
-			t.Fatalf("attempt %d: recover = %v, %v; want %v", attempt, out, err, want)
-		}
-	}
-	rows, _, err := f.q.Results(f.ctx, "b1")
-	if err != nil || len(rows) != 1 || rows[0].Status != queue.StatusError || rows[0].Attempts != 2 {
-		t.Fatalf("rows = %+v, err %v", rows, err)
-	}
-	// Recovering a finished task does nothing.
-	if out, err := f.q.Recover(f.ctx, fence, "b1", rows[0].Task, 2, time.Now()); err != nil || out != queue.RecoverNone {
-		t.Fatalf("recover finished: %v %v", out, err)
-	}
+func policyOf(max int) func(string) (queue.Policy, error) {
+	return func(string) (queue.Policy, error) { return queue.Policy{MaxAttempts: max}, nil }
 }
 
-func TestOrphansAndFinish(t *testing.T) {
+func TestRecoverRequeuesOnlyUnfinishedAndGivesUpAtMax(t *testing.T) {
 	f := setup(t)
-	spec, fence := f.submitAndShard(t, "b1", 5)
+	_, fence := f.submitAndShard(t, "b1", 3)
 	s := f.session(t, 10)
-	claims := f.claimAll(t, s.Lease(), "w")
-	if len(claims) != 5 {
-		t.Fatalf("claimed %d", len(claims))
-	}
-	for _, c := range claims[:3] {
-		if ok, err := f.q.Complete(f.ctx, c, queue.Result{Host: c.Task.Host.Name, Status: queue.StatusOK}); !ok || err != nil {
-			t.Fatal(ok, err)
-		}
-	}
-	if o, err := f.q.Orphans(f.ctx, spec); err != nil || len(o) != 0 {
-		t.Fatalf("orphans while running: %v %v", o, err)
+	g := f.claim(t, s.Lease(), "w", 3)
+	// One task finishes before the worker dies.
+	if rej, err := f.q.Commit(f.ctx, []queue.Outcome{finish(g, 0, queue.StatusOK, "w")}); err != nil || len(rej) != 0 {
+		t.Fatal(rej, err)
 	}
 	s.Close()
-	o, err := f.q.Orphans(f.ctx, spec)
+	req, dead, err := f.q.RecoverGroup(f.ctx, fence, g.ID, policyOf(2), "lost", time.Now())
+	if err != nil || req != 2 || dead != 0 {
+		t.Fatalf("first recovery: %d %d %v", req, dead, err)
+	}
+	// Recovering again finds nothing: the group's records are gone.
+	if req, dead, err := f.q.RecoverGroup(f.ctx, fence, g.ID, policyOf(2), "lost", time.Now()); err != nil || req+dead != 0 {
+		t.Fatalf("second recovery: %d %d %v", req, dead, err)
+	}
+	s2 := f.session(t, 10)
+	g2 := f.claim(t, s2.Lease(), "w2", 3)
+	if len(g2.Running.Tasks) != 2 || g2.Running.Tasks[0].Attempt != 2 {
+		t.Fatalf("second claim %+v", g2.Running)
+	}
+	s2.Close()
+	req, dead, err = f.q.RecoverGroup(f.ctx, fence, g2.ID, policyOf(2), "lost again", time.Now())
+	if err != nil || req != 0 || dead != 2 {
+		t.Fatalf("at max attempts: %d %d %v", req, dead, err)
+	}
+	rows, _, err := f.q.Results(f.ctx, "b1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sort.Strings(o)
-	want := []string{claims[3].Task.ID, claims[4].Task.ID}
-	sort.Strings(want)
-	if strings.Join(o, ",") != strings.Join(want, ",") {
-		t.Fatalf("orphans = %v, want %v", o, want)
+	counts := map[queue.Status]int{}
+	for _, r := range rows {
+		counts[r.Status]++
+		if r.Status == queue.StatusDead && (r.Attempts != 2 || len(r.History) != 1 || !strings.Contains(r.Message, "lost again")) {
+			t.Fatalf("dead row %+v", r)
+		}
+	}
+	if counts[queue.StatusOK] != 1 || counts[queue.StatusDead] != 2 {
+		t.Fatalf("counts %v", counts)
+	}
+}
+
+func TestStaleLeaderCannotRecoverOrPromote(t *testing.T) {
+	f := setup(t)
+	spec := f.submit(t, "b1", 2)
+	fence, leaderSess := f.lead(t)
+	if err := f.q.Shard(f.ctx, fence, spec); err != nil {
+		t.Fatal(err)
+	}
+	s := f.session(t, 10)
+	g := f.claim(t, s.Lease(), "w", 2)
+	s.Close()
+	leaderSess.Close() // deposed: its election key is gone
+	before := etcdtest.Keys(t, f.env.Client, f.env.Prefix+"/")
+	if _, _, err := f.q.RecoverGroup(f.ctx, fence, g.ID, policyOf(3), "lost", time.Now()); !errors.Is(err, queue.ErrNotLeader) {
+		t.Fatalf("stale recover: %v, want ErrNotLeader", err)
+	}
+	if err := f.q.Finish(f.ctx, fence, "b1", queue.Summary{}); !errors.Is(err, queue.ErrNotLeader) {
+		t.Fatalf("stale finish: %v, want ErrNotLeader", err)
+	}
+	if ok, err := f.q.Revoke(f.ctx, fence, g.ID, g.ClaimRev); ok || !errors.Is(err, queue.ErrNotLeader) {
+		t.Fatalf("stale revoke: %v %v, want ErrNotLeader", ok, err)
+	}
+	after := etcdtest.Keys(t, f.env.Client, f.env.Prefix+"/")
+	if strings.Join(before, ",") != strings.Join(after, ",") {
+		t.Fatalf("stale leader changed etcd:\n%v\n%v", before, after)
+	}
+}
+
+func TestRetryGoesThroughDelayedAndBack(t *testing.T) {
+	f := setup(t)
+	_, fence := f.submitAndShard(t, "b1", 1)
+	s := f.session(t, 10)
+	g := f.claim(t, s.Lease(), "w", 1)
+	next := g.Running.Tasks[0]
+	next.History = append(next.History, queue.Attempt{Attempt: 1, Status: queue.StatusError, Message: "timeout"})
+	next.Attempt = 2
+	next.NotBefore = time.Now().Add(time.Hour)
+	if rej, err := f.q.Commit(f.ctx, []queue.Outcome{{Group: g, Index: 0, Retry: &next}}); err != nil || len(rej) != 0 {
+		t.Fatal(rej, err)
+	}
+	resp, err := f.env.Client.Get(f.ctx, f.q.Keys().Delayed(), clientv3.WithPrefix())
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("delayed: %v", err)
+	}
+	rows, _, _ := f.q.Results(f.ctx, "b1")
+	if rows[0].Status != queue.StatusRetrying {
+		t.Fatalf("row %+v, want retrying", rows[0])
+	}
+	if n, err := f.q.Promote(f.ctx, fence, resp.Kvs); err != nil || n != 1 {
+		t.Fatalf("promote: %d %v", n, err)
+	}
+	g2 := f.claim(t, s.Lease(), "w", 1)
+	if g2 == nil || g2.Running.Tasks[0].Attempt != 2 || len(g2.Running.Tasks[0].History) != 1 {
+		t.Fatalf("after promote: %+v", g2)
+	}
+}
+
+func TestStopPendingEndsUnstartedTasks(t *testing.T) {
+	f := setup(t)
+	spec, fence := f.submitAndShard(t, "b1", 10)
+	s := f.session(t, 10)
+	g := f.claim(t, s.Lease(), "w", 3)
+	if err := f.q.StopBatch(f.ctx, fence, "b1", queue.StatusCancelled); err != nil {
+		t.Fatal(err)
+	}
+	n, err := f.q.StopPending(f.ctx, fence, spec, queue.StatusCancelled)
+	if err != nil || n != 7 {
+		t.Fatalf("stopped %d, err %v", n, err)
+	}
+	if rej, err := f.q.Commit(f.ctx, finishAll(g, queue.StatusOK, "w")); err != nil || len(rej) != 0 {
+		t.Fatal(rej, err)
 	}
 	tally, err := f.q.Tally(f.ctx, "b1")
-	if err != nil || len(tally) != 3 {
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := queue.SummaryOf(10, tally, time.Now())
+	if sum.Counts[queue.StatusOK] != 3 || sum.Counts[queue.StatusCancelled] != 7 {
+		t.Fatalf("summary %+v", sum)
+	}
+}
+
+func TestFinishOnceAndPurge(t *testing.T) {
+	f := setup(t)
+	_, fence := f.submitAndShard(t, "b1", 5)
+	s := f.session(t, 10)
+	for _, g := range f.claimAll(t, s.Lease(), "w") {
+		if rej, err := f.q.Commit(f.ctx, finishAll(g, queue.StatusOK, "w")); err != nil || len(rej) != 0 {
+			t.Fatal(rej, err)
+		}
+	}
+	tally, err := f.q.Tally(f.ctx, "b1")
+	if err != nil || len(tally) != 5 {
 		t.Fatalf("tally %v %v", tally, err)
 	}
-	sum := queue.SummaryOf(5, tally, time.Now())
-	if err := f.q.Finish(f.ctx, fence, "b1", sum); err != nil {
+	if err := f.q.Finish(f.ctx, fence, "b1", queue.SummaryOf(5, tally, time.Now())); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.q.Finish(f.ctx, fence, "b1", queue.Summary{Total: 99}); err != nil {
 		t.Fatal(err)
 	}
 	got, done, err := f.q.Summary(f.ctx, "b1")
-	if err != nil || !done || got.Total != 5 || got.Counts[queue.StatusOK] != 3 {
+	if err != nil || !done || got.Total != 5 || got.Counts[queue.StatusOK] != 5 {
 		t.Fatalf("summary = %+v done=%v err=%v (must be written once)", got, done, err)
 	}
-	if n := f.count(t, f.q.Keys().Active()); n != 0 {
-		t.Fatalf("finished batch still active")
+	old, err := f.q.FinishedBefore(f.ctx, time.Now().Add(time.Hour))
+	if err != nil || len(old) != 1 || old[0] != "b1" {
+		t.Fatalf("finished before: %v %v", old, err)
+	}
+	if err := f.q.Purge(f.ctx, fence, "b1"); err != nil {
+		t.Fatal(err)
+	}
+	// Only the election key and the workers' wake key remain.
+	keys := etcdtest.Keys(t, f.env.Client, f.env.Prefix+"/")
+	if len(keys) != 2 || !strings.Contains(keys[0], "/election/") || keys[1] != f.q.Keys().Wake() {
+		t.Fatalf("left after purge: %v", keys)
 	}
 }
 
-func TestMalformedValuesAreReportedNotFatal(t *testing.T) {
+func TestMalformedReadyIsQuarantinedAndEndsDead(t *testing.T) {
 	f := setup(t)
 	f.submitAndShard(t, "b1", 3)
 	bad := f.q.Keys().ReadyTask(0, "b1", "garbage")
@@ -448,7 +580,17 @@ func TestMalformedValuesAreReportedNotFatal(t *testing.T) {
 		t.Fatal(err)
 	}
 	ready, badVals, err := f.q.ListReady(f.ctx, 0, 10)
-	if err != nil || len(ready) != 3 || len(badVals) != 1 || badVals[0].Key != bad || !errors.Is(badVals[0].Err, queue.ErrBadValue) {
+	if err != nil || len(ready) != 3 || len(badVals) != 1 || badVals[0].Key() != bad || !errors.Is(badVals[0].Err, queue.ErrBadValue) {
 		t.Fatalf("ready %d, bad %+v, err %v", len(ready), badVals, err)
+	}
+	if err := f.q.QuarantineReady(f.ctx, badVals[0]); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.count(t, f.q.Keys().Quarantine(bad)); n != 1 {
+		t.Fatal("not quarantined")
+	}
+	resp, err := f.env.Client.Get(f.ctx, f.q.Keys().Result("b1", "garbage"))
+	if err != nil || len(resp.Kvs) != 1 || !strings.Contains(string(resp.Kvs[0].Value), `"dead"`) {
+		t.Fatalf("no dead result for the quarantined task: %v", err)
 	}
 }

@@ -2,7 +2,10 @@ package queue
 
 import (
 	"context"
+	"fmt"
 	"sort"
+	"strings"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -10,60 +13,77 @@ import (
 )
 
 // HostResult is one host's row in a batch's results: its committed result,
-// or pending/running while it has none.
+// or where it stands while it has none.
 type HostResult struct {
 	Result
 	Task string `json:"task"`
 }
 
 // Results returns one row per host of a batch, sorted by host name. Hosts
-// without a result are pending, or running with the claiming worker named.
-// Values that do not decode are reported in bad and shown as errors, so one
-// corrupt key never hides the rest of a batch.
+// without a result are pending, retrying (waiting out a backoff) or running
+// with the claiming worker named. Values that do not decode are reported
+// in bad and shown as errors, so one corrupt key never hides the rest.
 func (q *Queue) Results(ctx context.Context, batch string) (rows []HostResult, bad []BadValue, err error) {
-	byTask := map[string]*HostResult{}
-	// Tasks first: a batch still being sharded has fewer tasks than hosts.
-	_, err = q.rangeAll(ctx, q.keys.Tasks(batch), func(kv *mvccpb.KeyValue) error {
+	spec, err := q.LoadBatch(ctx, batch)
+	if err != nil {
+		return nil, nil, err
+	}
+	hosts, err := q.LoadHosts(ctx, spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	byTask := make(map[string]*HostResult, len(hosts))
+	for _, h := range hosts {
+		id := TaskID(h.Name)
+		byTask[id] = &HostResult{Task: id, Result: Result{Host: h.Name, Status: StatusPending}}
+	}
+	overlay := func(task string, f func(*HostResult)) {
+		if row, ok := byTask[task]; ok {
+			f(row)
+		}
+	}
+	taskOf := func(kv *mvccpb.KeyValue) string {
+		k := string(kv.Key)
+		return k[strings.LastIndexByte(k, '/')+1:]
+	}
+	_, err = q.rangeAll(ctx, q.keys.BatchDelayed(batch), func(kv *mvccpb.KeyValue) error {
 		var t Task
 		if err := decodeKV(kv, &t); err != nil {
-			bad = append(bad, BadValue{Key: string(kv.Key), Err: err})
+			bad = append(bad, BadValue{KV: kv, Err: err})
 			return nil
 		}
-		byTask[t.ID] = &HostResult{Task: t.ID, Result: Result{Host: t.Host.Name, Status: StatusPending}}
+		overlay(taskOf(kv), func(r *HostResult) {
+			r.Status, r.Attempts, r.History = StatusRetrying, t.Attempt-1, t.History
+			if n := len(t.History); n > 0 {
+				r.Message = fmt.Sprintf("attempt %d at %s; last: %s", t.Attempt, t.NotBefore.Format(time.TimeOnly), t.History[n-1].Message)
+			}
+		})
 		return nil
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	_, err = q.rangeAll(ctx, q.keys.BatchClaims(batch), func(kv *mvccpb.KeyValue) error {
-		_, task, err := q.keys.ParseClaim(string(kv.Key))
-		if err != nil {
-			return nil
-		}
-		var c Claim
-		if err := decodeKV(kv, &c); err != nil {
-			bad = append(bad, BadValue{Key: string(kv.Key), Err: err})
-			return nil
-		}
-		if row, ok := byTask[task]; ok {
-			row.Status, row.Worker, row.Attempts = StatusRunning, c.Worker, c.Attempt
-		}
-		return nil
-	})
+	running, badRun, err := q.runningTasks(ctx)
 	if err != nil {
 		return nil, nil, err
+	}
+	bad = append(bad, badRun...)
+	for _, rt := range running {
+		if rt.Task.Batch == batch {
+			overlay(rt.Task.ID, func(r *HostResult) {
+				r.Status, r.Worker, r.Attempts, r.History = StatusRunning, rt.Worker, rt.Task.Attempt, rt.Task.History
+			})
+		}
 	}
 	_, err = q.rangeAll(ctx, q.keys.BatchResults(batch), func(kv *mvccpb.KeyValue) error {
-		_, task, err := q.keys.ParseResult(string(kv.Key))
-		if err != nil {
-			return nil
-		}
-		row := &HostResult{Task: task}
-		if err := decodeKV(kv, &row.Result); err != nil {
-			bad = append(bad, BadValue{Key: string(kv.Key), Err: err})
-			row.Result = Result{Host: task, Status: StatusError, Message: "stored result is malformed: " + err.Error()}
-		}
-		byTask[task] = row
+		task := taskOf(kv)
+		overlay(task, func(row *HostResult) {
+			host := row.Host
+			if err := decodeKV(kv, &row.Result); err != nil {
+				bad = append(bad, BadValue{KV: kv, Err: err})
+				row.Result = Result{Host: host, Status: StatusError, Message: "stored result is malformed: " + err.Error()}
+			}
+		})
 		return nil
 	})
 	if err != nil {
@@ -77,11 +97,60 @@ func (q *Queue) Results(ctx context.Context, batch string) (rows []HostResult, b
 	return rows, bad, nil
 }
 
+// RunningTask is a task inside a claimed group that has no outcome yet.
+type RunningTask struct {
+	Group  string
+	Worker string
+	Task   Task
+}
+
+// runningTasks lists every claimed, unfinished task.
+func (q *Queue) runningTasks(ctx context.Context) ([]RunningTask, []BadValue, error) {
+	done := map[string]map[int]bool{}
+	_, err := q.rangeAll(ctx, q.keys.Done(), func(kv *mvccpb.KeyValue) error {
+		if g, err := q.keys.ParseGroup(string(kv.Key)); err == nil {
+			done[g] = parseDone([]*mvccpb.KeyValue{kv})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	var out []RunningTask
+	var bad []BadValue
+	_, err = q.rangeAll(ctx, q.keys.Running(), func(kv *mvccpb.KeyValue) error {
+		g, err := q.keys.ParseGroup(string(kv.Key))
+		if err != nil {
+			return nil
+		}
+		var run Running
+		if err := decodeKV(kv, &run); err != nil {
+			bad = append(bad, BadValue{KV: kv, Err: err})
+			return nil
+		}
+		for i, t := range run.Tasks {
+			if !done[g][i] {
+				out = append(out, RunningTask{Group: g, Worker: run.Worker, Task: t})
+			}
+		}
+		return nil
+	})
+	return out, bad, err
+}
+
 // Counts is how many of a batch's hosts stand in each status.
 type Counts map[Status]int
 
 // Done is how many hosts have a final result.
-func (c Counts) Done() int { return c[StatusOK] + c[StatusFail] + c[StatusError] }
+func (c Counts) Done() int {
+	n := 0
+	for s, k := range c {
+		if s.Final() {
+			n += k
+		}
+	}
+	return n
+}
 
 // Count tallies a batch's hosts by status.
 func (q *Queue) Count(ctx context.Context, batch string) (Counts, BatchSpec, error) {
@@ -93,16 +162,25 @@ func (q *Queue) Count(ctx context.Context, batch string) (Counts, BatchSpec, err
 	if err != nil {
 		return nil, spec, err
 	}
-	running, err := q.count(ctx, q.keys.BatchClaims(batch))
-	if err != nil {
-		return nil, spec, err
-	}
 	c := Counts{}
 	for _, st := range tally {
 		c[st]++
 	}
-	c[StatusRunning] = int(running)
-	c[StatusPending] = max(0, spec.Hosts-c.Done()-c[StatusRunning])
+	running, _, err := q.runningTasks(ctx)
+	if err != nil {
+		return nil, spec, err
+	}
+	for _, rt := range running {
+		if rt.Task.Batch == batch {
+			c[StatusRunning]++
+		}
+	}
+	delayed, err := q.count(ctx, q.keys.BatchDelayed(batch))
+	if err != nil {
+		return nil, spec, err
+	}
+	c[StatusRetrying] = int(delayed)
+	c[StatusPending] = max(0, spec.Hosts-c.Done()-c[StatusRunning]-c[StatusRetrying])
 	return c, spec, nil
 }
 

@@ -18,7 +18,8 @@ type SubmitRequest struct {
 	Check  string
 	Params map[string]string
 	Hosts  []inventory.Host
-	Shards int // default DefaultShards
+	Policy Policy // zero fields take the defaults
+	Shards int    // default DefaultShards
 	Now    time.Time
 }
 
@@ -47,7 +48,11 @@ func (q *Queue) Submit(ctx context.Context, req SubmitRequest) (spec BatchSpec, 
 	if req.Now.IsZero() {
 		req.Now = time.Now()
 	}
-	dig := digest(req.Check, req.Params, req.Hosts)
+	req.Policy = req.Policy.withDefaults()
+	if err := req.Policy.Validate(); err != nil {
+		return BatchSpec{}, false, err
+	}
+	dig := digest(req.Check, req.Params, req.Policy, req.Hosts)
 
 	// A cheap look first, so an idempotent resubmit writes nothing.
 	if old, err := q.LoadBatch(ctx, req.ID); err == nil {
@@ -60,6 +65,7 @@ func (q *Queue) Submit(ctx context.Context, req SubmitRequest) (spec BatchSpec, 
 		ID:        req.ID,
 		Check:     req.Check,
 		Params:    req.Params,
+		Policy:    req.Policy,
 		Hosts:     len(req.Hosts),
 		Shards:    req.Shards,
 		Nonce:     newNonce(),

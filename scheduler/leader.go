@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"sync"
 	"time"
@@ -16,40 +17,41 @@ import (
 // callTimeout bounds each etcd call the leader makes.
 const callTimeout = 10 * time.Second
 
+// Recovery reasons, recorded in the lost attempt's history.
+const (
+	reasonLost    = "worker lost: its lease expired or it released the task"
+	reasonRevoked = "claim revoked: the attempt overran its timeout"
+)
+
 // batchState is what the leader knows of one active batch.
 type batchState struct {
-	spec    queue.BatchSpec
-	loaded  bool // spec read
-	sharded bool // every host has a task
-	dirty   bool // results changed since the last completion check
-	sweep   bool // due for an orphan sweep
+	spec     queue.BatchSpec
+	loaded   bool   // spec read
+	sharded  bool   // every host has a task
+	stopped  bool   // pending tasks were ended (cancel, max failures)
+	cancel   bool   // a cancel was requested
+	lastTall time.Time
 }
 
-// leader is the state of one leadership term.
+// leader is the state of one leadership term. Every etcd write goes
+// through the queue with l.fence.
 type leader struct {
 	s     *Scheduler
 	fence queue.Fence
 	log   zerolog.Logger
 	fail  func(error)
 
-	mu     sync.Mutex
-	active map[string]*batchState
-	wake   chan struct{}
+	mu      sync.Mutex
+	active  map[string]*batchState
+	delayed map[string]*mvccpb.KeyValue // delayed tasks by key
+	revoked map[string]bool             // groups this term revoked
+	wake    chan struct{}
 }
 
 func (l *leader) poke() {
 	select {
 	case l.wake <- struct{}{}:
 	default:
-	}
-}
-
-// resetActive runs before each listing of the active index.
-func (l *leader) resetActive() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, b := range l.active {
-		b.sweep, b.dirty = true, true
 	}
 }
 
@@ -64,28 +66,53 @@ func (l *leader) onActive(ev queue.Event) {
 	if ev.Delete {
 		delete(l.active, id)
 	} else if _, ok := l.active[id]; !ok {
-		l.active[id] = &batchState{dirty: true, sweep: true}
+		l.active[id] = &batchState{}
 	}
 	l.mu.Unlock()
 	l.poke()
 }
 
-// markDirty notes that a batch's results changed.
-func (l *leader) markDirty(batch string) {
+// onCancel follows cancel requests.
+func (l *leader) onCancel(ev queue.Event) {
+	if ev.Delete {
+		return
+	}
+	id := string(ev.KV.Key)[len(l.s.q.Keys().Cancels()):]
 	l.mu.Lock()
-	if b, ok := l.active[batch]; ok {
-		b.dirty = true
+	if b, ok := l.active[id]; ok {
+		b.cancel = true
+	}
+	l.mu.Unlock()
+	l.poke()
+}
+
+// onDelayed follows tasks waiting out a backoff.
+func (l *leader) onDelayed(ev queue.Event) {
+	l.mu.Lock()
+	if ev.Delete {
+		delete(l.delayed, string(ev.KV.Key))
+	} else {
+		l.delayed[string(ev.KV.Key)] = ev.KV
 	}
 	l.mu.Unlock()
 }
 
-// loop does the leader's etcd work on one goroutine: sharding new batches,
-// completion checks and sweeps.
+func (l *leader) resetDelayed() {
+	l.mu.Lock()
+	clear(l.delayed)
+	l.mu.Unlock()
+}
+
+// loop does the leader's periodic work on one goroutine.
 func (l *leader) loop(ctx context.Context) {
-	tick := time.NewTicker(250 * time.Millisecond)
+	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	sweep := time.NewTicker(l.s.cfg.SweepInterval)
 	defer sweep.Stop()
+	retain := time.NewTicker(time.Minute)
+	defer retain.Stop()
+	l.sweep(ctx) // catch up on what happened while no one led
+	l.purge(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -93,15 +120,31 @@ func (l *leader) loop(ctx context.Context) {
 		case <-l.wake:
 		case <-tick.C:
 		case <-sweep.C:
-			l.mu.Lock()
-			for _, b := range l.active {
-				b.sweep = true
-			}
-			l.mu.Unlock()
+			l.sweep(ctx)
+		case <-retain.C:
+			l.purge(ctx)
 		}
+		l.promote(ctx)
 		l.step(ctx)
 	}
 }
+
+// check handles an error from a leader write: a lost fence ends the term.
+func (l *leader) check(err error, what string, ev func(*zerolog.Event) *zerolog.Event) bool {
+	if err == nil {
+		return true
+	}
+	if errors.Is(err, queue.ErrNotLeader) {
+		l.fail(err)
+		return false
+	}
+	if !errors.Is(err, context.Canceled) {
+		ev(l.log.Warn().Err(err)).Msg(what + " failed; will retry")
+	}
+	return false
+}
+
+func noFields(e *zerolog.Event) *zerolog.Event { return e }
 
 // step handles every active batch once.
 func (l *leader) step(ctx context.Context) {
@@ -115,75 +158,21 @@ func (l *leader) step(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if err := l.handle(ctx, id); err != nil {
-			if errors.Is(err, queue.ErrNotLeader) {
-				l.fail(err)
-				return
-			}
-			if ctx.Err() == nil {
-				l.log.Warn().Err(err).Str("batch_id", id).Msg("batch step failed; will retry")
-			}
+		err := l.handle(ctx, id)
+		if !l.check(err, "batch step", func(e *zerolog.Event) *zerolog.Event { return e.Str("batch_id", id) }) && errors.Is(err, queue.ErrNotLeader) {
+			return
 		}
 	}
 }
 
-func (l *leader) handle(ctx context.Context, id string) error {
+func (l *leader) get(id string) (batchState, bool) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	b, ok := l.active[id]
 	if !ok {
-		l.mu.Unlock()
-		return nil
+		return batchState{}, false
 	}
-	st := *b
-	b.dirty, b.sweep = false, false
-	l.mu.Unlock()
-	restore := func() {
-		l.mu.Lock()
-		if b, ok := l.active[id]; ok {
-			b.dirty, b.sweep = b.dirty || st.dirty, b.sweep || st.sweep
-		}
-		l.mu.Unlock()
-	}
-
-	cctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	if !st.loaded {
-		spec, err := l.s.q.LoadBatch(cctx, id)
-		if err != nil {
-			restore()
-			return err
-		}
-		st.spec, st.loaded = spec, true
-		l.set(id, func(b *batchState) { b.spec, b.loaded = spec, true })
-	}
-	if !st.sharded {
-		start := time.Now()
-		// Sharding a large batch takes many transactions: give it its own
-		// deadline, bounded by the leader's context.
-		sctx, scancel := context.WithTimeout(ctx, 10*time.Minute)
-		err := l.s.q.Shard(sctx, l.fence, st.spec)
-		scancel()
-		if err != nil {
-			restore()
-			return err
-		}
-		l.set(id, func(b *batchState) { b.sharded = true })
-		l.log.Info().Str("batch_id", id).Int("hosts", st.spec.Hosts).Dur("took", time.Since(start)).Msg("batch sharded")
-		st.dirty = true
-	}
-	if st.sweep {
-		if err := l.sweep(ctx, st.spec); err != nil {
-			restore()
-			return err
-		}
-	}
-	if st.dirty {
-		if err := l.checkDone(cctx, st.spec); err != nil {
-			restore()
-			return err
-		}
-	}
-	return nil
+	return *b, true
 }
 
 func (l *leader) set(id string, f func(*batchState)) {
@@ -194,78 +183,232 @@ func (l *leader) set(id string, f func(*batchState)) {
 	l.mu.Unlock()
 }
 
-// sweep recovers a batch's orphaned tasks.
-func (l *leader) sweep(ctx context.Context, spec queue.BatchSpec) error {
+func (l *leader) handle(ctx context.Context, id string) error {
+	st, ok := l.get(id)
+	if !ok {
+		return nil
+	}
+	q := l.s.q
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	orphans, err := l.s.q.Orphans(cctx, spec)
-	if err != nil {
-		return err
-	}
-	for _, task := range orphans {
-		if err := l.recover(ctx, spec.ID, task); err != nil {
+	if !st.loaded {
+		spec, err := q.LoadBatch(cctx, id)
+		if err != nil {
 			return err
 		}
+		stop, err := q.StopReason(cctx, id)
+		if err != nil {
+			return err
+		}
+		// A cancel requested before this term saw the batch.
+		cancelled, err := q.CancelRequested(cctx, id)
+		if err != nil {
+			return err
+		}
+		st.spec, st.loaded, st.stopped, st.cancel = spec, true, stop != "", st.cancel || cancelled
+		l.set(id, func(b *batchState) { b.spec, b.loaded, b.stopped, b.cancel = spec, true, st.stopped, st.cancel })
 	}
-	return nil
-}
-
-func (l *leader) recover(ctx context.Context, batch, task string) error {
-	cctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	out, err := l.s.q.Recover(cctx, l.fence, batch, task, l.s.cfg.MaxAttempts, time.Now())
-	switch {
-	case err != nil:
-		return err
-	case out == queue.RecoverRequeued:
-		l.log.Info().Str("batch_id", batch).Str("task_id", task).Msg("requeued task whose worker was lost")
-	case out == queue.RecoverGaveUp:
-		l.log.Warn().Str("batch_id", batch).Str("task_id", task).Msg("task out of attempts")
-		l.markDirty(batch)
+	if st.cancel && !st.stopped {
+		if err := l.stop(ctx, st.spec, queue.StatusCancelled); err != nil {
+			return err
+		}
+		st.stopped = true
 	}
-	return nil
-}
-
-// checkDone writes the batch summary once every host has a result.
-func (l *leader) checkDone(ctx context.Context, spec queue.BatchSpec) error {
-	// Counting is cheap; listing every result is not, so list only once
-	// the count says the batch may be done.
-	n, err := l.s.q.ResultCount(ctx, spec.ID)
-	if err != nil || n < spec.Hosts {
-		return err
+	if !st.sharded {
+		start := time.Now()
+		// Sharding a large batch takes many transactions: give it its own
+		// deadline, bounded by the leader's context.
+		sctx, scancel := context.WithTimeout(ctx, 10*time.Minute)
+		err := q.Shard(sctx, l.fence, st.spec)
+		scancel()
+		if err != nil {
+			return err
+		}
+		l.set(id, func(b *batchState) { b.sharded = true })
+		l.log.Info().Str("batch_id", id).Int("hosts", st.spec.Hosts).Dur("took", time.Since(start)).Msg("batch sharded")
 	}
-	tally, err := l.s.q.Tally(ctx, spec.ID)
+	n, err := q.ResultCount(cctx, id)
 	if err != nil {
 		return err
 	}
-	if len(tally) < spec.Hosts {
+	if n < st.spec.Hosts {
+		return l.checkFailures(ctx, st, n)
+	}
+	return l.finish(cctx, st.spec)
+}
+
+// checkFailures stops a batch with --max-failures once it is exceeded.
+// Counting failures reads every result, so it runs at most once a second.
+func (l *leader) checkFailures(ctx context.Context, st batchState, results int) error {
+	if st.spec.Policy.MaxFailures == "" || st.stopped || results == 0 || time.Since(st.lastTall) < time.Second {
 		return nil
+	}
+	l.set(st.spec.ID, func(b *batchState) { b.lastTall = time.Now() })
+	limit, err := queue.ParseMaxFailures(st.spec.Policy.MaxFailures, st.spec.Hosts)
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	tally, err := l.s.q.Tally(cctx, st.spec.ID)
+	if err != nil {
+		return err
+	}
+	failed := 0
+	for _, s := range tally {
+		if s == queue.StatusFail || s == queue.StatusDead || s == queue.StatusError {
+			failed++
+		}
+	}
+	if failed <= limit {
+		return nil
+	}
+	l.log.Warn().Str("batch_id", st.spec.ID).Int("failed", failed).Int("max_failures", limit).Msg("too many failures: skipping the hosts not yet started")
+	return l.stop(ctx, st.spec, queue.StatusSkipped)
+}
+
+// stop ends a batch's not-yet-started tasks with why.
+func (l *leader) stop(ctx context.Context, spec queue.BatchSpec, why queue.Status) error {
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := l.s.q.StopBatch(cctx, l.fence, spec.ID, why); err != nil {
+		return err
+	}
+	n, err := l.s.q.StopPending(cctx, l.fence, spec, why)
+	if err != nil {
+		return err
+	}
+	l.set(spec.ID, func(b *batchState) { b.stopped = true })
+	l.log.Info().Str("batch_id", spec.ID).Str("status", string(why)).Int("tasks", n).Msg("batch stopped early")
+	return nil
+}
+
+// finish writes the batch summary once every host has a result.
+func (l *leader) finish(ctx context.Context, spec queue.BatchSpec) error {
+	tally, err := l.s.q.Tally(ctx, spec.ID)
+	if err != nil || len(tally) < spec.Hosts {
+		return err
 	}
 	sum := queue.SummaryOf(spec.Hosts, tally, time.Now())
 	if err := l.s.q.Finish(ctx, l.fence, spec.ID, sum); err != nil {
 		return err
 	}
-	l.log.Info().Str("batch_id", spec.ID).Int("hosts", spec.Hosts).
-		Int("ok", sum.Counts[queue.StatusOK]).Int("fail", sum.Counts[queue.StatusFail]).
-		Int("error", sum.Counts[queue.StatusError]).Msg("batch finished")
+	ev := l.log.Info().Str("batch_id", spec.ID).Int("hosts", spec.Hosts)
+	for st, n := range sum.Counts {
+		ev = ev.Int(string(st), n)
+	}
+	ev.Msg("batch finished")
 	return nil
 }
 
-// watchResults marks batches dirty as their results arrive.
-func (l *leader) watchResults(ctx context.Context) {
-	keys := l.s.q.Keys()
-	l.watchLive(ctx, keys.Results(), func(evs []*clientv3.Event) {
-		for _, ev := range evs {
-			if batch, _, err := keys.ParseResult(string(ev.Kv.Key)); err == nil {
-				l.markDirty(batch)
-			}
+// policy returns a batch's retry policy, for recovery.
+func (l *leader) policy(ctx context.Context) func(string) (queue.Policy, error) {
+	return func(batch string) (queue.Policy, error) {
+		if st, ok := l.get(batch); ok && st.loaded {
+			return st.spec.Policy, nil
 		}
-		l.poke()
-	}, func() { l.resetActive() })
+		spec, err := l.s.q.LoadBatch(ctx, batch)
+		if errors.Is(err, queue.ErrBatchNotFound) {
+			return queue.Policy{MaxAttempts: 1}, nil // purged: end what is left of it
+		}
+		return spec.Policy, err
+	}
 }
 
-// watchClaims recovers tasks whose claims vanished without a result: the
-// worker's lease expired (it died or was partitioned) or it released them.
+// recoverGroup requeues what a group whose claim vanished left unfinished.
+func (l *leader) recoverGroup(ctx context.Context, group string) error {
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	l.mu.Lock()
+	reason := reasonLost
+	if l.revoked[group] {
+		reason = reasonRevoked
+		delete(l.revoked, group)
+	}
+	l.mu.Unlock()
+	requeued, dead, err := l.s.q.RecoverGroup(cctx, l.fence, group, l.policy(cctx), reason, time.Now())
+	if err != nil {
+		return err
+	}
+	if requeued+dead > 0 {
+		l.log.Info().Str("group", group).Int("requeued", requeued).Int("dead", dead).Str("reason", reason).Msg("recovered tasks of a lost claim")
+	}
+	return nil
+}
+
+// sweep recovers groups whose claim is gone and revokes overdue claims: the
+// safety net under the claim watch, and the only way overruns are caught.
+func (l *leader) sweep(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	q := l.s.q
+	groups, err := q.Groups(cctx)
+	if !l.check(err, "sweep", noFields) {
+		return
+	}
+	now := time.Now()
+	for _, g := range groups {
+		switch {
+		case g.ClaimRev == 0:
+			if !l.check(l.recoverGroup(ctx, g.ID), "recover", func(e *zerolog.Event) *zerolog.Event { return e.Str("group", g.ID) }) {
+				return
+			}
+		case now.After(g.Deadline.Add(l.s.cfg.RevokeGrace)):
+			l.mu.Lock()
+			l.revoked[g.ID] = true
+			l.mu.Unlock()
+			ok, err := q.Revoke(cctx, l.fence, g.ID, g.ClaimRev)
+			if !l.check(err, "revoke", noFields) {
+				return
+			}
+			if ok {
+				l.log.Warn().Str("group", g.ID).Str("worker", g.Worker).Time("deadline", g.Deadline).Msg("revoked an overdue claim")
+			}
+		}
+	}
+}
+
+// promote makes delayed tasks whose backoff has passed ready again.
+func (l *leader) promote(ctx context.Context) {
+	now := time.Now()
+	var due []*mvccpb.KeyValue
+	l.mu.Lock()
+	for k, kv := range l.delayed {
+		var t struct {
+			NotBefore time.Time `json:"not_before"`
+		}
+		if err := json.Unmarshal(kv.Value, &t); err != nil || !t.NotBefore.After(now) {
+			due = append(due, kv)
+			delete(l.delayed, k)
+		}
+	}
+	l.mu.Unlock()
+	if len(due) == 0 {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	_, err := l.s.q.Promote(cctx, l.fence, due)
+	l.check(err, "promote", noFields)
+}
+
+// purge deletes batches finished longer ago than the retention.
+func (l *leader) purge(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	old, err := l.s.q.FinishedBefore(cctx, time.Now().Add(-l.s.cfg.Retention))
+	if !l.check(err, "retention", noFields) {
+		return
+	}
+	for _, id := range old {
+		if !l.check(l.s.q.Purge(cctx, l.fence, id), "purge", noFields) {
+			return
+		}
+		l.log.Info().Str("batch_id", id).Dur("retention", l.s.cfg.Retention).Msg("purged a finished batch")
+	}
+}
+
+// watchClaims recovers groups as their claims vanish.
 func (l *leader) watchClaims(ctx context.Context) {
 	keys := l.s.q.Keys()
 	l.watchLive(ctx, keys.Claims(), func(evs []*clientv3.Event) {
@@ -273,25 +416,23 @@ func (l *leader) watchClaims(ctx context.Context) {
 			if ev.Type != mvccpb.DELETE {
 				continue
 			}
-			batch, task, err := keys.ParseClaim(string(ev.Kv.Key))
+			group, err := keys.ParseGroup(string(ev.Kv.Key))
 			if err != nil {
 				continue
 			}
-			// A completion deletes the claim too; Recover sees its result
-			// and does nothing.
-			if err := l.recover(ctx, batch, task); err != nil {
-				if errors.Is(err, queue.ErrNotLeader) {
-					l.fail(err)
+			// A finished group's claim goes with its records; recovery
+			// finds nothing to do.
+			if err := l.recoverGroup(ctx, group); err != nil {
+				if !l.check(err, "recover", func(e *zerolog.Event) *zerolog.Event { return e.Str("group", group) }) && errors.Is(err, queue.ErrNotLeader) {
 					return
 				}
-				l.log.Warn().Err(err).Str("batch_id", batch).Str("task_id", task).Msg("recover failed; the sweep will retry")
 			}
 		}
-	}, func() { l.resetActive(); l.poke() })
+	}, func() { l.sweep(ctx) })
 }
 
 // watchLive watches prefix from now on. When the watch breaks it calls
-// restarted (so the caller can catch up by listing) and watches again.
+// restarted (so the caller can catch up) and watches again.
 func (l *leader) watchLive(ctx context.Context, prefix string, fn func([]*clientv3.Event), restarted func()) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {

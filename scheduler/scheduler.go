@@ -9,13 +9,17 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/patrol-dev/patrol/queue"
 )
 
-// DefaultSessionTTL is the election session TTL unless configured.
-const DefaultSessionTTL = 5 * time.Second
+// Defaults for Config.
+const (
+	DefaultSessionTTL = 5 * time.Second
+	DefaultRetention  = 7 * 24 * time.Hour
+)
 
 // Config configures a Scheduler. Zero fields take the defaults noted.
 type Config struct {
@@ -24,12 +28,14 @@ type Config struct {
 	// SessionTTL is the election session's lease TTL. A dead leader is
 	// replaced within about this long. Default 5s; etcd's minimum is 2s.
 	SessionTTL time.Duration
-	// MaxAttempts bounds how often a task whose worker was lost is run.
-	// Default 3.
-	MaxAttempts int
-	// SweepInterval is how often active batches are swept for orphaned
-	// tasks. Default 10s.
+	// SweepInterval is how often claimed groups are swept for lost claims
+	// and overdue attempts. Default 5s.
 	SweepInterval time.Duration
+	// RevokeGrace is how long past its timeout an attempt may run before
+	// the scheduler revokes its claim. Default 5s.
+	RevokeGrace time.Duration
+	// Retention is how long a finished batch stays in etcd. Default 7 days.
+	Retention time.Duration
 	// Log receives the scheduler's log lines.
 	Log zerolog.Logger
 	// OnLeading, if set, is called with the fence each time this scheduler
@@ -55,11 +61,14 @@ func New(q *queue.Queue, cfg Config) (*Scheduler, error) {
 	if cfg.SessionTTL < 2*time.Second {
 		return nil, fmt.Errorf("scheduler: session TTL %s is below etcd's 2s minimum", cfg.SessionTTL)
 	}
-	if cfg.MaxAttempts == 0 {
-		cfg.MaxAttempts = 3
-	}
 	if cfg.SweepInterval == 0 {
-		cfg.SweepInterval = 10 * time.Second
+		cfg.SweepInterval = 5 * time.Second
+	}
+	if cfg.RevokeGrace == 0 {
+		cfg.RevokeGrace = 5 * time.Second
+	}
+	if cfg.Retention == 0 {
+		cfg.Retention = DefaultRetention
 	}
 	return &Scheduler{q: q, cfg: cfg, log: cfg.Log.With().Str("scheduler_id", cfg.ID).Logger()}, nil
 }
@@ -155,17 +164,18 @@ func (s *Scheduler) term(ctx context.Context) error {
 func (s *Scheduler) lead(ctx context.Context, fence queue.Fence, log zerolog.Logger) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	l := &leader{s: s, fence: fence, log: log, active: map[string]*batchState{}, wake: make(chan struct{}, 1)}
-	fail := func(err error) {
+	l := &leader{s: s, fence: fence, log: log, active: map[string]*batchState{}, delayed: map[string]*mvccpb.KeyValue{},
+		revoked: map[string]bool{}, wake: make(chan struct{}, 1)}
+	l.fail = func(err error) {
 		if errors.Is(err, queue.ErrNotLeader) {
 			cancel(err)
 		}
 	}
-	l.fail = fail
 
 	var wg sync.WaitGroup
-	wg.Go(func() { s.q.Sync(ctx, s.q.Keys().Active(), 30*time.Second, l.resetActive, l.onActive) })
-	wg.Go(func() { l.watchResults(ctx) })
+	wg.Go(func() { s.q.Sync(ctx, s.q.Keys().Active(), 30*time.Second, nil, l.onActive) })
+	wg.Go(func() { s.q.Sync(ctx, s.q.Keys().Cancels(), 30*time.Second, nil, l.onCancel) })
+	wg.Go(func() { s.q.Sync(ctx, s.q.Keys().Delayed(), time.Minute, l.resetDelayed, l.onDelayed) })
 	wg.Go(func() { l.watchClaims(ctx) })
 	l.loop(ctx)
 	wg.Wait()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,12 +40,18 @@ type running struct {
 
 // start runs a scheduler on its own client until the test ends or stop.
 func (f *fixture) start(t *testing.T, id string) *running {
+	return f.startWith(t, id, func(*scheduler.Config) {})
+}
+
+func (f *fixture) startWith(t *testing.T, id string, adjust func(*scheduler.Config)) *running {
 	t.Helper()
 	r := &running{fences: make(chan queue.Fence, 16)}
-	s, err := scheduler.New(queue.New(etcdtest.NewClient(t), f.env.Prefix), scheduler.Config{
+	cfg := scheduler.Config{
 		ID: id, SessionTTL: 2 * time.Second, Log: zerolog.Nop(),
 		OnLeading: func(fc queue.Fence) { r.fences <- fc },
-	})
+	}
+	adjust(&cfg)
+	s, err := scheduler.New(queue.New(etcdtest.NewClient(t), f.env.Prefix), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,16 +149,18 @@ func TestShardsRequeuesLostWorkAndFinishesOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	claims := f.claimAll(t, sess.Lease())
-	if len(claims) != 50 {
-		t.Fatalf("claimed %d", len(claims))
+	g := f.claim(t, sess.Lease(), 50)
+	if g == nil || len(g.Running.Tasks) != 50 {
+		t.Fatalf("claimed %+v", g)
 	}
-	for _, c := range claims[:20] {
-		if ok, err := f.q.Complete(f.ctx, c, queue.Result{Host: c.Task.Host.Name, Status: queue.StatusOK, Attempts: c.Task.Attempt}); !ok || err != nil {
-			t.Fatal(ok, err)
-		}
+	var outs []queue.Outcome
+	for i := range 20 {
+		outs = append(outs, outcome(g, i, queue.StatusOK))
 	}
-	sess.Close() // the lease goes, and with it 30 claims
+	if rej, err := f.q.Commit(f.ctx, outs); len(rej) != 0 || err != nil {
+		t.Fatal(rej, err)
+	}
+	sess.Close() // the lease goes, and with it the claim
 	etcdtest.WaitFor(t, f.env.Client, ready, 30*time.Second, "30 requeued tasks", func(n int) bool { return n == 30 })
 
 	sess2, err := concurrency.NewSession(f.env.Client, concurrency.WithTTL(10))
@@ -159,13 +168,16 @@ func TestShardsRequeuesLostWorkAndFinishesOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sess2.Close()
-	for _, c := range f.claimAll(t, sess2.Lease()) {
-		if c.Task.Attempt != 2 {
-			t.Fatalf("requeued task %s at attempt %d, want 2", c.Task.ID, c.Task.Attempt)
+	g2 := f.claim(t, sess2.Lease(), 50)
+	outs = nil
+	for i, task := range g2.Running.Tasks {
+		if task.Attempt != 2 || len(task.History) != 1 {
+			t.Fatalf("requeued task %s: attempt %d, history %v", task.ID, task.Attempt, task.History)
 		}
-		if ok, err := f.q.Complete(f.ctx, c, queue.Result{Host: c.Task.Host.Name, Status: queue.StatusFail, Attempts: c.Task.Attempt}); !ok || err != nil {
-			t.Fatal(ok, err)
-		}
+		outs = append(outs, outcome(g2, i, queue.StatusFail))
+	}
+	if rej, err := f.q.Commit(f.ctx, outs); len(rej) != 0 || err != nil {
+		t.Fatal(rej, err)
 	}
 	etcdtest.WaitFor(t, f.env.Client, f.q.Keys().BatchSummary("b1"), 30*time.Second, "the summary", func(n int) bool { return n == 1 })
 	sum, done, err := f.q.Summary(f.ctx, "b1")
@@ -195,30 +207,73 @@ func TestSweepRecoversWorkLostWhileNoSchedulerLed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := len(f.claimAll(t, sess.Lease())); n != 10 {
-		t.Fatalf("claimed %d", n)
+	if g := f.claim(t, sess.Lease(), 10); g == nil || len(g.Running.Tasks) != 10 {
+		t.Fatalf("claimed %+v", g)
 	}
 	sess.Close()
-	// The next leader's first sweep finds the orphans.
+	// The next leader's first sweep finds the lost group.
 	f.start(t, "second").leading(t)
 	etcdtest.WaitFor(t, f.env.Client, f.q.Keys().Ready(), 30*time.Second, "10 recovered tasks", func(n int) bool { return n == 10 })
 }
 
-func (f *fixture) claimAll(t *testing.T, lease clientv3.LeaseID) []queue.Claimed {
-	t.Helper()
-	var all []queue.Claimed
-	for {
-		ready, _, err := f.q.ListReady(f.ctx, 0, queue.MaxClaim)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(ready) == 0 {
-			return all
-		}
-		got, err := f.q.Claim(f.ctx, lease, "test-worker", ready, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		all = append(all, got...)
+func TestOverdueClaimIsRevokedAndRequeued(t *testing.T) {
+	f := setup(t)
+	f.startWith(t, "s", func(c *scheduler.Config) { c.SweepInterval, c.RevokeGrace = 100*time.Millisecond, time.Millisecond })
+	if _, _, err := f.q.Submit(f.ctx, queue.SubmitRequest{ID: "b1", Check: "noop", Hosts: hosts(3)}); err != nil {
+		t.Fatal(err)
 	}
+	etcdtest.WaitFor(t, f.env.Client, f.q.Keys().Ready(), 30*time.Second, "3 ready tasks", func(n int) bool { return n == 3 })
+	sess, err := concurrency.NewSession(f.env.Client, concurrency.WithTTL(30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	// The worker is alive (its lease is kept) but its attempt's deadline
+	// is already past: the scheduler revokes the claim.
+	ready, _, err := f.q.ListReady(f.ctx, 0, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	past := time.Now().Add(-time.Minute)
+	g, err := f.q.Claim(f.ctx, sess.Lease(), "slow", "slow-1", ready, past, func(queue.Task) time.Time { return past })
+	if err != nil || g == nil {
+		t.Fatal(g, err)
+	}
+	etcdtest.WaitFor(t, f.env.Client, f.q.Keys().Ready(), 30*time.Second, "3 requeued tasks", func(n int) bool { return n == 3 })
+	// The slow worker's late commit is rejected.
+	var outs []queue.Outcome
+	for i := range g.Running.Tasks {
+		outs = append(outs, outcome(g, i, queue.StatusOK))
+	}
+	if rej, err := f.q.Commit(f.ctx, outs); err != nil || len(rej) != 3 {
+		t.Fatalf("late commit: rejected %d, err %v", len(rej), err)
+	}
+	again, _, err := f.q.ListReady(f.ctx, 0, 3)
+	if err != nil || len(again) != 3 || again[0].Task.History[0].Message != "claim revoked: the attempt overran its timeout" {
+		t.Fatalf("requeued %+v, err %v", again, err)
+	}
+}
+
+func outcome(g *queue.Group, i int, st queue.Status) queue.Outcome {
+	t := g.Running.Tasks[i]
+	return queue.Outcome{Group: g, Index: i, Result: &queue.Result{Host: t.Host.Name, Status: st, Attempts: t.Attempt, Worker: "test"}}
+}
+
+var groups atomic.Int64
+
+func (f *fixture) claim(t *testing.T, lease clientv3.LeaseID, n int) *queue.Group {
+	t.Helper()
+	ready, _, err := f.q.ListReady(f.ctx, 0, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ready) == 0 {
+		return nil
+	}
+	now := time.Now()
+	g, err := f.q.Claim(f.ctx, lease, "test-worker", fmt.Sprint("g", groups.Add(1)), ready, now, func(queue.Task) time.Time { return now.Add(time.Minute) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
 }

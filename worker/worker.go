@@ -21,7 +21,6 @@ import (
 const (
 	DefaultConcurrency = 64
 	DefaultLeaseTTL    = 10 * time.Second
-	DefaultTaskTimeout = 60 * time.Second
 )
 
 // Config configures a Worker. Zero fields take the defaults noted.
@@ -33,9 +32,6 @@ type Config struct {
 	// LeaseTTL is the session lease TTL: a dead worker's tasks are
 	// requeued about this long after it died. Default 10s, minimum 2s.
 	LeaseTTL time.Duration
-	// TaskTimeout bounds one check run, on top of the check's own
-	// timeouts. Default 60s.
-	TaskTimeout time.Duration
 	// Log receives the worker's log lines.
 	Log zerolog.Logger
 }
@@ -43,9 +39,9 @@ type Config struct {
 // Stats are a worker's running counts.
 type Stats struct {
 	Claimed   int64 // tasks claimed
-	Committed int64 // results committed
+	Committed int64 // outcomes committed (results and retries)
 	Rejected  int64 // zombie completions rejected by the claim fence
-	Released  int64 // claims given back unfinished
+	Released  int64 // groups given back unfinished
 }
 
 // Worker claims and runs tasks.
@@ -55,14 +51,20 @@ type Worker struct {
 	log zerolog.Logger
 
 	claimed, committed, rejected, released atomic.Int64
+	groupSeq                               atomic.Int64
 
-	mu     sync.Mutex
-	checks map[string]checkEntry // by batch ID
+	mu      sync.Mutex
+	batches map[string]*batchEntry // by batch ID
 }
 
-type checkEntry struct {
-	check check.Check
-	err   error
+// batchEntry is what a worker knows of a batch: its check and policy, and
+// a context cancelled when the batch is cancelled.
+type batchEntry struct {
+	check  check.Check
+	err    error // the check cannot be built here
+	policy queue.Policy
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // New validates cfg and returns a Worker.
@@ -82,10 +84,7 @@ func New(q *queue.Queue, cfg Config) (*Worker, error) {
 	if cfg.LeaseTTL < 2*time.Second {
 		return nil, fmt.Errorf("worker: lease TTL %s is below etcd's 2s minimum", cfg.LeaseTTL)
 	}
-	if cfg.TaskTimeout == 0 {
-		cfg.TaskTimeout = DefaultTaskTimeout
-	}
-	return &Worker{q: q, cfg: cfg, log: cfg.Log.With().Str("worker_id", cfg.ID).Logger(), checks: map[string]checkEntry{}}, nil
+	return &Worker{q: q, cfg: cfg, log: cfg.Log.With().Str("worker_id", cfg.ID).Logger(), batches: map[string]*batchEntry{}}, nil
 }
 
 // Stats returns the worker's counts so far.
@@ -141,14 +140,21 @@ func (w *Worker) session(ctx context.Context) error {
 		}
 	}()
 
+	s := &run{w: w, lease: sess.Lease(), slots: make(chan struct{}, w.cfg.Concurrency),
+		outcomes: make(chan queue.Outcome, w.cfg.Concurrency), groups: map[*queue.Group]struct{}{}}
 	wake := make(chan struct{}, 1)
-	var wg sync.WaitGroup
-	wg.Go(func() { w.watchReady(sctx, wake) })
+	var watchers, tasks sync.WaitGroup
+	watchers.Go(func() { w.watchWake(sctx, wake) })
+	watchers.Go(func() { w.watchCancels(sctx) })
+	committed := make(chan struct{})
+	go func() { defer close(committed); s.commitLoop(ctx) }()
 
-	slots := make(chan struct{}, w.cfg.Concurrency)
-	err = w.claimLoop(sctx, sess.Lease(), slots, wake, &wg)
+	err = s.claimLoop(sctx, wake, &tasks)
 	cancel()
-	wg.Wait()
+	tasks.Wait()      // every check has returned and sent its outcome
+	close(s.outcomes) // the committer flushes what is left, then releases
+	<-committed
+	watchers.Wait()
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -158,13 +164,23 @@ func (w *Worker) session(ctx context.Context) error {
 	return errors.New("lease lost")
 }
 
-func (w *Worker) claimLoop(ctx context.Context, lease clientv3.LeaseID, slots chan struct{}, wake <-chan struct{}, wg *sync.WaitGroup) error {
+// run is one session's state.
+type run struct {
+	w        *Worker
+	lease    clientv3.LeaseID
+	slots    chan struct{}
+	outcomes chan queue.Outcome
+
+	mu     sync.Mutex
+	groups map[*queue.Group]struct{} // claimed groups not yet finished
+}
+
+func (s *run) claimLoop(ctx context.Context, wake <-chan struct{}, tasks *sync.WaitGroup) error {
 	poll := time.NewTicker(time.Second)
 	defer poll.Stop()
 	for {
-		free := cap(slots) - len(slots)
-		if free > 0 {
-			n, err := w.claimSome(ctx, lease, min(free, queue.MaxClaim), slots, wg)
+		if free := cap(s.slots) - len(s.slots); free > 0 {
+			n, err := s.claimSome(ctx, min(free, queue.MaxClaim), tasks)
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -172,7 +188,7 @@ func (w *Worker) claimLoop(ctx context.Context, lease clientv3.LeaseID, slots ch
 				if errors.Is(err, errLeaseGone) {
 					return err
 				}
-				w.log.Warn().Err(err).Msg("claim failed")
+				s.w.log.Warn().Err(err).Msg("claim failed")
 			} else if n > 0 {
 				continue // there may be more
 			}
@@ -188,8 +204,9 @@ func (w *Worker) claimLoop(ctx context.Context, lease clientv3.LeaseID, slots ch
 
 var errLeaseGone = errors.New("worker: lease lost")
 
-// claimSome claims up to n tasks and starts them. It returns how many.
-func (w *Worker) claimSome(ctx context.Context, lease clientv3.LeaseID, n int, slots chan struct{}, wg *sync.WaitGroup) (int, error) {
+// claimSome claims up to n tasks as one group and starts them.
+func (s *run) claimSome(ctx context.Context, n int, tasks *sync.WaitGroup) (int, error) {
+	w := s.w
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	ready, bad, err := w.q.ListReady(cctx, rand.IntN(queue.DefaultShards), n)
@@ -197,108 +214,212 @@ func (w *Worker) claimSome(ctx context.Context, lease clientv3.LeaseID, n int, s
 		return 0, err
 	}
 	for _, b := range bad {
-		w.log.Error().Str("key", b.Key).Err(b.Err).Msg("malformed ready task; skipping it")
+		w.log.Error().Str("key", b.Key()).Err(b.Err).Msg("malformed ready task: quarantining it and ending it dead")
+		if err := w.q.QuarantineReady(cctx, b); err != nil {
+			w.log.Warn().Err(err).Str("key", b.Key()).Msg("quarantine failed")
+		}
 	}
 	if len(ready) == 0 {
 		return 0, nil
 	}
-	claimed, err := w.q.Claim(cctx, lease, w.cfg.ID, ready, time.Now())
+	for _, r := range ready {
+		if _, err := w.batch(cctx, r.Task.Batch); err != nil {
+			return 0, err
+		}
+	}
+	now := time.Now()
+	group := fmt.Sprintf("%x-%d", s.lease, w.groupSeq.Add(1))
+	g, err := w.q.Claim(cctx, s.lease, w.cfg.ID, group, ready, now, func(t queue.Task) time.Time {
+		b, _ := w.batch(cctx, t.Batch)
+		return now.Add(b.policy.Timeout())
+	})
 	if err != nil {
 		if isLeaseNotFound(err) {
 			return 0, errLeaseGone
 		}
 		return 0, err
 	}
-	w.claimed.Add(int64(len(claimed)))
-	for _, c := range claimed {
-		slots <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-slots }()
-			w.run(ctx, c)
+	if g == nil {
+		return 0, nil
+	}
+	w.claimed.Add(int64(len(g.Running.Tasks)))
+	s.mu.Lock()
+	s.groups[g] = struct{}{}
+	s.mu.Unlock()
+	for i := range g.Running.Tasks {
+		s.slots <- struct{}{}
+		tasks.Go(func() {
+			defer func() { <-s.slots }()
+			if o, ok := s.runTask(ctx, g, i); ok {
+				s.outcomes <- o
+			}
 		})
 	}
-	return len(claimed), nil
+	return len(g.Running.Tasks), nil
 }
 
-// run runs one claimed task and commits its result.
-func (w *Worker) run(ctx context.Context, c queue.Claimed) {
-	log := w.log.With().Str("batch_id", c.Task.Batch).Str("task_id", c.Task.ID).
-		Str("host", c.Task.Host.Name).Int("attempt", c.Task.Attempt).Logger()
-	start := time.Now()
-	res := queue.Result{Host: c.Task.Host.Name, Attempts: c.Task.Attempt, Worker: w.cfg.ID}
-
-	chk, err := w.checkFor(ctx, c.Task.Batch)
+// runTask runs one claimed task's check and decides its outcome. It reports
+// false when the check was cut short by the worker stopping or losing its
+// session: such a run says nothing about the host.
+func (s *run) runTask(ctx context.Context, g *queue.Group, i int) (queue.Outcome, bool) {
+	w := s.w
+	t := g.Running.Tasks[i]
+	log := w.log.With().Str("batch_id", t.Batch).Str("task_id", t.ID).Str("host", t.Host.Name).Int("attempt", t.Attempt).Logger()
+	b, err := w.batch(ctx, t.Batch)
 	if err != nil {
-		res.Status, res.Message = queue.StatusError, err.Error()
+		return queue.Outcome{}, false // etcd unreachable: the group is released and retried
+	}
+	start := time.Now()
+	var res check.Result
+	if b.err != nil {
+		res = check.Result{Status: check.StatusError, Message: b.err.Error()}
 	} else {
-		tctx, cancel := context.WithTimeout(ctx, w.cfg.TaskTimeout)
-		r := chk.Run(tctx, c.Task.Host)
+		tctx, cancel := context.WithTimeout(ctx, b.policy.Timeout())
+		stop := context.AfterFunc(b.ctx, cancel) // the batch was cancelled
+		res = b.check.Run(tctx, t.Host)
+		stop()
 		cancel()
-		res.Status, res.Message = queue.Status(r.Status), r.Message
 	}
 	if ctx.Err() != nil {
-		// Shutting down or lost the session: the check was cut short, so
-		// its outcome says nothing about the host. Give the task back.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		defer cancel()
-		if err := w.q.Release(rctx, c); err == nil {
-			w.released.Add(1)
-		}
-		log.Debug().Msg("released unfinished task")
-		return
+		return queue.Outcome{}, false
 	}
-	res.DurationMS = time.Since(start).Milliseconds()
-	res.FinishedAt = time.Now().UTC()
-
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	ok, err := w.q.Complete(cctx, c, res)
+	now := time.Now().UTC()
+	attempt := queue.Attempt{Attempt: t.Attempt, Status: queue.Status(res.Status), Message: res.Message, Worker: w.cfg.ID,
+		DurationMS: now.Sub(start).Milliseconds(), FinishedAt: now}
+	o := queue.Outcome{Group: g, Index: i}
+	if b.ctx.Err() != nil {
+		o.Result = result(t, attempt)
+		o.Result.Status, o.Result.Message = queue.StatusCancelled, "batch cancelled while this host ran"
+		return o, true
+	}
+	retryable := res.Status == check.StatusError || res.Status == check.StatusFail && b.policy.RetryFailures
 	switch {
-	case err != nil:
-		// The outcome is unknown: the scheduler requeues the task if the
-		// commit did not land and the claim goes with the lease.
-		log.Warn().Err(err).Msg("commit failed")
-	case !ok:
-		w.rejected.Add(1)
-		log.Warn().Int64("claim_rev", c.ClaimRev).Msg("zombie completion rejected: the claim is no longer ours")
+	case res.Status == check.StatusOK || !retryable:
+		o.Result = result(t, attempt)
+	case t.Attempt >= b.policy.MaxAttempts:
+		o.Result = result(t, attempt)
+		o.Result.Status = queue.StatusDead
+		o.Result.Message = fmt.Sprintf("out of attempts (%d): %s", t.Attempt, res.Message)
 	default:
-		w.committed.Add(1)
-		log.Debug().Str("status", string(res.Status)).Msg("result committed")
+		next := t
+		next.History = append(append([]queue.Attempt(nil), t.History...), attempt)
+		next.Attempt++
+		next.NotBefore = now.Add(b.policy.Backoff(next.Attempt, queue.Jitter))
+		o.Retry = &next
+		log.Debug().Str("status", string(res.Status)).Time("not_before", next.NotBefore).Msg("will retry")
+	}
+	return o, true
+}
+
+func result(t queue.Task, a queue.Attempt) *queue.Result {
+	return &queue.Result{Host: t.Host.Name, Status: a.Status, Attempts: t.Attempt, Message: a.Message, DurationMS: a.DurationMS,
+		Worker: a.Worker, FinishedAt: a.FinishedAt, Round: t.Round, History: t.History}
+}
+
+// commitLoop commits outcomes in batches: whatever has arrived while the
+// previous commit was in flight goes in the next one. When outcomes closes
+// it commits the rest and releases every group with unfinished tasks.
+func (s *run) commitLoop(ctx context.Context) {
+	w := s.w
+	buf := make([]queue.Outcome, 0, 256)
+	for o := range s.outcomes {
+		buf = append(buf[:0], o)
+	drain:
+		for len(buf) < cap(buf) {
+			select {
+			case o, ok := <-s.outcomes:
+				if !ok {
+					break drain
+				}
+				buf = append(buf, o)
+			default:
+				break drain
+			}
+		}
+		s.commit(ctx, buf)
+	}
+	// Give back what was claimed and not finished, so that it is requeued
+	// now rather than when the lease expires.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for g := range s.groups {
+		if !g.Finished() {
+			if err := w.q.Release(cctx, g); err == nil {
+				w.released.Add(1)
+			}
+		}
+		delete(s.groups, g)
 	}
 }
 
-// checkFor returns the check a batch runs, built once per batch.
-func (w *Worker) checkFor(ctx context.Context, batch string) (check.Check, error) {
+func (s *run) commit(ctx context.Context, outs []queue.Outcome) {
+	w := s.w
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	rejected, err := w.q.Commit(cctx, outs)
+	if err != nil {
+		// The outcome is unknown: if it did not land, the claims go with
+		// the lease and the scheduler requeues.
+		w.log.Warn().Err(err).Int("outcomes", len(outs)).Msg("commit failed")
+		return
+	}
+	w.committed.Add(int64(len(outs) - len(rejected)))
+	for _, o := range rejected {
+		w.rejected.Add(1)
+		t := o.Group.Running.Tasks[o.Index]
+		w.log.Warn().Str("batch_id", t.Batch).Str("task_id", t.ID).Str("host", t.Host.Name).Int("attempt", t.Attempt).
+			Str("group", o.Group.ID).Int64("claim_rev", o.Group.ClaimRev).
+			Msg("zombie completion rejected: the claim is no longer ours")
+	}
+	s.mu.Lock()
+	for _, o := range outs {
+		if o.Group.Finished() {
+			delete(s.groups, o.Group)
+		}
+	}
+	s.mu.Unlock()
+}
+
+// batch returns what the worker knows of a batch, loading it once.
+func (w *Worker) batch(ctx context.Context, id string) (*batchEntry, error) {
 	w.mu.Lock()
-	e, ok := w.checks[batch]
+	b, ok := w.batches[id]
 	w.mu.Unlock()
 	if ok {
-		return e.check, e.err
+		return b, nil
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	spec, err := w.q.LoadBatch(cctx, batch)
+	spec, err := w.q.LoadBatch(cctx, id)
 	if err != nil {
-		return nil, fmt.Errorf("load batch %s: %w", batch, err) // not cached: may be transient
+		return nil, fmt.Errorf("load batch %s: %w", id, err)
 	}
-	chk, err := check.New(spec.Check, spec.Params)
-	if err != nil {
-		err = fmt.Errorf("worker %s cannot run this check: %w", w.cfg.ID, err)
+	b = &batchEntry{policy: spec.Policy}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.check, b.err = check.New(spec.Check, spec.Params)
+	if b.err != nil {
+		b.err = fmt.Errorf("worker %s cannot run this check: %w", w.cfg.ID, b.err)
 	}
 	w.mu.Lock()
-	if len(w.checks) > 1000 {
-		clear(w.checks)
+	defer w.mu.Unlock()
+	if old, ok := w.batches[id]; ok {
+		b.cancel()
+		return old, nil
 	}
-	w.checks[batch] = checkEntry{check: chk, err: err}
-	w.mu.Unlock()
-	return chk, err
+	if len(w.batches) > 1000 {
+		clear(w.batches) // entries in use stay valid; they are only forgotten
+	}
+	w.batches[id] = b
+	return b, nil
 }
 
-// watchReady pokes wake whenever a task becomes ready.
-func (w *Worker) watchReady(ctx context.Context, wake chan<- struct{}) {
+// watchWake pokes wake whenever the scheduler makes tasks ready.
+func (w *Worker) watchWake(ctx context.Context, wake chan<- struct{}) {
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		for resp := range w.q.Client().Watch(wctx, w.q.Keys().Ready(), clientv3.WithPrefix(), clientv3.WithFilterDelete()) {
+		for resp := range w.q.Client().Watch(wctx, w.q.Keys().Wake()) {
 			if resp.Err() != nil {
 				break
 			}
@@ -313,4 +434,22 @@ func (w *Worker) watchReady(ctx context.Context, wake chan<- struct{}) {
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// watchCancels aborts the running checks of cancelled batches.
+func (w *Worker) watchCancels(ctx context.Context) {
+	w.q.Sync(ctx, w.q.Keys().Cancels(), 0, nil, func(ev queue.Event) {
+		if ev.Delete {
+			return
+		}
+		id := string(ev.KV.Key)[len(w.q.Keys().Cancels()):]
+		b, err := w.batch(ctx, id)
+		if err != nil {
+			return // the batch is gone
+		}
+		if b.ctx.Err() == nil {
+			w.log.Info().Str("batch_id", id).Msg("batch cancelled: aborting its running checks")
+			b.cancel()
+		}
+	})
 }

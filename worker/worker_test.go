@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -134,11 +135,15 @@ func TestWorkersRunEveryTaskOnceWithTheRightVerdict(t *testing.T) {
 func TestUnknownCheckIsAnErrorResultNotACrash(t *testing.T) {
 	f := setup(t)
 	f.worker(t, "w", 4)
-	// A batch written by a newer submitter with a check this worker lacks.
-	f.submit(t, "b", "ping", nil, names(3))
+	// A batch written by a newer submitter with a check this worker lacks:
+	// an error each attempt, then dead.
+	if _, _, err := f.q.Submit(f.ctx, queue.SubmitRequest{ID: "b", Check: "ping", Hosts: names(3),
+		Policy: queue.Policy{MaxAttempts: 2, BackoffMS: 1, MaxBackoffMS: 1}}); err != nil {
+		t.Fatal(err)
+	}
 	for _, r := range f.waitDone(t, "b") {
-		if r.Status != queue.StatusError || r.Message == "" {
-			t.Fatalf("row %+v, want an error naming the check", r)
+		if r.Status != queue.StatusDead || r.Attempts != 2 || len(r.History) != 1 || !strings.Contains(r.Message, `unknown type "ping"`) {
+			t.Fatalf("row %+v, want dead after 2 attempts naming the check", r)
 		}
 	}
 }
@@ -156,8 +161,8 @@ func TestLostLeaseCancelsRunningChecksAndAnotherWorkerFinishes(t *testing.T) {
 	defer srv.Close()
 	w1, stop1 := f.worker(t, "w1", 8)
 	f.submit(t, "b", "http", map[string]string{"url": srv.URL, "timeout": "1m"}, names(5))
-	claims := f.q.Keys().BatchClaims("b")
-	etcdtest.WaitFor(t, f.env.Client, claims, 30*time.Second, "w1 to claim all 5", func(n int) bool { return n == 5 })
+	claims := f.q.Keys().Claims()
+	etcdtest.WaitFor(t, f.env.Client, claims, 30*time.Second, "w1 to claim all 5 as one group", func(n int) bool { return n == 1 })
 
 	// w1's lease is revoked, as when etcd expires it: its claims vanish,
 	// the scheduler requeues, and its checks are cancelled uncommitted.
@@ -190,10 +195,10 @@ func TestStopReleasesClaimsForImmediateRequeue(t *testing.T) {
 	f := setup(t)
 	w, stop := f.worker(t, "w", 8)
 	f.submit(t, "b", "noop", map[string]string{"sleep": "1h"}, names(6))
-	etcdtest.WaitFor(t, f.env.Client, f.q.Keys().BatchClaims("b"), 30*time.Second, "6 claims", func(n int) bool { return n == 6 })
+	etcdtest.WaitFor(t, f.env.Client, f.q.Keys().Claims(), 30*time.Second, "a claim on all 6", func(n int) bool { return n == 1 })
 	stop()
-	if s := w.Stats(); s.Released != 6 {
-		t.Fatalf("released %d, want 6", s.Released)
+	if s := w.Stats(); s.Released != 1 || s.Claimed != 6 {
+		t.Fatalf("stats %+v, want 6 claimed in 1 group, released", s)
 	}
 	// Requeued by the scheduler's claim watch, long before a 2s lease TTL
 	// would matter; attempt 2 is recorded for the next run.

@@ -45,7 +45,7 @@ func resultsCommand() *cli.Command {
 				return fmt.Errorf("read results of %s: %w", batch, err)
 			}
 			for _, b := range bad {
-				a.log.Error().Str("key", b.Key).Err(b.Err).Msg("malformed value; shown as an error row")
+				a.log.Error().Str("key", b.Key()).Err(b.Err).Msg("malformed value; shown as an error row")
 			}
 			if out == "json" {
 				enc := json.NewEncoder(a.stdout)

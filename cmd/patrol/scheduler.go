@@ -16,9 +16,14 @@ func schedulerCommand() *cli.Command {
 			&cli.StringFlag{Name: "id", Usage: "scheduler ID (default scheduler-HOSTNAME-PID)"},
 			&cli.DurationFlag{Name: "session-ttl", Value: scheduler.DefaultSessionTTL,
 				Usage: "election session TTL: a dead leader is replaced within about this long (minimum 2s)"},
+			&cli.DurationFlag{Name: "retention", Value: scheduler.DefaultRetention,
+				Usage: "how long a finished batch and its results stay in etcd before they are deleted"},
 		},
 		Action: func(c *cli.Context) error {
 			a := appOf(c)
+			if r := c.Duration("retention"); r <= 0 {
+				return usageErr("--retention %s: must be positive, e.g. 168h", r)
+			}
 			if ttl := c.Duration("session-ttl"); ttl < 2*time.Second {
 				return usageErr("--session-ttl %s: etcd's minimum lease TTL is 2s; use 2s or more (default 5s)", ttl)
 			}
@@ -31,7 +36,7 @@ func schedulerCommand() *cli.Command {
 			if id == "" {
 				id = defaultID("scheduler")
 			}
-			s, err := scheduler.New(q, scheduler.Config{ID: id, SessionTTL: c.Duration("session-ttl"), Log: a.log})
+			s, err := scheduler.New(q, scheduler.Config{ID: id, SessionTTL: c.Duration("session-ttl"), Retention: c.Duration("retention"), Log: a.log})
 			if err != nil {
 				return err
 			}

@@ -27,6 +27,12 @@ func submitCommand() *cli.Command {
 				Usage: "check parameter key=value (repeatable); values are templates over {{.Host}}, {{.Address}}, {{.Port}}, {{.Vars.name}}"},
 			&cli.StringFlag{Name: "batch-id", Usage: "batch ID (default: generated); resubmitting the same ID and content is a no-op"},
 			&cli.BoolFlag{Name: "wait", Usage: "wait for the batch to finish; exit 0 if every host passed, 2 if any did not"},
+			&cli.DurationFlag{Name: "timeout", Value: queue.DefaultTimeout, Usage: "per-attempt timeout: the worker cancels the check, the scheduler revokes the claim past it"},
+			&cli.IntFlag{Name: "max-attempts", Value: queue.DefaultMaxAttempts, Usage: "attempts per host before it ends dead (errors and lost workers are retried)"},
+			&cli.DurationFlag{Name: "backoff", Value: queue.DefaultBackoff, Usage: "delay before the first retry; doubles each attempt, with jitter"},
+			&cli.DurationFlag{Name: "max-backoff", Value: queue.DefaultMaxBackoff, Usage: "cap on the retry delay"},
+			&cli.BoolFlag{Name: "retry-failures", Usage: "retry hosts that failed the check too, not only errors"},
+			&cli.StringFlag{Name: "max-failures", Usage: "stop the batch once more than N (or N%) hosts failed: hosts not yet started end skipped"},
 		},
 		Action: submit,
 	}
@@ -59,6 +65,17 @@ func submit(c *cli.Context) error {
 			return usageErr("--batch-id: %v", err)
 		}
 	}
+	policy := queue.Policy{
+		MaxAttempts:   c.Int("max-attempts"),
+		TimeoutMS:     c.Duration("timeout").Milliseconds(),
+		BackoffMS:     c.Duration("backoff").Milliseconds(),
+		MaxBackoffMS:  c.Duration("max-backoff").Milliseconds(),
+		RetryFailures: c.Bool("retry-failures"),
+		MaxFailures:   c.String("max-failures"),
+	}
+	if err := policy.Validate(); err != nil {
+		return usageErr("%v", err)
+	}
 	hosts, err := inventory.ParseFile(path)
 	if err != nil {
 		return err
@@ -77,7 +94,7 @@ func submit(c *cli.Context) error {
 		id = queue.NewBatchID(time.Now())
 	}
 	ctx, cancel := withTimeout(c.Context, time.Minute)
-	spec, existed, err := q.Submit(ctx, queue.SubmitRequest{ID: id, Check: typ, Params: params, Hosts: hosts})
+	spec, existed, err := q.Submit(ctx, queue.SubmitRequest{ID: id, Check: typ, Params: params, Policy: policy, Hosts: hosts})
 	cancel()
 	if err != nil {
 		if c.Context.Err() != nil {

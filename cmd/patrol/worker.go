@@ -17,7 +17,6 @@ func workerCommand() *cli.Command {
 			&cli.IntFlag{Name: "concurrency", Value: worker.DefaultConcurrency, Usage: "checks run at once"},
 			&cli.DurationFlag{Name: "lease-ttl", Value: worker.DefaultLeaseTTL,
 				Usage: "lease TTL: a dead worker's tasks are requeued about this long after it died (minimum 2s)"},
-			&cli.DurationFlag{Name: "task-timeout", Value: worker.DefaultTaskTimeout, Usage: "upper bound on one check run"},
 		},
 		Action: func(c *cli.Context) error {
 			a := appOf(c)
@@ -40,7 +39,6 @@ func workerCommand() *cli.Command {
 				ID:          id,
 				Concurrency: c.Int("concurrency"),
 				LeaseTTL:    c.Duration("lease-ttl"),
-				TaskTimeout: c.Duration("task-timeout"),
 				Log:         a.log,
 			})
 			if err != nil {
