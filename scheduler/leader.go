@@ -26,10 +26,10 @@ const (
 // batchState is what the leader knows of one active batch.
 type batchState struct {
 	spec     queue.BatchSpec
-	loaded   bool   // spec read
-	sharded  bool   // every host has a task
-	stopped  bool   // pending tasks were ended (cancel, max failures)
-	cancel   bool   // a cancel was requested
+	loaded   bool // spec read
+	sharded  bool // every host has a task
+	stopped  bool // pending tasks were ended (cancel, max failures)
+	cancel   bool // a cancel was requested
 	lastTall time.Time
 }
 
