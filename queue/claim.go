@@ -35,20 +35,27 @@ type BadValue struct {
 func (b BadValue) Key() string { return string(b.KV.Key) }
 
 // ListReady returns up to limit claimable tasks, starting at shard start and
-// wrapping around, so that workers starting at different shards rarely race
-// for the same keys. Values that do not decode are returned apart.
+// moving on shard by shard, so that workers starting at different shards
+// rarely race for the same keys. Each range covers one shard only: etcd
+// counts every key in a range even when a limit is set, so a range over the
+// whole ready prefix would cost as much as the queue is long. Values that
+// do not decode are returned apart.
 func (q *Queue) ListReady(ctx context.Context, start, limit int) ([]Ready, []BadValue, error) {
-	from := q.keys.ReadyShard(start)
-	all, end := q.keys.Ready(), prefixEnd(q.keys.Ready())
 	var out []Ready
 	var bad []BadValue
-	for _, r := range [][2]string{{from, end}, {all, from}} {
-		if len(out) >= limit || r[0] == r[1] {
-			break
+	var rev int64 // every shard is read at the first read's revision: one snapshot
+	for i := 0; i < MaxShards && len(out) < limit; i++ {
+		prefix := q.keys.ReadyShard((start + i) % MaxShards)
+		opts := []clientv3.OpOption{clientv3.WithRange(prefixEnd(prefix)), clientv3.WithLimit(int64(limit - len(out)))}
+		if rev != 0 {
+			opts = append(opts, clientv3.WithRev(rev))
 		}
-		resp, err := q.cli.Get(ctx, r[0], clientv3.WithRange(r[1]), clientv3.WithLimit(int64(limit-len(out))))
+		resp, err := q.cli.Get(ctx, prefix, opts...)
 		if err != nil {
 			return nil, nil, err
+		}
+		if rev == 0 {
+			rev = resp.Header.Revision
 		}
 		for _, kv := range resp.Kvs {
 			var t Task

@@ -18,7 +18,7 @@ import (
 //	<prefix>/finished/<batch>                   a finished batch, for retention; value: finish time (RFC 3339)
 //	<prefix>/batches/<batch>/spec               BatchSpec JSON; written last by submit, so its presence commits the batch
 //	<prefix>/batches/<batch>/hosts/<nonce>/<n>  inventory chunk n of the submit attempt nonce; value: []inventory.Host JSON
-//	<prefix>/batches/<batch>/progress           hosts sharded so far (decimal), advanced by the leader with each chunk
+//	<prefix>/batches/<batch>/progress/<lane>    hosts of a sharding lane written so far (decimal), advanced with each chunk
 //	<prefix>/batches/<batch>/stop               why the batch stops early: "cancelled" or "skipped" (max failures)
 //	<prefix>/batches/<batch>/retry              a pending retry request: RetryRequest JSON
 //	<prefix>/batches/<batch>/summary            Summary JSON, written once when every host has a result
@@ -95,8 +95,13 @@ func (k Keys) BatchHostChunk(batch, nonce string, n int) string {
 	return fmt.Sprintf("%s%06d", k.BatchHosts(batch, nonce), n)
 }
 
-// BatchProgress holds how many of the batch's hosts are sharded into tasks.
-func (k Keys) BatchProgress(batch string) string { return k.Batch(batch) + "progress" }
+// BatchProgress is the prefix of a batch's sharding lanes' progress.
+func (k Keys) BatchProgress(batch string) string { return k.Batch(batch) + "progress/" }
+
+// BatchLane holds how many hosts of one sharding lane are written.
+func (k Keys) BatchLane(batch string, lane int) string {
+	return fmt.Sprintf("%s%02d", k.BatchProgress(batch), lane)
+}
 
 // BatchStop holds why a batch stops early.
 func (k Keys) BatchStop(batch string) string { return k.Batch(batch) + "stop" }

@@ -2,13 +2,17 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/patrol-dev/patrol/internal/inventory"
 )
 
 // Fence is the scheduler's fencing token: its election key and that key's
@@ -30,21 +34,45 @@ func (f Fence) Cmp() clientv3.Cmp {
 // two per task plus a few of its own.
 const chunk = 60
 
+// shardChunk is how many hosts one sharding transaction writes: one put
+// each, plus the progress counter and the wake key.
+const shardChunk = 120
+
 // Progress returns how many of a batch's hosts have been sharded into tasks.
 func (q *Queue) Progress(ctx context.Context, batch string) (int, error) {
-	resp, err := q.cli.Get(ctx, q.keys.BatchProgress(batch))
-	if err != nil {
-		return 0, err
+	lanes, err := q.laneProgress(ctx, batch)
+	total := 0
+	for _, n := range lanes {
+		total += n
 	}
-	if len(resp.Kvs) == 0 {
-		return 0, nil
-	}
-	n, err := strconv.Atoi(string(resp.Kvs[0].Value))
-	if err != nil {
-		return 0, fmt.Errorf("%w at %s: %q is not a count", ErrBadValue, resp.Kvs[0].Key, resp.Kvs[0].Value)
-	}
-	return n, nil
+	return total, err
 }
+
+func (q *Queue) laneProgress(ctx context.Context, batch string) (map[int]int, error) {
+	prefix := q.keys.BatchProgress(batch)
+	resp, err := q.cli.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]int{}
+	for _, kv := range resp.Kvs {
+		lane, err1 := strconv.Atoi(string(kv.Key)[len(prefix):])
+		n, err2 := strconv.Atoi(string(kv.Value))
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("%w at %s: %q is not a count", ErrBadValue, kv.Key, kv.Value)
+		}
+		out[lane] = n
+	}
+	return out, nil
+}
+
+// lanes is how many sharding transactions a batch runs at once: one per
+// 2,000 hosts, at most 8. Each lane owns a contiguous slice of the
+// inventory and its own progress counter, so lanes never conflict.
+func lanes(hosts int) int { return max(1, min(8, hosts/2000)) }
+
+// laneRange is the slice of the inventory lane l of n covers.
+func laneRange(hosts, l, n int) (int, int) { return hosts * l / n, hosts * (l + 1) / n }
 
 // StopReason returns why a batch stops early ("" while it runs normally).
 func (q *Queue) StopReason(ctx context.Context, batch string) (Status, error) {
@@ -56,28 +84,56 @@ func (q *Queue) StopReason(ctx context.Context, batch string) (Status, error) {
 }
 
 // Shard writes the batch's ready keys, resuming from the stored progress.
-// Each transaction writes up to 60 hosts and advances the progress counter,
-// and holds only if the writer still leads and the counter is where it read
-// it: a leader that dies half-way is succeeded by one that carries on from
-// the counter, so no task is written twice and none is missed. Hosts of a
+// The inventory is split into lanes written concurrently; each transaction
+// writes up to 120 hosts of its lane and advances the lane's counter, and
+// holds only if the writer still leads and the counter is where it read it:
+// a leader that dies half-way is succeeded by one that carries on from the
+// counters, so no task is written twice and none is missed. Hosts of a
 // batch that was stopped (cancelled, max failures) get that final result
 // instead of a ready key.
 func (q *Queue) Shard(ctx context.Context, fence Fence, spec BatchSpec) error {
-	done, err := q.Progress(ctx, spec.ID)
-	if err != nil || done >= spec.Hosts {
+	progress, err := q.laneProgress(ctx, spec.ID)
+	if err != nil {
 		return err
+	}
+	n := lanes(spec.Hosts)
+	pending := false
+	for l := range n {
+		from, to := laneRange(spec.Hosts, l, n)
+		if progress[l] < to-from {
+			pending = true
+		}
+	}
+	if !pending {
+		return nil
 	}
 	hosts, err := q.LoadHosts(ctx, spec)
 	if err != nil {
 		return err
 	}
-	progKey := q.keys.BatchProgress(spec.ID)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for l := range n {
+		from, to := laneRange(len(hosts), l, n)
+		wg.Go(func() { errs[l] = q.shardLane(ctx, fence, spec, l, hosts[from:to], progress[l]) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if errors.Is(err, ErrNotLeader) {
+			return err
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (q *Queue) shardLane(ctx context.Context, fence Fence, spec BatchSpec, lane int, hosts []inventory.Host, done int) error {
+	progKey := q.keys.BatchLane(spec.ID, lane)
 	for done < len(hosts) {
 		stop, err := q.StopReason(ctx, spec.ID)
 		if err != nil {
 			return err
 		}
-		end := min(done+chunk, len(hosts))
+		end := min(done+shardChunk, len(hosts))
 		ops := make([]clientv3.Op, 0, end-done+2)
 		now := time.Now().UTC()
 		for _, h := range hosts[done:end] {
@@ -96,11 +152,11 @@ func (q *Queue) Shard(ctx context.Context, fence Fence, spec BatchSpec) error {
 			progressIs = clientv3.Compare(clientv3.CreateRevision(progKey), "=", 0)
 		}
 		resp, err := q.cli.Txn(ctx).
-			If(fence.Cmp(), progressIs). // still the leader; nobody sharded this range
+			If(fence.Cmp(), progressIs). // still the leader; nobody wrote this range
 			Then(ops...).
 			Commit()
 		if err != nil {
-			return fmt.Errorf("shard batch %s hosts %d-%d: %w", spec.ID, done, end, err)
+			return fmt.Errorf("shard batch %s lane %d hosts %d-%d: %w", spec.ID, lane, done, end, err)
 		}
 		if !resp.Succeeded {
 			return q.whyRejected(ctx, fence)

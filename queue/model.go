@@ -61,8 +61,12 @@ func (s Status) Final() bool {
 	return false
 }
 
-// DefaultShards is how many ready queues a batch is spread over.
-const DefaultShards = 16
+// DefaultShards is how many ready queues a batch is spread over, and
+// MaxShards the most a batch may ask for.
+const (
+	DefaultShards = 16
+	MaxShards     = 64
+)
 
 // Policy is how a batch's tasks are run and retried. Durations are in
 // milliseconds so that the stored JSON is plain numbers.

@@ -236,7 +236,7 @@ func TestShardResumesAfterLeaderChange(t *testing.T) {
 	// The first leader shards under a context that ends after its first
 	// transactions have landed.
 	ctx, cancel := context.WithCancel(f.ctx)
-	watch := f.env.Client.Watch(ctx, f.q.Keys().BatchProgress("b1"))
+	watch := f.env.Client.Watch(ctx, f.q.Keys().BatchProgress("b1"), clientv3.WithPrefix())
 	errc := make(chan error, 1)
 	go func() { errc <- f.q.Shard(ctx, fence1, spec) }()
 	<-watch // one chunk committed

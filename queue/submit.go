@@ -45,6 +45,9 @@ func (q *Queue) Submit(ctx context.Context, req SubmitRequest) (spec BatchSpec, 
 	if req.Shards <= 0 {
 		req.Shards = DefaultShards
 	}
+	if req.Shards > MaxShards {
+		return BatchSpec{}, false, fmt.Errorf("queue: %d shards asked for; at most %d", req.Shards, MaxShards)
+	}
 	if req.Now.IsZero() {
 		req.Now = time.Now()
 	}

@@ -34,6 +34,9 @@ type Config struct {
 	LeaseTTL time.Duration
 	// Log receives the worker's log lines.
 	Log zerolog.Logger
+	// OnClaim, if set, is called after each claim transaction with its
+	// latency and how many tasks it took (for benchmarks and metrics).
+	OnClaim func(latency time.Duration, tasks int)
 }
 
 // Stats are a worker's running counts.
@@ -140,7 +143,7 @@ func (w *Worker) session(ctx context.Context) error {
 		}
 	}()
 
-	s := &run{w: w, lease: sess.Lease(), slots: make(chan struct{}, w.cfg.Concurrency),
+	s := &run{w: w, lease: sess.Lease(), slots: make(chan struct{}, w.cfg.Concurrency), freed: make(chan struct{}, 1),
 		outcomes: make(chan queue.Outcome, w.cfg.Concurrency), groups: map[*queue.Group]struct{}{}}
 	wake := make(chan struct{}, 1)
 	var watchers, tasks sync.WaitGroup
@@ -169,6 +172,7 @@ type run struct {
 	w        *Worker
 	lease    clientv3.LeaseID
 	slots    chan struct{}
+	freed    chan struct{} // poked when a slot frees up
 	outcomes chan queue.Outcome
 
 	mu     sync.Mutex
@@ -178,8 +182,12 @@ type run struct {
 func (s *run) claimLoop(ctx context.Context, wake <-chan struct{}, tasks *sync.WaitGroup) error {
 	poll := time.NewTicker(time.Second)
 	defer poll.Stop()
+	// Claiming a few tasks at a time costs a transaction and a group's
+	// records each time: wait until a quarter of the slots are free (or
+	// the worker is idle) so that groups stay large under load.
+	batch := max(1, min(cap(s.slots)/4, queue.MaxClaim))
 	for {
-		if free := cap(s.slots) - len(s.slots); free > 0 {
+		if free := cap(s.slots) - len(s.slots); free >= batch || free == cap(s.slots) {
 			n, err := s.claimSome(ctx, min(free, queue.MaxClaim), tasks)
 			if ctx.Err() != nil {
 				return nil
@@ -198,6 +206,7 @@ func (s *run) claimLoop(ctx context.Context, wake <-chan struct{}, tasks *sync.W
 			return nil
 		case <-wake:
 		case <-poll.C:
+		case <-s.freed:
 		}
 	}
 }
@@ -205,7 +214,8 @@ func (s *run) claimLoop(ctx context.Context, wake <-chan struct{}, tasks *sync.W
 var errLeaseGone = errors.New("worker: lease lost")
 
 // claimSome claims up to n tasks as one group and starts them.
-func (s *run) claimSome(ctx context.Context, n int, tasks *sync.WaitGroup) (int, error) {
+func (s *run) claimSome(ctx context.Context, n int, tasks *sync.WaitGroup) (claimed int, err error) {
+	var g *queue.Group
 	w := s.w
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -228,8 +238,15 @@ func (s *run) claimSome(ctx context.Context, n int, tasks *sync.WaitGroup) (int,
 		}
 	}
 	now := time.Now()
+	if w.cfg.OnClaim != nil {
+		defer func() {
+			if g != nil {
+				w.cfg.OnClaim(time.Since(now), len(g.Running.Tasks))
+			}
+		}()
+	}
 	group := fmt.Sprintf("%x-%d", s.lease, w.groupSeq.Add(1))
-	g, err := w.q.Claim(cctx, s.lease, w.cfg.ID, group, ready, now, func(t queue.Task) time.Time {
+	g, err = w.q.Claim(cctx, s.lease, w.cfg.ID, group, ready, now, func(t queue.Task) time.Time {
 		b, _ := w.batch(cctx, t.Batch)
 		return now.Add(b.policy.Timeout())
 	})
@@ -249,7 +266,13 @@ func (s *run) claimSome(ctx context.Context, n int, tasks *sync.WaitGroup) (int,
 	for i := range g.Running.Tasks {
 		s.slots <- struct{}{}
 		tasks.Go(func() {
-			defer func() { <-s.slots }()
+			defer func() {
+				<-s.slots
+				select {
+				case s.freed <- struct{}{}:
+				default:
+				}
+			}()
 			if o, ok := s.runTask(ctx, g, i); ok {
 				s.outcomes <- o
 			}

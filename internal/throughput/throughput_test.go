@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
@@ -59,20 +62,41 @@ func BenchmarkThroughput(b *testing.B) {
 	cli := newClient()
 	defer cli.Close()
 
-	var casRates, taskRates, revsPerTask []float64
+	var casRates, taskRates, ratios, revsPerTask, writesPerTask []float64
+	var claims []time.Duration
 	for i := 0; b.Loop(); i++ {
-		casRates = append(casRates, measureCAS(b, cli, fmt.Sprintf("/bench-cas-%d/", i)))
-		rate, revs := measureBatch(b, newClient, fmt.Sprintf("/bench-%d", i))
-		taskRates = append(taskRates, rate)
-		revsPerTask = append(revsPerTask, revs)
+		cas := measureCAS(b, cli, fmt.Sprintf("/bench-cas-%d/", i))
+		m := measureBatch(b, newClient, fmt.Sprintf("/bench-%d", i))
+		casRates = append(casRates, cas)
+		taskRates = append(taskRates, m.tasksPerSec)
+		ratios = append(ratios, m.tasksPerSec/cas)
+		revsPerTask = append(revsPerTask, m.revsPerTask)
+		writesPerTask = append(writesPerTask, m.writesPerTask)
+		claims = append(claims, m.claims...)
 	}
-	cas, tasks, revs := median(casRates), median(taskRates), median(revsPerTask)
+	cas, tasks, ratio := median(casRates), median(taskRates), median(ratios)
+	slices.Sort(claims)
+	p50, p99 := claims[len(claims)/2], claims[len(claims)*99/100]
 	b.ReportMetric(cas, "cas-txn/s")
 	b.ReportMetric(tasks, "tasks/s")
-	b.ReportMetric(tasks/cas, "ratio")
-	b.ReportMetric(revs, "revisions/task")
-	fmt.Fprintf(os.Stderr, "\nthroughput (median of %d runs, fsync on): (a) %d CAS txn/s from %d clients; (b) %d-host noop batch: %.0f tasks/s; ratio (b)/(a) = %.2f; %.2f etcd revisions per task\n",
-		len(casRates), int(cas), casClients, batchHosts, tasks, tasks/cas, revs)
+	b.ReportMetric(ratio, "ratio")
+	b.ReportMetric(median(writesPerTask), "key-writes/task")
+	fmt.Fprintf(os.Stderr, "\nthroughput, %d runs on one embedded etcd (fsync on), medians:\n"+
+		"  (a) compare-and-put from %d clients: %.0f txn/s\n"+
+		"  (b) %d-host noop batch, 1 scheduler + %d workers, submit to last result: %.0f tasks/s\n"+
+		"  ratio (b)/(a): %.2f (per run: %s)\n"+
+		"  claim transaction latency: p50 %s, p99 %s (%d claims)\n"+
+		"  etcd key writes per task: %.2f (puts+deletes counted by etcd); transactions (revisions) per task: %.3f\n",
+		len(casRates), casClients, cas, batchHosts, workers, tasks, ratio, fmtAll(ratios), p50.Round(10*time.Microsecond),
+		p99.Round(10*time.Microsecond), len(claims), median(writesPerTask), median(revsPerTask))
+}
+
+func fmtAll(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = fmt.Sprintf("%.2f", x)
+	}
+	return strings.Join(parts, " ")
 }
 
 // measureCAS runs compare-and-put transactions from casClients goroutines
@@ -106,9 +130,13 @@ func measureCAS(b *testing.B, cli *clientv3.Client, prefix string) float64 {
 	return float64(n.Load()) / time.Since(start).Seconds()
 }
 
-// measureBatch runs one batch end to end and returns tasks/s and etcd
-// revisions per task.
-func measureBatch(b *testing.B, newClient func() *clientv3.Client, prefix string) (float64, float64) {
+type batchFigures struct {
+	tasksPerSec, revsPerTask, writesPerTask float64
+	claims                                  []time.Duration
+}
+
+// measureBatch runs one batch end to end.
+func measureBatch(b *testing.B, newClient func() *clientv3.Client, prefix string) batchFigures {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
@@ -130,8 +158,15 @@ func measureBatch(b *testing.B, newClient func() *clientv3.Client, prefix string
 		b.Fatal(err)
 	}
 	wg.Go(func() { s.Run(ctx) })
+	var mu sync.Mutex
+	var claims []time.Duration
+	onClaim := func(d time.Duration, _ int) {
+		mu.Lock()
+		claims = append(claims, d)
+		mu.Unlock()
+	}
 	for i := range workers {
-		w, err := worker.New(queue.New(client(), prefix), worker.Config{ID: fmt.Sprint("bench-worker-", i), Log: zerolog.Nop()})
+		w, err := worker.New(queue.New(client(), prefix), worker.Config{ID: fmt.Sprint("bench-worker-", i), Log: zerolog.Nop(), OnClaim: onClaim})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -142,15 +177,46 @@ func measureBatch(b *testing.B, newClient func() *clientv3.Client, prefix string
 		hosts[i] = inventory.Host{Name: fmt.Sprintf("host-%05d", i), Address: "127.0.0.1"}
 	}
 	q := queue.New(client(), prefix)
-	rev0 := revision(b, q.Client())
+	rev0, writes0 := revision(b, q.Client()), keyWrites(b)
 	start := time.Now()
 	if _, _, err := q.Submit(ctx, queue.SubmitRequest{ID: "bench", Check: "noop", Hosts: hosts}); err != nil {
 		b.Fatal(err)
 	}
 	waitSummary(b, q, "bench")
 	elapsed := time.Since(start)
-	revs := revision(b, q.Client()) - rev0
-	return float64(batchHosts) / elapsed.Seconds(), float64(revs) / batchHosts
+	revs, writes := revision(b, q.Client())-rev0, keyWrites(b)-writes0
+	mu.Lock()
+	defer mu.Unlock()
+	return batchFigures{
+		tasksPerSec:   float64(batchHosts) / elapsed.Seconds(),
+		revsPerTask:   float64(revs) / batchHosts,
+		writesPerTask: writes / batchHosts,
+		claims:        claims,
+	}
+}
+
+// keyWrites reads etcd's own count of key puts and deletes, which the
+// embedded member registers with the default Prometheus registry.
+func keyWrites(b *testing.B) float64 {
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var n float64
+	found := 0
+	for _, mf := range mfs {
+		switch mf.GetName() {
+		case "etcd_mvcc_put_total", "etcd_mvcc_delete_total":
+			found++
+			for _, m := range mf.GetMetric() {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	if found != 2 {
+		b.Fatalf("etcd's put and delete counters are not registered (found %d of 2)", found)
+	}
+	return n
 }
 
 func waitSummary(b *testing.B, q *queue.Queue, batch string) {
