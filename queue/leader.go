@@ -225,7 +225,7 @@ func (q *Queue) RecoverGroup(ctx context.Context, fence Fence, group string, pol
 		if err != nil {
 			return 0, 0, err
 		}
-		lost := Attempt{Attempt: t.Attempt, Status: StatusError, Message: reason, Worker: run.Worker, FinishedAt: now.UTC(),
+		lost := Attempt{Attempt: t.Attempt, Round: t.Round, Status: StatusError, Message: reason, Worker: run.Worker, FinishedAt: now.UTC(),
 			DurationMS: now.Sub(run.ClaimedAt).Milliseconds()}
 		t.History = append(t.History, lost)
 		if t.Attempt >= pol.MaxAttempts {

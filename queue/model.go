@@ -182,6 +182,7 @@ type Attempt struct {
 	Worker     string    `json:"worker,omitempty"`
 	DurationMS int64     `json:"duration_ms"`
 	FinishedAt time.Time `json:"finished_at"`
+	Round      int       `json:"round,omitempty"`
 }
 
 // Task is one host of one batch, as stored at Keys.ReadyTask,

@@ -30,6 +30,7 @@ type batchState struct {
 	sharded  bool // every host has a task
 	stopped  bool // pending tasks were ended (cancel, max failures)
 	cancel   bool // a cancel was requested
+	retried  bool // a pending retry request was carried out
 	lastTall time.Time
 }
 
@@ -207,6 +208,22 @@ func (l *leader) handle(ctx context.Context, id string) error {
 		}
 		st.spec, st.loaded, st.stopped, st.cancel = spec, true, stop != "", st.cancel || cancelled
 		l.set(id, func(b *batchState) { b.spec, b.loaded, b.stopped, b.cancel = spec, true, st.stopped, st.cancel })
+	}
+	if !st.retried {
+		req, err := q.PendingRetry(cctx, id)
+		if err != nil {
+			return err
+		}
+		if req != nil {
+			rctx, rcancel := context.WithTimeout(ctx, 10*time.Minute)
+			n, err := q.RunRetry(rctx, l.fence, st.spec, *req)
+			rcancel()
+			if err != nil {
+				return err
+			}
+			l.log.Info().Str("batch_id", id).Int("round", req.Round).Int("tasks", n).Msg("retry round queued")
+		}
+		l.set(id, func(b *batchState) { b.retried = true })
 	}
 	if st.cancel && !st.stopped {
 		if err := l.stop(ctx, st.spec, queue.StatusCancelled); err != nil {

@@ -307,7 +307,7 @@ func (s *run) runTask(ctx context.Context, g *queue.Group, i int) (queue.Outcome
 		return queue.Outcome{}, false
 	}
 	now := time.Now().UTC()
-	attempt := queue.Attempt{Attempt: t.Attempt, Status: queue.Status(res.Status), Message: res.Message, Worker: w.cfg.ID,
+	attempt := queue.Attempt{Attempt: t.Attempt, Round: t.Round, Status: queue.Status(res.Status), Message: res.Message, Worker: w.cfg.ID,
 		DurationMS: now.Sub(start).Milliseconds(), FinishedAt: now}
 	o := queue.Outcome{Group: g, Index: i}
 	if b.ctx.Err() != nil {

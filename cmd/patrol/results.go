@@ -15,47 +15,23 @@ import (
 )
 
 func resultsCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "results",
-		Usage:     "show one row per host of a batch: status, attempts, duration, worker, message",
-		ArgsUsage: "BATCH",
-		Flags:     []cli.Flag{outputFlag()},
-		Action: func(c *cli.Context) error {
-			a := appOf(c)
-			out, err := outputFormat(c, "table", "json")
+	return batchCommand("results", "show one row per host of a batch: status, attempts, duration, worker, message",
+		[]string{"table", "json"}, time.Minute, nil, func(b batchCall) error {
+			rows, bad, err := b.q.Results(b.ctx, b.batch)
 			if err != nil {
-				return err
+				return notFound(b.batch, err)
 			}
-			batch, err := batchArg(c)
-			if err != nil {
-				return err
+			for _, v := range bad {
+				b.a.log.Error().Str("key", v.Key()).Err(v.Err).Msg("malformed value; shown as an error row")
 			}
-			q, closeQ, err := openQueue(c.Context, c)
-			if err != nil {
-				return err
-			}
-			defer closeQ()
-			ctx, cancel := withTimeout(c.Context, time.Minute)
-			defer cancel()
-			if _, err := q.LoadBatch(ctx, batch); err != nil {
-				return notFound(batch, err)
-			}
-			rows, bad, err := q.Results(ctx, batch)
-			if err != nil {
-				return fmt.Errorf("read results of %s: %w", batch, err)
-			}
-			for _, b := range bad {
-				a.log.Error().Str("key", b.Key()).Err(b.Err).Msg("malformed value; shown as an error row")
-			}
-			if out == "json" {
-				enc := json.NewEncoder(a.stdout)
+			if b.output == "json" {
+				enc := json.NewEncoder(b.a.stdout)
 				enc.SetIndent("", "  ")
 				return enc.Encode(rows)
 			}
-			printResults(a.stdout, rows)
+			printResults(b.a.stdout, rows)
 			return nil
-		},
-	}
+		})
 }
 
 func printResults(w io.Writer, rows []queue.HostResult) {

@@ -11,33 +11,13 @@ import (
 )
 
 func statusCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "status",
-		Usage:     "show how many hosts of a batch stand in each state",
-		ArgsUsage: "BATCH",
-		Flags:     []cli.Flag{outputFlag()},
-		Action: func(c *cli.Context) error {
-			a := appOf(c)
-			out, err := outputFormat(c, "table", "json")
+	return batchCommand("status", "show how many hosts of a batch stand in each state",
+		[]string{"table", "json"}, time.Minute, nil, func(b batchCall) error {
+			counts, spec, err := b.q.Count(b.ctx, b.batch)
 			if err != nil {
-				return err
+				return notFound(b.batch, err)
 			}
-			batch, err := batchArg(c)
-			if err != nil {
-				return err
-			}
-			q, closeQ, err := openQueue(c.Context, c)
-			if err != nil {
-				return err
-			}
-			defer closeQ()
-			ctx, cancel := withTimeout(c.Context, time.Minute)
-			defer cancel()
-			counts, spec, err := q.Count(ctx, batch)
-			if err != nil {
-				return notFound(batch, err)
-			}
-			sum, done, err := q.Summary(ctx, batch)
+			sum, done, err := b.q.Summary(b.ctx, b.batch)
 			if err != nil {
 				return err
 			}
@@ -45,21 +25,22 @@ func statusCommand() *cli.Command {
 			if done {
 				state = "finished"
 			}
-			if out == "json" {
-				return json.NewEncoder(a.stdout).Encode(map[string]any{
+			if b.output == "json" {
+				return json.NewEncoder(b.a.stdout).Encode(map[string]any{
 					"batch_id": spec.ID, "state": state, "check": spec.Check, "hosts": spec.Hosts,
 					"created_at": spec.CreatedAt, "counts": counts, "summary": summaryOrNil(sum, done),
 				})
 			}
-			fmt.Fprintf(a.stdout, "batch:    %s\nstate:    %s\ncheck:    %s\ncreated:  %s (%s ago)\n",
+			w := b.a.stdout
+			fmt.Fprintf(w, "batch:    %s\nstate:    %s\ncheck:    %s\ncreated:  %s (%s ago)\n",
 				spec.ID, state, spec.Check, spec.CreatedAt.Local().Format(time.DateTime), time.Since(spec.CreatedAt).Round(time.Second))
-			fmt.Fprintf(a.stdout, "hosts:    %d\n", spec.Hosts)
-			for _, s := range []queue.Status{queue.StatusOK, queue.StatusFail, queue.StatusError, queue.StatusRunning, queue.StatusPending} {
-				fmt.Fprintf(a.stdout, "  %-8s %d\n", s, counts[s])
+			fmt.Fprintf(w, "hosts:    %d\n", spec.Hosts)
+			for _, s := range []queue.Status{queue.StatusOK, queue.StatusFail, queue.StatusError, queue.StatusDead, queue.StatusCancelled,
+				queue.StatusSkipped, queue.StatusRunning, queue.StatusRetrying, queue.StatusPending} {
+				fmt.Fprintf(w, "  %-9s %d\n", s, counts[s])
 			}
 			return nil
-		},
-	}
+		})
 }
 
 func summaryOrNil(s queue.Summary, done bool) any {

@@ -81,11 +81,24 @@ func progressLine(spec queue.BatchSpec, c queue.Counts, elapsed time.Duration) s
 	if spec.Hosts > 0 {
 		pct = 100 * c.Done() / spec.Hosts
 	}
-	return fmt.Sprintf("batch %s: %d/%d done (%d%%) ok %d, fail %d, error %d, running %d, pending %d [%s]",
-		spec.ID, c.Done(), spec.Hosts, pct, c[queue.StatusOK], c[queue.StatusFail], c[queue.StatusError],
-		c[queue.StatusRunning], c[queue.StatusPending], elapsed.Round(time.Second))
+	line := fmt.Sprintf("batch %s: %d/%d done (%d%%) ok %d, fail %d, error %d", spec.ID, c.Done(), spec.Hosts, pct,
+		c[queue.StatusOK], c[queue.StatusFail], c[queue.StatusError])
+	for _, st := range []queue.Status{queue.StatusDead, queue.StatusCancelled, queue.StatusSkipped, queue.StatusRetrying} {
+		if n := c[st]; n > 0 {
+			line += fmt.Sprintf(", %s %d", st, n)
+		}
+	}
+	return line + fmt.Sprintf(", running %d, pending %d [%s]", c[queue.StatusRunning], c[queue.StatusPending], elapsed.Round(time.Second))
 }
 
+// summaryLine says how a batch ended: ok, fail and error always, the
+// other final statuses when some host has them.
 func summaryLine(s queue.Summary) string {
-	return fmt.Sprintf("%d hosts: ok %d, fail %d, error %d", s.Total, s.Counts[queue.StatusOK], s.Counts[queue.StatusFail], s.Counts[queue.StatusError])
+	line := fmt.Sprintf("%d hosts: ok %d, fail %d, error %d", s.Total, s.Counts[queue.StatusOK], s.Counts[queue.StatusFail], s.Counts[queue.StatusError])
+	for _, st := range []queue.Status{queue.StatusDead, queue.StatusCancelled, queue.StatusSkipped} {
+		if n := s.Counts[st]; n > 0 {
+			line += fmt.Sprintf(", %s %d", st, n)
+		}
+	}
+	return line
 }
