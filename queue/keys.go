@@ -18,6 +18,7 @@ import (
 //	<prefix>/finished/<batch>                   a finished batch, for retention; value: finish time (RFC 3339)
 //	<prefix>/batches/<batch>/spec               BatchSpec JSON; written last by submit, so its presence commits the batch
 //	<prefix>/batches/<batch>/hosts/<nonce>/<n>  inventory chunk n of the submit attempt nonce; value: []inventory.Host JSON
+//	<prefix>/batches/<batch>/hosts/<nonce>/started  when that attempt began (RFC 3339), to clean up after one that died
 //	<prefix>/batches/<batch>/progress/<lane>    hosts of a sharding lane written so far (decimal), advanced with each chunk
 //	<prefix>/batches/<batch>/stop               why the batch stops early: "cancelled" or "skipped" (max failures)
 //	<prefix>/batches/<batch>/retry              a pending retry request: RetryRequest JSON
@@ -88,6 +89,12 @@ func (k Keys) BatchSpec(batch string) string { return k.Batch(batch) + "spec" }
 // overwrite the winner's chunks.
 func (k Keys) BatchHosts(batch, nonce string) string {
 	return k.Batch(batch) + "hosts/" + nonce + "/"
+}
+
+// BatchUploadStarted holds when a submit attempt began writing its chunks,
+// so that the leader can delete the chunks of an attempt that died.
+func (k Keys) BatchUploadStarted(batch, nonce string) string {
+	return k.BatchHosts(batch, nonce) + "started"
 }
 
 // BatchHostChunk holds inventory chunk n of a submit attempt.

@@ -194,9 +194,9 @@ func TestSubmitRacesForOneID(t *testing.T) {
 			t.Errorf("submit %d (winner check %s): err = %v", i, spec.Check, err)
 		}
 	}
-	// Only the winner's inventory chunks remain.
-	if n := f.count(t, f.q.Keys().Batch("race")+"hosts/"); n != spec.Chunks {
-		t.Fatalf("%d chunk keys left, want %d", n, spec.Chunks)
+	// Only the winner's inventory chunks (and its start mark) remain.
+	if n := f.count(t, f.q.Keys().Batch("race")+"hosts/"); n != spec.Chunks+1 {
+		t.Fatalf("%d chunk keys left, want %d", n, spec.Chunks+1)
 	}
 }
 
@@ -592,5 +592,37 @@ func TestMalformedReadyIsQuarantinedAndEndsDead(t *testing.T) {
 	resp, err := f.env.Client.Get(f.ctx, f.q.Keys().Result("b1", "garbage"))
 	if err != nil || len(resp.Kvs) != 1 || !strings.Contains(string(resp.Kvs[0].Value), `"dead"`) {
 		t.Fatalf("no dead result for the quarantined task: %v", err)
+	}
+}
+
+func TestAbandonedUploadsAreCleanedAndCommittedOnesKept(t *testing.T) {
+	f := setup(t)
+	spec := f.submit(t, "kept", 5)
+	fence, _ := f.lead(t)
+	// A submit that died after writing its chunks and before its spec.
+	k := f.q.Keys()
+	for _, kv := range [][2]string{
+		{k.BatchUploadStarted("died", "n1"), time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)},
+		{k.BatchHostChunk("died", "n1", 0), "[]"},
+		// One still uploading: too young to touch.
+		{k.BatchUploadStarted("young", "n2"), time.Now().UTC().Format(time.RFC3339)},
+		{k.BatchHostChunk("young", "n2", 0), "[]"},
+	} {
+		if _, err := f.env.Client.Put(f.ctx, kv[0], kv[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := f.q.CleanUploads(f.ctx, fence, time.Now().Add(-queue.AbandonedUploads))
+	if err != nil || n != 1 {
+		t.Fatalf("cleaned %d, err %v", n, err)
+	}
+	if got := f.count(t, k.Batch("died")); got != 0 {
+		t.Fatalf("%d keys of the dead upload left", got)
+	}
+	if got := f.count(t, k.Batch("young")); got != 2 {
+		t.Fatalf("young upload touched: %d keys", got)
+	}
+	if _, err := f.q.LoadHosts(f.ctx, spec); err != nil {
+		t.Fatalf("committed batch lost its inventory: %v", err)
 	}
 }

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/patrol-dev/patrol/internal/inventory"
@@ -95,6 +97,9 @@ func (q *Queue) Submit(ctx context.Context, req SubmitRequest) (spec BatchSpec, 
 			Commit()
 	}()
 
+	if _, err := q.cli.Put(ctx, q.keys.BatchUploadStarted(spec.ID, spec.Nonce), req.Now.UTC().Format(time.RFC3339)); err != nil {
+		return BatchSpec{}, false, fmt.Errorf("store inventory: %w", err)
+	}
 	for i, chunk := range chunkHosts(req.Hosts, chunkBytes) {
 		if _, err := q.cli.Put(ctx, q.keys.BatchHostChunk(spec.ID, spec.Nonce, i), string(chunk)); err != nil {
 			return BatchSpec{}, false, fmt.Errorf("store inventory chunk %d: %w", i, err)
@@ -184,4 +189,58 @@ func (q *Queue) LoadHosts(ctx context.Context, spec BatchSpec) ([]inventory.Host
 		return nil, fmt.Errorf("%w: batch %s has %d hosts stored, spec says %d", ErrBadValue, spec.ID, len(hosts), spec.Hosts)
 	}
 	return hosts, nil
+}
+
+// AbandonedUploads is how old the chunks of a submit attempt that never
+// wrote its spec must be before the leader deletes them.
+const AbandonedUploads = 10 * time.Minute
+
+// CleanUploads deletes inventory chunks that no batch spec points at and
+// whose submit attempt started before olderThan: what a submit that died
+// half-way left behind. It returns how many attempts it cleaned.
+func (q *Queue) CleanUploads(ctx context.Context, fence Fence, before time.Time) (int, error) {
+	type upload struct{ batch, nonce string }
+	started := map[upload]string{}
+	_, err := q.rangeAll(ctx, q.keys.Batches(), func(kv *mvccpb.KeyValue) error {
+		k := strings.TrimPrefix(string(kv.Key), q.keys.Batches())
+		parts := strings.Split(k, "/")
+		if len(parts) == 4 && parts[1] == "hosts" && parts[3] == "started" {
+			started[upload{parts[0], parts[2]}] = string(kv.Value)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	cleaned := 0
+	for u, at := range started {
+		t, err := time.Parse(time.RFC3339, at)
+		if err == nil && t.After(before) {
+			continue
+		}
+		spec, err := q.LoadBatch(ctx, u.batch)
+		if err == nil && spec.Nonce == u.nonce {
+			continue // the committed upload
+		}
+		if err != nil && !errors.Is(err, ErrBatchNotFound) {
+			return cleaned, err
+		}
+		cmps := []clientv3.Cmp{fence.Cmp()}
+		if err != nil {
+			// No spec yet: delete only if none appears meanwhile. A spec,
+			// once written, never changes its nonce.
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(q.keys.BatchSpec(u.batch)), "=", 0))
+		}
+		resp, err := q.cli.Txn(ctx).
+			If(cmps...).
+			Then(clientv3.OpDelete(q.keys.BatchHosts(u.batch, u.nonce), clientv3.WithPrefix())).
+			Commit()
+		if err != nil {
+			return cleaned, err
+		}
+		if resp.Succeeded {
+			cleaned++
+		}
+	}
+	return cleaned, nil
 }

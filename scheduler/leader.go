@@ -423,6 +423,10 @@ func (l *leader) purge(ctx context.Context) {
 		}
 		l.log.Info().Str("batch_id", id).Dur("retention", l.s.cfg.Retention).Msg("purged a finished batch")
 	}
+	n, err := l.s.q.CleanUploads(cctx, l.fence, time.Now().Add(-queue.AbandonedUploads))
+	if l.check(err, "upload cleanup", noFields) && n > 0 {
+		l.log.Info().Int("uploads", n).Msg("deleted inventory chunks of submits that died before committing")
+	}
 }
 
 // watchClaims recovers groups as their claims vanish.
