@@ -257,14 +257,44 @@ func encodeDone(d map[int]bool) string {
 func (g *Group) Finished() bool { return len(g.done) == len(g.Running.Tasks) }
 
 // Release gives a group's unfinished tasks back at once (a draining
-// worker): it deletes the claim, and the scheduler requeues what the group
-// had not finished without waiting for the lease to expire.
-func (q *Queue) Release(ctx context.Context, g *Group) error {
-	_, err := q.cli.Txn(ctx).
+// worker): it deletes the claim and marks the group released, and the
+// scheduler requeues what the group had not finished without waiting for
+// the lease to expire and without counting the attempt, since the worker
+// gave the tasks back rather than lost them. It reports whether the claim
+// was still this worker's.
+func (q *Queue) Release(ctx context.Context, g *Group) (bool, error) {
+	resp, err := q.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(q.keys.Claim(g.ID)), "=", g.ClaimRev)).
-		Then(clientv3.OpDelete(q.keys.Claim(g.ID))).
+		Then(clientv3.OpDelete(q.keys.Claim(g.ID)), clientv3.OpPut(q.keys.DoneGroup(g.ID), releasedMark+encodeDone(g.done))).
 		Commit()
-	return err
+	if err != nil {
+		return false, err
+	}
+	return resp.Succeeded, nil
+}
+
+// releasedMark starts the done set of a group its worker gave back.
+const releasedMark = "released:"
+
+// Adopt re-reads a group whose claim transaction had an unknown outcome
+// (its context ended before the reply): the group as committed if its
+// claim key exists, nil if the claim did not land. Group IDs are unique to
+// the claiming session, so a claim key found is this worker's.
+func (q *Queue) Adopt(ctx context.Context, group string) (*Group, error) {
+	claimKey, runKey := q.keys.Claim(group), q.keys.RunningGroup(group)
+	resp, err := q.cli.Txn(ctx).Then(clientv3.OpGet(claimKey), clientv3.OpGet(runKey)).Commit()
+	if err != nil {
+		return nil, err
+	}
+	claims, runs := resp.Responses[0].GetResponseRange().Kvs, resp.Responses[1].GetResponseRange().Kvs
+	if len(claims) == 0 || len(runs) == 0 {
+		return nil, nil
+	}
+	var run Running
+	if err := decodeKV(runs[0], &run); err != nil {
+		return nil, err
+	}
+	return &Group{ID: group, Running: run, ClaimRev: claims[0].CreateRevision, done: map[int]bool{}}, nil
 }
 
 // QuarantineReady moves a malformed ready value aside and ends its task

@@ -217,8 +217,16 @@ func (q *Queue) RecoverGroup(ctx context.Context, fence Fence, group string, pol
 		return 0, 0, q.quarantine(ctx, fence, runKVs[0], err)
 	}
 	done := parseDone(doneKVs)
+	released := len(doneKVs) > 0 && strings.HasPrefix(string(doneKVs[0].Value), releasedMark)
 	for i, t := range run.Tasks {
 		if done[i] {
+			continue
+		}
+		if released {
+			// Given back unstarted or cut short by a draining worker: the
+			// same attempt runs again elsewhere.
+			ops = append(ops, clientv3.OpPut(q.keys.ReadyTask(t.Shard, t.Batch, t.ID), mustJSON(t)))
+			requeued++
 			continue
 		}
 		pol, err := policies(t.Batch)
@@ -260,13 +268,15 @@ func modRev(kvs []*mvccpb.KeyValue) int64 {
 	return kvs[0].ModRevision
 }
 
-// parseDone reads a done set: comma-separated task indexes.
+// parseDone reads a done set: comma-separated task indexes, after
+// releasedMark when the worker gave the group back.
 func parseDone(kvs []*mvccpb.KeyValue) map[int]bool {
 	out := map[int]bool{}
 	if len(kvs) == 0 {
 		return out
 	}
-	for _, f := range strings.Split(string(kvs[0].Value), ",") {
+	v, _ := strings.CutPrefix(string(kvs[0].Value), releasedMark)
+	for _, f := range strings.Split(v, ",") {
 		if i, err := strconv.Atoi(f); err == nil {
 			out[i] = true
 		}

@@ -626,3 +626,21 @@ func TestAbandonedUploadsAreCleanedAndCommittedOnesKept(t *testing.T) {
 		t.Fatalf("committed batch lost its inventory: %v", err)
 	}
 }
+
+func TestAdoptFindsAClaimWhoseReplyWasLost(t *testing.T) {
+	f := setup(t)
+	f.submitAndShard(t, "b1", 3)
+	s := f.session(t, 10)
+	g := f.claim(t, s.Lease(), "w", 3)
+	got, err := f.q.Adopt(f.ctx, g.ID)
+	if err != nil || got == nil || got.ClaimRev != g.ClaimRev || len(got.Running.Tasks) != 3 {
+		t.Fatalf("adopt: %+v, %v", got, err)
+	}
+	// The adopted group commits like the original.
+	if rej, err := f.q.Commit(f.ctx, finishAll(got, queue.StatusOK, "w")); err != nil || len(rej) != 0 {
+		t.Fatal(rej, err)
+	}
+	if got, err := f.q.Adopt(f.ctx, "never-claimed"); err != nil || got != nil {
+		t.Fatalf("adopt of a claim that did not land: %+v, %v", got, err)
+	}
+}

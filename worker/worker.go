@@ -254,7 +254,16 @@ func (s *run) claimSome(ctx context.Context, n int, tasks *sync.WaitGroup) (clai
 		if isLeaseNotFound(err) {
 			return 0, errLeaseGone
 		}
-		return 0, err
+		// Unknown outcome: the claim may have committed. Re-read it rather
+		// than leave a group nobody runs until the leader revokes it.
+		actx, acancel := context.WithTimeout(ctx, 5*time.Second)
+		adopted, aerr := w.q.Adopt(actx, group)
+		acancel()
+		if aerr != nil || adopted == nil {
+			return 0, err
+		}
+		w.log.Warn().Err(err).Str("group", group).Msg("claim outcome was unknown; it had committed, running it")
+		g = adopted
 	}
 	if g == nil {
 		return 0, nil
@@ -369,7 +378,7 @@ func (s *run) commitLoop(ctx context.Context) {
 	defer s.mu.Unlock()
 	for g := range s.groups {
 		if !g.Finished() {
-			if err := w.q.Release(cctx, g); err == nil {
+			if ok, err := w.q.Release(cctx, g); err == nil && ok {
 				w.released.Add(1)
 			}
 		}
