@@ -14,19 +14,19 @@
 //
 // # State machine
 //
-//	          shard (leader)             claim (worker, 1 txn per group)
-//	 hosts ──────────────────► PENDING ─────────────────────────────► RUNNING
-//	                             ▲  ▲                                   │
-//	          promote (leader,   │  │ recover (leader): claim gone      │ commit (worker, fenced on the claim)
-//	          backoff passed)    │  │ (lease expired, released,         │
-//	                             │  │ revoked overdue) and attempts     ├──► ok
-//	                    RETRYING ┘  └─ left; otherwise ──► dead         ├──► fail (final unless --retry-failures)
-//	                       ▲                                            ├──► dead (error, out of attempts)
-//	                       └──────── error (or fail with               ├──► cancelled (batch cancelled while running)
-//	                                 --retry-failures), attempts left ─┘
+//	         shard (leader)             claim (worker, 1 txn per group)
+//	hosts ──────────────────► PENDING ─────────────────────────────► RUNNING
+//	                            ▲  ▲                                   │
+//	         promote (leader,   │  │ recover (leader): claim gone      │ commit (worker, fenced on the claim)
+//	         backoff passed)    │  │ (lease expired, released,         │
+//	                            │  │ revoked overdue) and attempts     ├──► ok
+//	                   RETRYING ┘  └─ left; otherwise ──► dead         ├──► fail (final unless --retry-failures)
+//	                      ▲                                            ├──► dead (error, out of attempts)
+//	                      └──────── error (or fail with               ├──► cancelled (batch cancelled while running)
+//	                                --retry-failures), attempts left ─┘
 //
-//	 PENDING / RETRYING ──► cancelled (patrol cancel) | skipped (--max-failures exceeded)
-//	 ok | fail | dead | cancelled | skipped ──► PENDING, round+1 (patrol retry)
+//	PENDING / RETRYING ──► cancelled (patrol cancel) | skipped (--max-failures exceeded)
+//	ok | fail | dead | cancelled | skipped ──► PENDING, round+1 (patrol retry)
 //
 // Pending, retrying and running are where the task's record is; the final
 // statuses are its Result. A Result is committed once per round.
