@@ -545,3 +545,85 @@ func (q *Queue) FinishedBefore(ctx context.Context, t time.Time) ([]string, erro
 	})
 	return out, err
 }
+
+// Lost returns the tasks of a sharded batch that are nowhere: not ready,
+// delayed, inside a readable running record, or finished. Every move is one
+// transaction and the listing is read at one revision, so a task missing
+// from it is gone, not in transit: its record was malformed and
+// quarantined, or deleted by hand.
+func (q *Queue) Lost(ctx context.Context, spec BatchSpec) ([]string, error) {
+	hosts, err := q.LoadHosts(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	seen := make(map[string]bool, len(hosts))
+	last := func(kv *mvccpb.KeyValue) error {
+		k := string(kv.Key)
+		seen[k[strings.LastIndexByte(k, '/')+1:]] = true
+		return nil
+	}
+	rev, err := q.rangeAll(ctx, q.keys.BatchResults(spec.ID), last)
+	if err != nil {
+		return nil, err
+	}
+	prefixes := []string{q.keys.BatchDelayed(spec.ID)}
+	for s := 0; s < spec.Shards; s++ {
+		prefixes = append(prefixes, q.keys.ReadyShard(s)+spec.ID+"/")
+	}
+	for _, p := range prefixes {
+		if _, err := q.rangeAllAt(ctx, p, rev, last); err != nil {
+			return nil, err
+		}
+	}
+	_, err = q.rangeAllAt(ctx, q.keys.Running(), rev, func(kv *mvccpb.KeyValue) error {
+		var run Running
+		if decodeKV(kv, &run) != nil {
+			return nil
+		}
+		for _, t := range run.Tasks {
+			if t.Batch == spec.ID {
+				seen[t.ID] = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var lost []string
+	for _, h := range hosts {
+		if id := TaskID(h.Name); !seen[id] {
+			lost = append(lost, id)
+		}
+	}
+	return lost, nil
+}
+
+// EndLost commits a dead result for each lost task that still has none.
+func (q *Queue) EndLost(ctx context.Context, fence Fence, batch string, tasks []string, reason string) (int, error) {
+	ended := 0
+	now := time.Now().UTC()
+	for len(tasks) > 0 {
+		n := min(len(tasks), chunk)
+		cmps := []clientv3.Cmp{fence.Cmp()}
+		var ops []clientv3.Op
+		for _, id := range tasks[:n] {
+			key := q.keys.Result(batch, id)
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(key), "=", 0))
+			ops = append(ops, clientv3.OpPut(key, mustJSON(Result{Host: id, Status: StatusDead, Message: reason, FinishedAt: now})))
+		}
+		tasks = tasks[n:]
+		resp, err := q.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		if err != nil {
+			return ended, err
+		}
+		if !resp.Succeeded {
+			if err := q.whyRejected(ctx, fence); err == ErrNotLeader {
+				return ended, err
+			}
+			continue
+		}
+		ended += len(ops)
+	}
+	return ended, nil
+}

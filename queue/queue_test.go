@@ -644,3 +644,35 @@ func TestAdoptFindsAClaimWhoseReplyWasLost(t *testing.T) {
 		t.Fatalf("adopt of a claim that did not land: %+v, %v", got, err)
 	}
 }
+
+func TestTasksOfAMalformedGroupEndDead(t *testing.T) {
+	f := setup(t)
+	spec, fence := f.submitAndShard(t, "b1", 4)
+	s := f.session(t, 10)
+	g := f.claim(t, s.Lease(), "w", 2)
+	// The group's running record is corrupted, then its worker dies.
+	if _, err := f.env.Client.Put(f.ctx, f.q.Keys().RunningGroup(g.ID), "{garbage"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, _, err := f.q.RecoverGroup(f.ctx, fence, g.ID, policyOf(3), "lost", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.count(t, f.q.Keys().Quarantine(f.q.Keys().RunningGroup(g.ID))); n != 1 {
+		t.Fatal("malformed running record not quarantined")
+	}
+	lost, err := f.q.Lost(f.ctx, spec)
+	if err != nil || len(lost) != 2 {
+		t.Fatalf("lost %v, err %v", lost, err)
+	}
+	if n, err := f.q.EndLost(f.ctx, fence, "b1", lost, "record lost"); err != nil || n != 2 {
+		t.Fatalf("ended %d, err %v", n, err)
+	}
+	if lost, err := f.q.Lost(f.ctx, spec); err != nil || len(lost) != 0 {
+		t.Fatalf("still lost %v, err %v", lost, err)
+	}
+	tally, err := f.q.Tally(f.ctx, "b1")
+	if err != nil || len(tally) != 2 || tally[g.Running.Tasks[0].ID] != queue.StatusDead {
+		t.Fatalf("tally %v, err %v", tally, err)
+	}
+}

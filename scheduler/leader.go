@@ -423,6 +423,7 @@ func (l *leader) purge(ctx context.Context) {
 		}
 		l.log.Info().Str("batch_id", id).Dur("retention", l.s.cfg.Retention).Msg("purged a finished batch")
 	}
+	l.endLost(ctx)
 	n, err := l.s.q.CleanUploads(cctx, l.fence, time.Now().Add(-queue.AbandonedUploads))
 	if l.check(err, "upload cleanup", noFields) && n > 0 {
 		l.log.Info().Int("uploads", n).Msg("deleted inventory chunks of submits that died before committing")
@@ -475,5 +476,32 @@ func (l *leader) watchLive(ctx context.Context, prefix string, fn func([]*client
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// endLost ends dead the tasks of active batches that are nowhere (their
+// records were malformed and quarantined), so that the batch can finish.
+func (l *leader) endLost(ctx context.Context) {
+	l.mu.Lock()
+	var specs []queue.BatchSpec
+	for _, b := range l.active {
+		if b.sharded {
+			specs = append(specs, b.spec)
+		}
+	}
+	l.mu.Unlock()
+	for _, spec := range specs {
+		cctx, cancel := context.WithTimeout(ctx, time.Minute)
+		lost, err := l.s.q.Lost(cctx, spec)
+		if err == nil && len(lost) > 0 {
+			var n int
+			n, err = l.s.q.EndLost(cctx, l.fence, spec.ID, lost, "task record lost: it was malformed and moved under "+
+				l.s.q.Keys().Quarantine("")+", or deleted by hand")
+			l.log.Warn().Str("batch_id", spec.ID).Int("tasks", n).Msg("ended lost tasks dead")
+		}
+		cancel()
+		if !l.check(err, "lost-task check", noFields) {
+			return
+		}
 	}
 }
