@@ -34,18 +34,22 @@ type BadValue struct {
 // Key is the malformed value's key.
 func (b BadValue) Key() string { return string(b.KV.Key) }
 
-// ListReady returns up to limit claimable tasks, starting at shard start and
-// moving on shard by shard, so that workers starting at different shards
-// rarely race for the same keys. Each range covers one shard only: etcd
-// counts every key in a range even when a limit is set, so a range over the
-// whole ready prefix would cost as much as the queue is long. Values that
-// do not decode are returned apart.
-func (q *Queue) ListReady(ctx context.Context, start, limit int) ([]Ready, []BadValue, error) {
+// ListReady returns up to limit claimable tasks of a zone, trying its
+// shards in the order given (a worker's assigned shards first), so that
+// workers rarely race for the same keys. Each range covers one shard only:
+// etcd counts every key in a range even when a limit is set, so a range
+// over the whole zone would cost as much as the queue is long. Every shard
+// is read at the first read's revision, so a listing never sees half of a
+// sharding transaction. Values that do not decode are returned apart.
+func (q *Queue) ListReady(ctx context.Context, zone string, order []int, limit int) ([]Ready, []BadValue, error) {
 	var out []Ready
 	var bad []BadValue
-	var rev int64 // every shard is read at the first read's revision: one snapshot
-	for i := 0; i < MaxShards && len(out) < limit; i++ {
-		prefix := q.keys.ReadyShard((start + i) % MaxShards)
+	var rev int64
+	for _, shard := range order {
+		if len(out) >= limit {
+			break
+		}
+		prefix := q.keys.ReadyShard(zone, shard)
 		opts := []clientv3.OpOption{clientv3.WithRange(prefixEnd(prefix)), clientv3.WithLimit(int64(limit - len(out)))}
 		if rev != 0 {
 			opts = append(opts, clientv3.WithRev(rev))
@@ -300,7 +304,7 @@ func (q *Queue) Adopt(ctx context.Context, group string) (*Group, error) {
 // QuarantineReady moves a malformed ready value aside and ends its task
 // dead with the reason, so that no worker trips over it again.
 func (q *Queue) QuarantineReady(ctx context.Context, b BadValue) error {
-	_, batch, task, err := q.keys.ParseReady(b.Key())
+	_, _, batch, task, err := q.keys.ParseReady(b.Key())
 	if err != nil {
 		return q.quarantine(ctx, Fence{}, b.KV, err)
 	}

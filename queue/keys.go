@@ -24,16 +24,18 @@ import (
 //	<prefix>/batches/<batch>/retry              a pending retry request: RetryRequest JSON
 //	<prefix>/batches/<batch>/summary            Summary JSON, written once when every host has a result
 //	<prefix>/cancels/<batch>                    cancel marker workers watch to abort running checks; value: time
-//	<prefix>/ready/<shard>/<batch>/<task>       a claimable Task JSON (with the attempt it runs as)
+//	<prefix>/ready/<zone>/<shard>/<batch>/<task> a claimable Task JSON (with the attempt it runs as)
 //	<prefix>/delayed/<batch>/<task>             a Task waiting out its retry backoff (NotBefore set)
 //	<prefix>/claims/<group>                     Claim JSON, bound to the claiming worker's lease: the fencing token
 //	<prefix>/running/<group>                    Running JSON: the claimed tasks, durable, outliving the lease
 //	<prefix>/done/<group>                       indexes of the group's tasks already finished (comma separated)
 //	<prefix>/results/<batch>/<task>             Result JSON, committed once per round
 //	<prefix>/wake                               bumped whenever tasks become ready; workers watch it
+//	<prefix>/workers/<id>                       WorkerInfo JSON, attached to the worker's lease
+//	<prefix>/assign/<zone>                      Assignment JSON: the zone's shards spread over its live workers
 //	<prefix>/quarantine/<key>                   a malformed value moved aside, under its original key
 //
-// Batch IDs and group IDs never contain "/"; task IDs are path-escaped host names.
+// Batch IDs, zones, worker IDs and group IDs never contain "/"; task IDs are path-escaped host names.
 type Keys struct {
 	prefix string
 }
@@ -166,26 +168,46 @@ func (k Keys) BatchSummary(batch string) string { return k.Batch(batch) + "summa
 // Ready is the prefix of every claimable task.
 func (k Keys) Ready() string { return k.prefix + "/ready/" }
 
-// ReadyShard is the prefix of one shard's claimable tasks.
-func (k Keys) ReadyShard(shard int) string { return fmt.Sprintf("%s%03d/", k.Ready(), shard) }
+// ReadyZone is the prefix of one zone's claimable tasks.
+func (k Keys) ReadyZone(zone string) string { return k.Ready() + zone + "/" }
+
+// ReadyShard is the prefix of one shard's claimable tasks in a zone.
+func (k Keys) ReadyShard(zone string, shard int) string {
+	return fmt.Sprintf("%s%03d/", k.ReadyZone(zone), shard)
+}
 
 // ReadyTask marks a task as claimable; its value is the Task to run.
-func (k Keys) ReadyTask(shard int, batch, task string) string {
-	return k.ReadyShard(shard) + batch + "/" + task
+func (k Keys) ReadyTask(zone string, shard int, batch, task string) string {
+	return k.ReadyShard(zone, shard) + batch + "/" + task
 }
 
+// ReadyKey is ReadyTask for t.
+func (k Keys) ReadyKey(t Task) string { return k.ReadyTask(t.Zone, t.Shard, t.Batch, t.ID) }
+
 // ParseReady splits a ReadyTask key.
-func (k Keys) ParseReady(key string) (shard int, batch, task string, err error) {
-	parts, err := k.split(key, k.Ready(), 3)
+func (k Keys) ParseReady(key string) (zone string, shard int, batch, task string, err error) {
+	parts, err := k.split(key, k.Ready(), 4)
 	if err != nil {
-		return 0, "", "", err
+		return "", 0, "", "", err
 	}
-	shard, err = strconv.Atoi(parts[0])
+	shard, err = strconv.Atoi(parts[1])
 	if err != nil {
-		return 0, "", "", fmt.Errorf("%w: %q: bad shard", ErrBadKey, key)
+		return "", 0, "", "", fmt.Errorf("%w: %q: bad shard", ErrBadKey, key)
 	}
-	return shard, parts[1], parts[2], nil
+	return parts[0], shard, parts[2], parts[3], nil
 }
+
+// Workers is the prefix of worker registrations.
+func (k Keys) Workers() string { return k.prefix + "/workers/" }
+
+// Worker holds a live worker's registration, attached to its lease.
+func (k Keys) Worker(id string) string { return k.Workers() + id }
+
+// Assignments is the prefix of the leader's shard assignments.
+func (k Keys) Assignments() string { return k.prefix + "/assign/" }
+
+// Assignment holds which of a zone's workers claims from which shards first.
+func (k Keys) Assignment(zone string) string { return k.Assignments() + zone }
 
 // Claims is the prefix of every claim.
 func (k Keys) Claims() string { return k.prefix + "/claims/" }

@@ -137,13 +137,13 @@ func (q *Queue) shardLane(ctx context.Context, fence Fence, spec BatchSpec, lane
 		ops := make([]clientv3.Op, 0, end-done+2)
 		now := time.Now().UTC()
 		for _, h := range hosts[done:end] {
-			t := Task{Batch: spec.ID, ID: TaskID(h.Name), Shard: ShardOf(h.Name, spec.Shards), Host: h, Attempt: 1}
+			t := Task{Batch: spec.ID, ID: TaskID(h.Name), Zone: ZoneOf(h), Shard: ShardOf(h.Name, spec.Shards), Host: h, Attempt: 1}
 			if stop != "" {
 				ops = append(ops, clientv3.OpPut(q.keys.Result(t.Batch, t.ID), mustJSON(Result{
 					Host: h.Name, Status: stop, Message: stopMessage(stop), FinishedAt: now})))
 				continue
 			}
-			ops = append(ops, clientv3.OpPut(q.keys.ReadyTask(t.Shard, t.Batch, t.ID), mustJSON(t)))
+			ops = append(ops, clientv3.OpPut(q.keys.ReadyKey(t), mustJSON(t)))
 		}
 		ops = append(ops, clientv3.OpPut(progKey, strconv.Itoa(end)), clientv3.OpPut(q.keys.Wake(), ""))
 
@@ -225,7 +225,7 @@ func (q *Queue) RecoverGroup(ctx context.Context, fence Fence, group string, pol
 		if released {
 			// Given back unstarted or cut short by a draining worker: the
 			// same attempt runs again elsewhere.
-			ops = append(ops, clientv3.OpPut(q.keys.ReadyTask(t.Shard, t.Batch, t.ID), mustJSON(t)))
+			ops = append(ops, clientv3.OpPut(q.keys.ReadyKey(t), mustJSON(t)))
 			requeued++
 			continue
 		}
@@ -245,7 +245,7 @@ func (q *Queue) RecoverGroup(ctx context.Context, fence Fence, group string, pol
 		}
 		t.Attempt++
 		t.NotBefore = time.Time{}
-		ops = append(ops, clientv3.OpPut(q.keys.ReadyTask(t.Shard, t.Batch, t.ID), mustJSON(t)))
+		ops = append(ops, clientv3.OpPut(q.keys.ReadyKey(t), mustJSON(t)))
 		requeued++
 	}
 	tr, err := q.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
@@ -323,7 +323,7 @@ func (q *Queue) Promote(ctx context.Context, fence Fence, due []*mvccpb.KeyValue
 			}
 			t.NotBefore = time.Time{}
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision))
-			ops = append(ops, clientv3.OpDelete(string(kv.Key)), clientv3.OpPut(q.keys.ReadyTask(t.Shard, t.Batch, t.ID), mustJSON(t)))
+			ops = append(ops, clientv3.OpDelete(string(kv.Key)), clientv3.OpPut(q.keys.ReadyKey(t), mustJSON(t)))
 		}
 		due = due[n:]
 		resp, err := q.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
@@ -350,8 +350,8 @@ func (q *Queue) StopPending(ctx context.Context, fence Fence, spec BatchSpec, st
 		pending = append(pending, kv)
 		return nil
 	}
-	for shard := 0; shard < spec.Shards; shard++ {
-		if _, err := q.rangeAll(ctx, q.keys.ReadyShard(shard)+spec.ID+"/", collect); err != nil {
+	for _, p := range q.readyPrefixes(spec) {
+		if _, err := q.rangeAll(ctx, p, collect); err != nil {
 			return 0, err
 		}
 	}
@@ -566,10 +566,7 @@ func (q *Queue) Lost(ctx context.Context, spec BatchSpec) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	prefixes := []string{q.keys.BatchDelayed(spec.ID)}
-	for s := 0; s < spec.Shards; s++ {
-		prefixes = append(prefixes, q.keys.ReadyShard(s)+spec.ID+"/")
-	}
+	prefixes := append(q.readyPrefixes(spec), q.keys.BatchDelayed(spec.ID))
 	for _, p := range prefixes {
 		if _, err := q.rangeAllAt(ctx, p, rev, last); err != nil {
 			return nil, err
@@ -626,4 +623,16 @@ func (q *Queue) EndLost(ctx context.Context, fence Fence, batch string, tasks []
 		ended += len(ops)
 	}
 	return ended, nil
+}
+
+// readyPrefixes are the prefixes under which a batch's ready keys live: one
+// per zone and shard.
+func (q *Queue) readyPrefixes(spec BatchSpec) []string {
+	var out []string
+	for _, z := range spec.Zones {
+		for s := 0; s < spec.Shards; s++ {
+			out = append(out, q.keys.ReadyShard(z, s)+spec.ID+"/")
+		}
+	}
+	return out
 }

@@ -167,7 +167,8 @@ type BatchSpec struct {
 	Params    map[string]string `json:"params,omitempty"`
 	Policy    Policy            `json:"policy"`
 	Hosts     int               `json:"hosts"`
-	Shards    int               `json:"shards"`
+	Zones     []string          `json:"zones"`  // the zones its hosts are in, sorted
+	Shards    int               `json:"shards"` // per zone
 	Nonce     string            `json:"nonce"`  // which chunk set holds the inventory
 	Chunks    int               `json:"chunks"` // how many inventory chunks
 	Digest    string            `json:"digest"` // of check, params, policy and hosts: idempotent resubmits
@@ -190,6 +191,7 @@ type Attempt struct {
 type Task struct {
 	Batch     string         `json:"batch"`
 	ID        string         `json:"id"`
+	Zone      string         `json:"zone"`
 	Shard     int            `json:"shard"`
 	Host      inventory.Host `json:"host"`
 	Round     int            `json:"round,omitempty"` // 0 for the first round, +1 per `patrol retry`
@@ -249,6 +251,27 @@ var batchIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 func ValidateBatchID(id string) error {
 	if !batchIDRe.MatchString(id) {
 		return fmt.Errorf("%w %q: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", ErrBadBatchID, id)
+	}
+	return nil
+}
+
+// DefaultZone is the zone of a host with no zone variable.
+const DefaultZone = "default"
+
+var zoneRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// ZoneOf returns a host's zone: its "zone" variable, or DefaultZone.
+func ZoneOf(h inventory.Host) string {
+	if z := h.Vars["zone"]; z != "" {
+		return z
+	}
+	return DefaultZone
+}
+
+// ValidateZone reports whether z can name a zone.
+func ValidateZone(z string) error {
+	if !zoneRe.MatchString(z) {
+		return fmt.Errorf("invalid zone %q: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", z)
 	}
 	return nil
 }

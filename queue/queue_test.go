@@ -92,7 +92,7 @@ var groupSeq atomic.Int64
 // claim claims up to max ready tasks as one group.
 func (f *fixture) claim(t testing.TB, lease clientv3.LeaseID, worker string, max int) *queue.Group {
 	t.Helper()
-	ready, bad, err := f.q.ListReady(f.ctx, 0, max)
+	ready, bad, err := f.q.ListReady(f.ctx, queue.DefaultZone, queue.Assignment{}.ShardOrder("", 0), max)
 	if err != nil || len(bad) > 0 {
 		t.Fatalf("list ready: %v %v", err, bad)
 	}
@@ -285,7 +285,7 @@ func TestConcurrentClaimsTakeEachTaskOnce(t *testing.T) {
 		s := f.session(t, 10)
 		wg.Go(func() {
 			for {
-				ready, _, err := f.q.ListReady(f.ctx, i%queue.DefaultShards, 8)
+				ready, _, err := f.q.ListReady(f.ctx, queue.DefaultZone, queue.Assignment{}.ShardOrder("", i), 8)
 				if err != nil {
 					t.Error(err)
 					return
@@ -330,7 +330,7 @@ func TestClaimFallsBackToWhatIsLeft(t *testing.T) {
 	f := setup(t)
 	f.submitAndShard(t, "b1", 40)
 	a, b := f.session(t, 10), f.session(t, 10)
-	listed, _, err := f.q.ListReady(f.ctx, 0, 40)
+	listed, _, err := f.q.ListReady(f.ctx, queue.DefaultZone, queue.Assignment{}.ShardOrder("", 0), 40)
 	if err != nil || len(listed) != 40 {
 		t.Fatalf("listed %d, err %v", len(listed), err)
 	}
@@ -575,11 +575,11 @@ func TestFinishOnceAndPurge(t *testing.T) {
 func TestMalformedReadyIsQuarantinedAndEndsDead(t *testing.T) {
 	f := setup(t)
 	f.submitAndShard(t, "b1", 3)
-	bad := f.q.Keys().ReadyTask(0, "b1", "garbage")
+	bad := f.q.Keys().ReadyTask(queue.DefaultZone, 0, "b1", "garbage")
 	if _, err := f.env.Client.Put(f.ctx, bad, "{not json"); err != nil {
 		t.Fatal(err)
 	}
-	ready, badVals, err := f.q.ListReady(f.ctx, 0, 10)
+	ready, badVals, err := f.q.ListReady(f.ctx, queue.DefaultZone, queue.Assignment{}.ShardOrder("", 0), 10)
 	if err != nil || len(ready) != 3 || len(badVals) != 1 || badVals[0].Key() != bad || !errors.Is(badVals[0].Err, queue.ErrBadValue) {
 		t.Fatalf("ready %d, bad %+v, err %v", len(ready), badVals, err)
 	}

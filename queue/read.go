@@ -215,3 +215,13 @@ func (q *Queue) CurrentLeader(ctx context.Context) (Leader, bool, error) {
 	}
 	return l, true, nil
 }
+
+// RunningByWorker counts claimed, unfinished tasks per worker ID.
+func (q *Queue) RunningByWorker(ctx context.Context) (map[string]int, error) {
+	tasks, _, err := q.runningTasks(ctx)
+	out := map[string]int{}
+	for _, t := range tasks {
+		out[t.Worker]++
+	}
+	return out, err
+}

@@ -139,7 +139,7 @@ func (q *Queue) RunRetry(ctx context.Context, fence Fence, spec BatchSpec, req R
 		hist := append(append([]Attempt(nil), r.History...), Attempt{Attempt: r.Attempts, Status: r.Status, Message: r.Message,
 			Worker: r.Worker, DurationMS: r.DurationMS, FinishedAt: r.FinishedAt, Round: r.Round})
 		todo = append(todo, kv)
-		tasks = append(tasks, Task{Batch: spec.ID, ID: id, Shard: ShardOf(host, spec.Shards), Round: req.Round, Attempt: 1, History: hist})
+		tasks = append(tasks, Task{Batch: spec.ID, ID: id, Zone: DefaultZone, Shard: ShardOf(host, spec.Shards), Round: req.Round, Attempt: 1, History: hist})
 		return nil
 	})
 	if err != nil {
@@ -156,7 +156,7 @@ func (q *Queue) RunRetry(ctx context.Context, fence Fence, spec BatchSpec, req R
 		}
 		for i := range tasks {
 			if j, ok := byID[tasks[i].ID]; ok {
-				tasks[i].Host = hosts[j]
+				tasks[i].Host, tasks[i].Zone = hosts[j], ZoneOf(hosts[j])
 			}
 		}
 	}
@@ -168,7 +168,7 @@ func (q *Queue) RunRetry(ctx context.Context, fence Fence, spec BatchSpec, req R
 		for i := start; i < end; i++ {
 			t := tasks[i]
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(todo[i].Key)), "=", todo[i].ModRevision))
-			ops = append(ops, clientv3.OpDelete(string(todo[i].Key)), clientv3.OpPut(q.keys.ReadyTask(t.Shard, t.Batch, t.ID), mustJSON(t)))
+			ops = append(ops, clientv3.OpDelete(string(todo[i].Key)), clientv3.OpPut(q.keys.ReadyKey(t), mustJSON(t)))
 		}
 		resp, err := q.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
 		if err != nil {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -57,6 +59,14 @@ func (q *Queue) Submit(ctx context.Context, req SubmitRequest) (spec BatchSpec, 
 	if err := req.Policy.Validate(); err != nil {
 		return BatchSpec{}, false, err
 	}
+	zones := map[string]bool{}
+	for _, h := range req.Hosts {
+		z := ZoneOf(h)
+		if err := ValidateZone(z); err != nil {
+			return BatchSpec{}, false, fmt.Errorf("host %s: %w", h.Name, err)
+		}
+		zones[z] = true
+	}
 	dig := digest(req.Check, req.Params, req.Policy, req.Hosts)
 
 	// A cheap look first, so an idempotent resubmit writes nothing.
@@ -72,6 +82,7 @@ func (q *Queue) Submit(ctx context.Context, req SubmitRequest) (spec BatchSpec, 
 		Params:    req.Params,
 		Policy:    req.Policy,
 		Hosts:     len(req.Hosts),
+		Zones:     slices.Sorted(maps.Keys(zones)),
 		Shards:    req.Shards,
 		Nonce:     newNonce(),
 		Digest:    dig,

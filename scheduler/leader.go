@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -46,6 +47,8 @@ type leader struct {
 	active  map[string]*batchState
 	delayed map[string]*mvccpb.KeyValue // delayed tasks by key
 	revoked map[string]bool             // groups this term revoked
+	workers map[string]string           // live worker ID -> zone
+	written map[string]string           // zone -> the assignment this term last wrote
 	wake    chan struct{}
 }
 
@@ -71,6 +74,72 @@ func (l *leader) onActive(ev queue.Event) {
 	}
 	l.mu.Unlock()
 	l.poke()
+}
+
+// onWorker follows worker registrations.
+func (l *leader) onWorker(ev queue.Event) {
+	id := string(ev.KV.Key)[len(l.s.q.Keys().Workers()):]
+	l.mu.Lock()
+	if ev.Delete {
+		delete(l.workers, id)
+	} else {
+		var w queue.WorkerInfo
+		if err := json.Unmarshal(ev.KV.Value, &w); err == nil {
+			l.workers[id] = w.Zone
+		}
+	}
+	l.mu.Unlock()
+	l.poke()
+}
+
+func (l *leader) resetWorkers() {
+	l.mu.Lock()
+	clear(l.workers)
+	l.mu.Unlock()
+}
+
+// assign spreads each zone's shards over its live workers, writing an
+// assignment only when it changed.
+func (l *leader) assign(ctx context.Context) {
+	l.mu.Lock()
+	shards := map[string]int{}
+	byZone := map[string][]string{}
+	for id, z := range l.workers {
+		byZone[z] = append(byZone[z], id)
+		shards[z] = max(shards[z], queue.DefaultShards)
+	}
+	for _, b := range l.active {
+		for _, z := range b.spec.Zones {
+			shards[z] = max(shards[z], b.spec.Shards, queue.DefaultShards)
+		}
+	}
+	want := map[string]queue.Assignment{}
+	for z, n := range shards {
+		ids := byZone[z]
+		slices.Sort(ids)
+		a := queue.Assign(n, ids)
+		if string(mustJSON(a)) != l.written[z] {
+			want[z] = a
+		}
+	}
+	l.mu.Unlock()
+	for z, a := range want {
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		_, err := l.s.q.SetAssignment(cctx, l.fence, z, a)
+		cancel()
+		if !l.check(err, "assign shards", func(e *zerolog.Event) *zerolog.Event { return e.Str("zone", z) }) {
+			return
+		}
+		l.mu.Lock()
+		l.written[z] = string(mustJSON(a))
+		l.mu.Unlock()
+		l.log.Info().Str("zone", z).Int("shards", a.Shards).Int("workers", len(a.Workers)).Msg("shards assigned")
+	}
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
 }
 
 // onCancel follows cancel requests.
@@ -127,6 +196,7 @@ func (l *leader) loop(ctx context.Context) {
 		}
 		l.promote(ctx)
 		l.step(ctx)
+		l.assign(ctx)
 	}
 }
 

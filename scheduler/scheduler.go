@@ -165,7 +165,7 @@ func (s *Scheduler) lead(ctx context.Context, fence queue.Fence, log zerolog.Log
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	l := &leader{s: s, fence: fence, log: log, active: map[string]*batchState{}, delayed: map[string]*mvccpb.KeyValue{},
-		revoked: map[string]bool{}, wake: make(chan struct{}, 1)}
+		revoked: map[string]bool{}, workers: map[string]string{}, written: map[string]string{}, wake: make(chan struct{}, 1)}
 	l.fail = func(err error) {
 		if errors.Is(err, queue.ErrNotLeader) {
 			cancel(err)
@@ -176,6 +176,7 @@ func (s *Scheduler) lead(ctx context.Context, fence queue.Fence, log zerolog.Log
 	wg.Go(func() { s.q.Sync(ctx, s.q.Keys().Active(), 30*time.Second, nil, l.onActive) })
 	wg.Go(func() { s.q.Sync(ctx, s.q.Keys().Cancels(), 30*time.Second, nil, l.onCancel) })
 	wg.Go(func() { s.q.Sync(ctx, s.q.Keys().Delayed(), time.Minute, l.resetDelayed, l.onDelayed) })
+	wg.Go(func() { s.q.Sync(ctx, s.q.Keys().Workers(), time.Minute, l.resetWorkers, l.onWorker) })
 	wg.Go(func() { l.watchClaims(ctx) })
 	l.loop(ctx)
 	wg.Wait()

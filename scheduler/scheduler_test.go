@@ -230,7 +230,7 @@ func TestOverdueClaimIsRevokedAndRequeued(t *testing.T) {
 	defer sess.Close()
 	// The worker is alive (its lease is kept) but its attempt's deadline
 	// is already past: the scheduler revokes the claim.
-	ready, _, err := f.q.ListReady(f.ctx, 0, 3)
+	ready, _, err := f.q.ListReady(f.ctx, queue.DefaultZone, queue.Assignment{}.ShardOrder("", 0), 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +248,7 @@ func TestOverdueClaimIsRevokedAndRequeued(t *testing.T) {
 	if rej, err := f.q.Commit(f.ctx, outs); err != nil || len(rej) != 3 {
 		t.Fatalf("late commit: rejected %d, err %v", len(rej), err)
 	}
-	again, _, err := f.q.ListReady(f.ctx, 0, 3)
+	again, _, err := f.q.ListReady(f.ctx, queue.DefaultZone, queue.Assignment{}.ShardOrder("", 0), 3)
 	if err != nil || len(again) != 3 || again[0].Task.History[0].Message != "claim revoked: the attempt overran its timeout" {
 		t.Fatalf("requeued %+v, err %v", again, err)
 	}
@@ -263,7 +263,7 @@ var groups atomic.Int64
 
 func (f *fixture) claim(t *testing.T, lease clientv3.LeaseID, n int) *queue.Group {
 	t.Helper()
-	ready, _, err := f.q.ListReady(f.ctx, 0, n)
+	ready, _, err := f.q.ListReady(f.ctx, queue.DefaultZone, queue.Assignment{}.ShardOrder("", 0), n)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,11 @@ type Config struct {
 	// LeaseTTL is the session lease TTL: a dead worker's tasks are
 	// requeued about this long after it died. Default 10s, minimum 2s.
 	LeaseTTL time.Duration
+	// Zone is where the worker runs: it only runs tasks of hosts in this
+	// zone (the host variable "zone"). Default "default".
+	Zone string
+	// Version is reported in the worker's registration.
+	Version string
 	// Log receives the worker's log lines.
 	Log zerolog.Logger
 	// OnClaim, if set, is called after each claim transaction with its
@@ -87,6 +93,15 @@ func New(q *queue.Queue, cfg Config) (*Worker, error) {
 	if cfg.LeaseTTL < 2*time.Second {
 		return nil, fmt.Errorf("worker: lease TTL %s is below etcd's 2s minimum", cfg.LeaseTTL)
 	}
+	if cfg.Zone == "" {
+		cfg.Zone = queue.DefaultZone
+	}
+	if err := queue.ValidateZone(cfg.Zone); err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	if strings.Contains(cfg.ID, "/") {
+		return nil, fmt.Errorf("worker: ID %q must not contain '/'", cfg.ID)
+	}
 	return &Worker{q: q, cfg: cfg, log: cfg.Log.With().Str("worker_id", cfg.ID).Logger(), batches: map[string]*batchEntry{}}, nil
 }
 
@@ -130,7 +145,14 @@ func (w *Worker) session(ctx context.Context) error {
 		w.q.Client().Revoke(cctx, sess.Lease())
 		sess.Orphan()
 	}()
-	w.log.Info().Int("concurrency", w.cfg.Concurrency).Str("lease", fmt.Sprintf("%x", sess.Lease())).Msg("worker started")
+	rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+	err = w.q.Register(rctx, sess.Lease(), queue.WorkerInfo{ID: w.cfg.ID, Zone: w.cfg.Zone, Capacity: w.cfg.Concurrency,
+		Version: w.cfg.Version, StartedAt: time.Now().UTC()})
+	rcancel()
+	if err != nil {
+		return fmt.Errorf("register: %w", err)
+	}
+	w.log.Info().Int("concurrency", w.cfg.Concurrency).Str("zone", w.cfg.Zone).Str("lease", fmt.Sprintf("%x", sess.Lease())).Msg("worker started")
 
 	// sctx ends with ctx or with the session.
 	sctx, cancel := context.WithCancel(ctx)
@@ -149,6 +171,7 @@ func (w *Worker) session(ctx context.Context) error {
 	var watchers, tasks sync.WaitGroup
 	watchers.Go(func() { w.watchWake(sctx, wake) })
 	watchers.Go(func() { w.watchCancels(sctx) })
+	watchers.Go(func() { s.watchAssignment(sctx) })
 	committed := make(chan struct{})
 	go func() { defer close(committed); s.commitLoop(ctx) }()
 
@@ -177,6 +200,7 @@ type run struct {
 
 	mu     sync.Mutex
 	groups map[*queue.Group]struct{} // claimed groups not yet finished
+	assign queue.Assignment          // the zone's shard assignment, as last read
 }
 
 func (s *run) claimLoop(ctx context.Context, wake <-chan struct{}, tasks *sync.WaitGroup) error {
@@ -219,7 +243,10 @@ func (s *run) claimSome(ctx context.Context, n int, tasks *sync.WaitGroup) (clai
 	w := s.w
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	ready, bad, err := w.q.ListReady(cctx, rand.IntN(queue.DefaultShards), n)
+	s.mu.Lock()
+	order := s.assign.ShardOrder(w.cfg.ID, rand.IntN(max(s.assign.Shards, queue.DefaultShards)))
+	s.mu.Unlock()
+	ready, bad, err := w.q.ListReady(cctx, w.cfg.Zone, order, n)
 	if err != nil {
 		return 0, err
 	}
@@ -256,7 +283,8 @@ func (s *run) claimSome(ctx context.Context, n int, tasks *sync.WaitGroup) (clai
 		}
 		// Unknown outcome: the claim may have committed. Re-read it rather
 		// than leave a group nobody runs until the leader revokes it.
-		actx, acancel := context.WithTimeout(ctx, 5*time.Second)
+		// Even when stopping: an adopted group is then released properly.
+		actx, acancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		adopted, aerr := w.q.Adopt(actx, group)
 		acancel()
 		if aerr != nil || adopted == nil {
@@ -466,6 +494,28 @@ func (w *Worker) watchWake(ctx context.Context, wake chan<- struct{}) {
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// watchAssignment follows the leader's shard assignment for this zone.
+func (s *run) watchAssignment(ctx context.Context) {
+	w := s.w
+	key := w.q.Keys().Assignment(w.cfg.Zone)
+	w.q.Sync(ctx, key, time.Minute, nil, func(ev queue.Event) {
+		if string(ev.KV.Key) != key {
+			return // the sync is by prefix: a zone whose name extends ours
+		}
+		a := queue.Assignment{}
+		if !ev.Delete {
+			var err error
+			if a, err = queue.DecodeAssignment(ev.KV.Value); err != nil {
+				w.log.Warn().Err(err).Str("key", key).Msg("malformed shard assignment; claiming from every shard")
+				a = queue.Assignment{}
+			}
+		}
+		s.mu.Lock()
+		s.assign = a
+		s.mu.Unlock()
+	})
 }
 
 // watchCancels aborts the running checks of cancelled batches.

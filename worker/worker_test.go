@@ -204,7 +204,7 @@ func TestStopReleasesClaimsForImmediateRequeue(t *testing.T) {
 	// would matter. The worker gave the tasks back rather than lost them,
 	// so the same attempt runs again, with no lost attempt in its history.
 	etcdtest.WaitFor(t, f.env.Client, f.q.Keys().Ready(), 30*time.Second, "6 requeued tasks", func(n int) bool { return n == 6 })
-	ready, _, err := f.q.ListReady(f.ctx, 0, 10)
+	ready, _, err := f.q.ListReady(f.ctx, queue.DefaultZone, queue.Assignment{}.ShardOrder("", 0), 10)
 	if err != nil || len(ready) != 6 {
 		t.Fatalf("ready %+v err %v", ready, err)
 	}
@@ -212,5 +212,55 @@ func TestStopReleasesClaimsForImmediateRequeue(t *testing.T) {
 		if r.Task.Attempt != 1 || len(r.Task.History) != 0 {
 			t.Fatalf("released task %+v, want attempt 1 again with no history", r.Task)
 		}
+	}
+}
+
+func TestTasksRunOnlyInTheirHostsZone(t *testing.T) {
+	f := setup(t)
+	for _, id := range []string{"dc1-a", "dc1-b", "dc2-a"} {
+		w, err := worker.New(queue.New(etcdtest.NewClient(t), f.env.Prefix), worker.Config{
+			ID: id, Zone: id[:3], Concurrency: 4, LeaseTTL: 2 * time.Second, Log: zerolog.Nop(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.goUntilCleanup(t, w.Run)
+	}
+	var hosts []inventory.Host
+	for i := range 30 {
+		zone := []string{"dc1", "dc2"}[i%2]
+		hosts = append(hosts, inventory.Host{Name: fmt.Sprintf("h%02d", i), Address: "127.0.0.1", Vars: map[string]string{"zone": zone}})
+	}
+	f.submit(t, "zoned", "noop", nil, hosts)
+	rows := f.waitDone(t, "zoned")
+	if len(rows) != 30 {
+		t.Fatalf("%d rows", len(rows))
+	}
+	for i, r := range rows {
+		zone := hosts[i].Vars["zone"]
+		if r.Status != queue.StatusOK || !strings.HasPrefix(r.Worker, zone+"-") {
+			t.Fatalf("host %s in %s ran on %q (%s)", r.Host, zone, r.Worker, r.Status)
+		}
+	}
+}
+
+func TestAZoneWithNoWorkerWaits(t *testing.T) {
+	f := setup(t)
+	f.worker(t, "w", 4) // zone "default" only
+	hosts := []inventory.Host{
+		{Name: "here", Address: "127.0.0.1"},
+		{Name: "there", Address: "127.0.0.1", Vars: map[string]string{"zone": "dc9"}},
+	}
+	f.submit(t, "b", "noop", nil, hosts)
+	etcdtest.WaitFor(t, f.env.Client, f.q.Keys().BatchResults("b"), 30*time.Second, "the default-zone host's result", func(n int) bool { return n == 1 })
+	zones, err := f.q.ZoneStatus(f.ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if z := zones["dc9"]; z.Pending != 1 || z.Workers != 0 {
+		t.Fatalf("dc9: %+v, want 1 pending and no workers", z)
+	}
+	if z := zones["default"]; z.Pending != 0 || z.Workers != 1 {
+		t.Fatalf("default: %+v, want nothing pending and 1 worker", z)
 	}
 }

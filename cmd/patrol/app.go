@@ -95,6 +95,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			statusCommand(),
 			cancelCommand(),
 			retryCommand(),
+			workersCommand(),
 			leaderCommand(),
 		},
 	}

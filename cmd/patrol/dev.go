@@ -80,7 +80,7 @@ func dev(c *cli.Context) error {
 	}
 	wg.Go(func() { sched.Run(ctx) })
 	for i := range nWorkers {
-		w, err := worker.New(q, worker.Config{ID: fmt.Sprintf("dev-worker-%d", i+1), Concurrency: c.Int("concurrency"), Log: a.log})
+		w, err := worker.New(q, worker.Config{ID: fmt.Sprintf("dev-worker-%d", i+1), Concurrency: c.Int("concurrency"), Version: version, Log: a.log})
 		if err != nil {
 			return err
 		}

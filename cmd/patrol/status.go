@@ -25,10 +25,18 @@ func statusCommand() *cli.Command {
 			if done {
 				state = "finished"
 			}
+			zones, err := b.q.ZoneStatus(b.ctx, b.batch)
+			if err != nil {
+				return err
+			}
 			if b.output == "json" {
+				batchZones := map[string]queue.ZoneState{}
+				for _, z := range spec.Zones {
+					batchZones[z] = zones[z]
+				}
 				return json.NewEncoder(b.a.stdout).Encode(map[string]any{
 					"batch_id": spec.ID, "state": state, "check": spec.Check, "hosts": spec.Hosts,
-					"created_at": spec.CreatedAt, "counts": counts, "summary": summaryOrNil(sum, done),
+					"created_at": spec.CreatedAt, "counts": counts, "zones": batchZones, "summary": summaryOrNil(sum, done),
 				})
 			}
 			w := b.a.stdout
@@ -38,6 +46,15 @@ func statusCommand() *cli.Command {
 			for _, s := range []queue.Status{queue.StatusOK, queue.StatusFail, queue.StatusError, queue.StatusDead, queue.StatusCancelled,
 				queue.StatusSkipped, queue.StatusRunning, queue.StatusRetrying, queue.StatusPending} {
 				fmt.Fprintf(w, "  %-9s %d\n", s, counts[s])
+			}
+			for _, name := range spec.Zones {
+				z := zones[name]
+				switch {
+				case z.Pending > 0 && z.Workers == 0:
+					fmt.Fprintf(w, "zone %s: %d pending, no live workers: start `patrol worker --zone %s`\n", name, z.Pending, name)
+				case !done:
+					fmt.Fprintf(w, "zone %s: %d pending, %d live workers\n", name, z.Pending, z.Workers)
+				}
 			}
 			return nil
 		})

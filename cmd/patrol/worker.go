@@ -5,6 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/patrol-dev/patrol/queue"
 	"github.com/patrol-dev/patrol/worker"
 )
 
@@ -15,6 +16,8 @@ func workerCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "id", Usage: "worker ID (default worker-HOSTNAME-PID)"},
 			&cli.IntFlag{Name: "concurrency", Value: worker.DefaultConcurrency, Usage: "checks run at once"},
+			&cli.StringFlag{Name: "zone", Value: "default", EnvVars: []string{"PATROL_ZONE"},
+				Usage: "the zone this worker runs in: it only checks hosts whose zone variable is this zone"},
 			&cli.DurationFlag{Name: "lease-ttl", Value: worker.DefaultLeaseTTL,
 				Usage: "lease TTL: a dead worker's tasks are requeued about this long after it died (minimum 2s)"},
 		},
@@ -22,6 +25,9 @@ func workerCommand() *cli.Command {
 			a := appOf(c)
 			if n := c.Int("concurrency"); n < 1 {
 				return usageErr("--concurrency %d: must be at least 1", n)
+			}
+			if err := queue.ValidateZone(c.String("zone")); err != nil {
+				return usageErr("--zone: %v", err)
 			}
 			if ttl := c.Duration("lease-ttl"); ttl < 2*time.Second {
 				return usageErr("--lease-ttl %s: etcd's minimum lease TTL is 2s; use 2s or more (default 10s)", ttl)
@@ -39,6 +45,8 @@ func workerCommand() *cli.Command {
 				ID:          id,
 				Concurrency: c.Int("concurrency"),
 				LeaseTTL:    c.Duration("lease-ttl"),
+				Zone:        c.String("zone"),
+				Version:     version,
 				Log:         a.log,
 			})
 			if err != nil {
