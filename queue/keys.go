@@ -26,6 +26,7 @@ import (
 //	<prefix>/cancels/<batch>                    cancel marker workers watch to abort running checks; value: time
 //	<prefix>/ready/<zone>/<shard>/<batch>/<task> a claimable Task JSON (with the attempt it runs as)
 //	<prefix>/delayed/<batch>/<task>             a Task waiting out its retry backoff (NotBefore set)
+//	<prefix>/held/<batch>/<task>                a Task held back by the batch's --parallel cap until the leader releases it
 //	<prefix>/claims/<group>                     Claim JSON, bound to the claiming worker's lease: the fencing token
 //	<prefix>/running/<group>                    Running JSON: the claimed tasks, durable, outliving the lease
 //	<prefix>/done/<group>                       indexes of the group's tasks already finished (comma separated)
@@ -196,6 +197,15 @@ func (k Keys) ParseReady(key string) (zone string, shard int, batch, task string
 	}
 	return parts[0], shard, parts[2], parts[3], nil
 }
+
+// Held is the prefix of tasks held back by a batch's --parallel cap.
+func (k Keys) Held() string { return k.prefix + "/held/" }
+
+// BatchHeld is the prefix of one batch's held tasks.
+func (k Keys) BatchHeld(batch string) string { return k.Held() + batch + "/" }
+
+// HeldTask holds a task not yet released to its ready queue.
+func (k Keys) HeldTask(batch, task string) string { return k.BatchHeld(batch) + task }
 
 // Workers is the prefix of worker registrations.
 func (k Keys) Workers() string { return k.prefix + "/workers/" }

@@ -143,7 +143,7 @@ func (q *Queue) shardLane(ctx context.Context, fence Fence, spec BatchSpec, lane
 					Host: h.Name, Status: stop, Message: stopMessage(stop), FinishedAt: now})))
 				continue
 			}
-			ops = append(ops, clientv3.OpPut(q.keys.ReadyKey(t), mustJSON(t)))
+			ops = append(ops, clientv3.OpPut(q.queueKey(spec, t), mustJSON(t)))
 		}
 		ops = append(ops, clientv3.OpPut(progKey, strconv.Itoa(end)), clientv3.OpPut(q.keys.Wake(), ""))
 
@@ -350,13 +350,10 @@ func (q *Queue) StopPending(ctx context.Context, fence Fence, spec BatchSpec, st
 		pending = append(pending, kv)
 		return nil
 	}
-	for _, p := range q.readyPrefixes(spec) {
+	for _, p := range append(q.readyPrefixes(spec), q.keys.BatchDelayed(spec.ID), q.keys.BatchHeld(spec.ID)) {
 		if _, err := q.rangeAll(ctx, p, collect); err != nil {
 			return 0, err
 		}
-	}
-	if _, err := q.rangeAll(ctx, q.keys.BatchDelayed(spec.ID), collect); err != nil {
-		return 0, err
 	}
 	ended := 0
 	now := time.Now().UTC()
@@ -566,7 +563,7 @@ func (q *Queue) Lost(ctx context.Context, spec BatchSpec) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	prefixes := append(q.readyPrefixes(spec), q.keys.BatchDelayed(spec.ID))
+	prefixes := append(q.readyPrefixes(spec), q.keys.BatchDelayed(spec.ID), q.keys.BatchHeld(spec.ID))
 	for _, p := range prefixes {
 		if _, err := q.rangeAllAt(ctx, p, rev, last); err != nil {
 			return nil, err
@@ -635,4 +632,70 @@ func (q *Queue) readyPrefixes(spec BatchSpec) []string {
 		}
 	}
 	return out
+}
+
+// queueKey is where a newly sharded or re-run task goes: held back when the
+// batch caps its parallelism, ready otherwise.
+func (q *Queue) queueKey(spec BatchSpec, t Task) string {
+	if spec.Policy.Parallel > 0 {
+		return q.keys.HeldTask(t.Batch, t.ID)
+	}
+	return q.keys.ReadyKey(t)
+}
+
+// InFlight counts a batch's tasks that are claimable, running or waiting
+// out a backoff: what its --parallel cap bounds.
+func (q *Queue) InFlight(ctx context.Context, spec BatchSpec) (int, error) {
+	n := 0
+	for _, p := range append(q.readyPrefixes(spec), q.keys.BatchDelayed(spec.ID)) {
+		c, err := q.count(ctx, p)
+		if err != nil {
+			return 0, err
+		}
+		n += int(c)
+	}
+	running, _, err := q.runningTasks(ctx)
+	for _, t := range running {
+		if t.Task.Batch == spec.ID {
+			n++
+		}
+	}
+	return n, err
+}
+
+// ReleaseHeld moves up to n held tasks of a batch to their ready queues, in
+// one transaction compared on each. It returns how many it moved.
+func (q *Queue) ReleaseHeld(ctx context.Context, fence Fence, spec BatchSpec, n int) (int, error) {
+	n = min(n, chunk)
+	if n <= 0 {
+		return 0, nil
+	}
+	prefix := q.keys.BatchHeld(spec.ID)
+	resp, err := q.cli.Get(ctx, prefix, clientv3.WithRange(prefixEnd(prefix)), clientv3.WithLimit(int64(n)))
+	if err != nil || len(resp.Kvs) == 0 {
+		return 0, err
+	}
+	cmps := []clientv3.Cmp{fence.Cmp()}
+	ops := []clientv3.Op{clientv3.OpPut(q.keys.Wake(), "")}
+	moved := 0
+	for _, kv := range resp.Kvs {
+		var t Task
+		if err := decodeKV(kv, &t); err != nil {
+			if err := q.quarantine(ctx, fence, kv, err); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision))
+		ops = append(ops, clientv3.OpDelete(string(kv.Key)), clientv3.OpPut(q.keys.ReadyKey(t), mustJSON(t)))
+		moved++
+	}
+	tr, err := q.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	if err != nil {
+		return 0, err
+	}
+	if !tr.Succeeded {
+		return 0, q.whyRejected(ctx, fence)
+	}
+	return moved, nil
 }

@@ -77,6 +77,7 @@ type Policy struct {
 	MaxBackoffMS  int64  `json:"max_backoff_ms"`           // cap on the retry delay
 	RetryFailures bool   `json:"retry_failures,omitempty"` // retry "fail" verdicts too, not only errors
 	MaxFailures   string `json:"max_failures,omitempty"`   // "N" or "N%": stop the batch past it
+	Parallel      int    `json:"parallel,omitempty"`       // at most this many tasks claimable or running at once; 0: no cap
 }
 
 // Policy defaults.
@@ -111,6 +112,8 @@ func (p Policy) Validate() error {
 		return fmt.Errorf("max attempts %d: must be at least 1", p.MaxAttempts)
 	case p.TimeoutMS < 1:
 		return fmt.Errorf("timeout %s: must be positive", p.Timeout())
+	case p.Parallel < 0:
+		return fmt.Errorf("parallel %d: must be 0 (no cap) or more", p.Parallel)
 	case p.BackoffMS < 0 || p.MaxBackoffMS < p.BackoffMS:
 		return fmt.Errorf("backoff %s, max backoff %s: need 0 <= backoff <= max backoff", p.backoff(), time.Duration(p.MaxBackoffMS)*time.Millisecond)
 	}

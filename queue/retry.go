@@ -168,7 +168,7 @@ func (q *Queue) RunRetry(ctx context.Context, fence Fence, spec BatchSpec, req R
 		for i := start; i < end; i++ {
 			t := tasks[i]
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(todo[i].Key)), "=", todo[i].ModRevision))
-			ops = append(ops, clientv3.OpDelete(string(todo[i].Key)), clientv3.OpPut(q.keys.ReadyKey(t), mustJSON(t)))
+			ops = append(ops, clientv3.OpDelete(string(todo[i].Key)), clientv3.OpPut(q.queueKey(spec, t), mustJSON(t)))
 		}
 		resp, err := q.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
 		if err != nil {

@@ -314,6 +314,16 @@ func (l *leader) handle(ctx context.Context, id string) error {
 		l.set(id, func(b *batchState) { b.sharded = true })
 		l.log.Info().Str("batch_id", id).Int("hosts", st.spec.Hosts).Dur("took", time.Since(start)).Msg("batch sharded")
 	}
+	if p := st.spec.Policy.Parallel; p > 0 {
+		// Release held tasks no faster than the batch's fleet-wide cap.
+		inflight, err := q.InFlight(cctx, st.spec)
+		if err != nil {
+			return err
+		}
+		if _, err := q.ReleaseHeld(cctx, l.fence, st.spec, p-inflight); err != nil {
+			return err
+		}
+	}
 	n, err := q.ResultCount(cctx, id)
 	if err != nil {
 		return err

@@ -264,3 +264,41 @@ func TestAZoneWithNoWorkerWaits(t *testing.T) {
 		t.Fatalf("default: %+v, want nothing pending and 1 worker", z)
 	}
 }
+
+func TestParallelCapsTasksInFlightAcrossWorkers(t *testing.T) {
+	f := setup(t)
+	// Every check holds until the test has seen how many run at once.
+	var mu sync.Mutex
+	running, peak := 0, 0
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		running++
+		peak = max(peak, running)
+		mu.Unlock()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		mu.Lock()
+		running--
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	f.worker(t, "w1", 16)
+	f.worker(t, "w2", 16)
+	if _, _, err := f.q.Submit(f.ctx, queue.SubmitRequest{ID: "capped", Check: "http", Params: map[string]string{"url": srv.URL},
+		Hosts: names(20), Policy: queue.Policy{Parallel: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	// Three checks start; no more may, however long the test waits for the
+	// leader to release tasks: the claim keys stay below the cap.
+	etcdtest.WaitFor(t, f.env.Client, f.q.Keys().Held(), 30*time.Second, "17 held tasks", func(n int) bool { return n == 17 })
+	close(release)
+	rows := f.waitDone(t, "capped")
+	mu.Lock()
+	defer mu.Unlock()
+	if len(rows) != 20 || peak > 3 || peak == 0 {
+		t.Fatalf("%d rows, peak %d checks at once, want at most 3", len(rows), peak)
+	}
+}

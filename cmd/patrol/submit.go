@@ -33,6 +33,7 @@ func submitCommand() *cli.Command {
 			&cli.DurationFlag{Name: "max-backoff", Value: queue.DefaultMaxBackoff, Usage: "cap on the retry delay"},
 			&cli.BoolFlag{Name: "retry-failures", Usage: "retry hosts that failed the check too, not only errors"},
 			&cli.StringFlag{Name: "max-failures", Usage: "stop the batch once more than N (or N%) hosts failed: hosts not yet started end skipped"},
+			&cli.IntFlag{Name: "parallel", Usage: "run at most N of the batch's hosts at once across all workers (0: no cap)"},
 		},
 		Action: submit,
 	}
@@ -72,6 +73,7 @@ func submit(c *cli.Context) error {
 		MaxBackoffMS:  c.Duration("max-backoff").Milliseconds(),
 		RetryFailures: c.Bool("retry-failures"),
 		MaxFailures:   c.String("max-failures"),
+		Parallel:      c.Int("parallel"),
 	}
 	if err := policy.Validate(); err != nil {
 		return usageErr("%v", err)
