@@ -20,8 +20,9 @@ import (
 
 // Defaults for Config.
 const (
-	DefaultConcurrency = 64
-	DefaultLeaseTTL    = 10 * time.Second
+	DefaultConcurrency  = 64
+	DefaultLeaseTTL     = 10 * time.Second
+	DefaultDrainTimeout = 30 * time.Second
 )
 
 // Config configures a Worker. Zero fields take the defaults noted.
@@ -38,6 +39,13 @@ type Config struct {
 	Zone string
 	// Version is reported in the worker's registration.
 	Version string
+	// DrainTimeout is how long running checks may go on once Run's context
+	// ends; then they are cut short and their tasks released. Default 30s.
+	DrainTimeout time.Duration
+	// SlowClaims is the claim-transaction p95 latency above which the
+	// worker claims less (its limit is cut by 30%), and below half of
+	// which it claims more again. Default 50ms.
+	SlowClaims time.Duration
 	// Log receives the worker's log lines.
 	Log zerolog.Logger
 	// OnClaim, if set, is called after each claim transaction with its
@@ -51,6 +59,9 @@ type Stats struct {
 	Committed int64 // outcomes committed (results and retries)
 	Rejected  int64 // zombie completions rejected by the claim fence
 	Released  int64 // groups given back unfinished
+	// ClaimLimit is how many checks the worker currently lets run at once:
+	// its concurrency, lowered while etcd is slow.
+	ClaimLimit int
 }
 
 // Worker claims and runs tasks.
@@ -61,6 +72,10 @@ type Worker struct {
 
 	claimed, committed, rejected, released atomic.Int64
 	groupSeq                               atomic.Int64
+	limit                                  *adaptiveLimit
+
+	killOnce sync.Once
+	kill     chan struct{} // closed by Kill
 
 	mu      sync.Mutex
 	batches map[string]*batchEntry // by batch ID
@@ -96,23 +111,49 @@ func New(q *queue.Queue, cfg Config) (*Worker, error) {
 	if cfg.Zone == "" {
 		cfg.Zone = queue.DefaultZone
 	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = DefaultDrainTimeout
+	}
+	if cfg.SlowClaims == 0 {
+		cfg.SlowClaims = 50 * time.Millisecond
+	}
 	if err := queue.ValidateZone(cfg.Zone); err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
 	if strings.Contains(cfg.ID, "/") {
 		return nil, fmt.Errorf("worker: ID %q must not contain '/'", cfg.ID)
 	}
-	return &Worker{q: q, cfg: cfg, log: cfg.Log.With().Str("worker_id", cfg.ID).Logger(), batches: map[string]*batchEntry{}}, nil
+	w := &Worker{q: q, cfg: cfg, log: cfg.Log.With().Str("worker_id", cfg.ID).Logger(), batches: map[string]*batchEntry{}, kill: make(chan struct{})}
+	w.limit = newAdaptiveLimit(cfg.Concurrency, cfg.SlowClaims, w.log)
+	return w, nil
 }
 
 // Stats returns the worker's counts so far.
 func (w *Worker) Stats() Stats {
-	return Stats{Claimed: w.claimed.Load(), Committed: w.committed.Load(), Rejected: w.rejected.Load(), Released: w.released.Load()}
+	return Stats{Claimed: w.claimed.Load(), Committed: w.committed.Load(), Rejected: w.rejected.Load(), Released: w.released.Load(),
+		ClaimLimit: w.limit.get()}
 }
 
+// Kill ends a drain at once: running checks are cut short and their tasks
+// released, and Run returns. It is what a second SIGTERM does. Safe to
+// call more than once, and from any goroutine.
+func (w *Worker) Kill() { w.killOnce.Do(func() { close(w.kill) }) }
+
 // Run claims and runs tasks until ctx ends, opening a new session whenever
-// the current one is lost. It returns nil when ctx is cancelled.
+// the current one is lost. When ctx ends it drains: it stops claiming, lets
+// running checks finish for up to DrainTimeout (or until Kill), commits
+// their results, releases what did not finish so that it is requeued at
+// once, and revokes its lease. It returns nil when ctx is cancelled.
 func (w *Worker) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-w.kill: // killed: no new session either
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	backoff := 200 * time.Millisecond
 	for ctx.Err() == nil {
 		err := w.session(ctx)
@@ -132,10 +173,20 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-// session runs the claim loop on one lease until the lease is lost or ctx ends.
+// session runs the claim loop on one lease until the lease is lost or ctx
+// ends, then drains.
 func (w *Worker) session(ctx context.Context) error {
-	sess, err := concurrency.NewSession(w.q.Client(),
-		concurrency.WithTTL(int(w.cfg.LeaseTTL.Seconds())), concurrency.WithContext(ctx))
+	// The lease must outlive ctx: a draining worker still commits.
+	life, endLife := context.WithCancel(context.WithoutCancel(ctx))
+	defer endLife()
+	go func() {
+		select {
+		case <-w.kill:
+			endLife()
+		case <-life.Done():
+		}
+	}()
+	sess, err := concurrency.NewSession(w.q.Client(), concurrency.WithTTL(int(w.cfg.LeaseTTL.Seconds())), concurrency.WithContext(life))
 	if err != nil {
 		return fmt.Errorf("open session: %w", err)
 	}
@@ -154,30 +205,39 @@ func (w *Worker) session(ctx context.Context) error {
 	}
 	w.log.Info().Int("concurrency", w.cfg.Concurrency).Str("zone", w.cfg.Zone).Str("lease", fmt.Sprintf("%x", sess.Lease())).Msg("worker started")
 
-	// sctx ends with ctx or with the session.
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// taskCtx ends when the session is lost, the worker is killed, or the
+	// drain times out; claimCtx also ends when ctx does.
+	taskCtx, endTasks := context.WithCancel(life)
+	defer endTasks()
 	go func() {
 		select {
 		case <-sess.Done():
-			cancel()
-		case <-sctx.Done():
+			endTasks()
+		case <-taskCtx.Done():
 		}
 	}()
+	claimCtx, endClaims := context.WithCancel(taskCtx)
+	defer endClaims()
+	stopClaims := context.AfterFunc(ctx, endClaims)
+	defer stopClaims()
 
 	s := &run{w: w, lease: sess.Lease(), slots: make(chan struct{}, w.cfg.Concurrency), freed: make(chan struct{}, 1),
 		outcomes: make(chan queue.Outcome, w.cfg.Concurrency), groups: map[*queue.Group]struct{}{}}
 	wake := make(chan struct{}, 1)
 	var watchers, tasks sync.WaitGroup
-	watchers.Go(func() { w.watchWake(sctx, wake) })
-	watchers.Go(func() { w.watchCancels(sctx) })
-	watchers.Go(func() { s.watchAssignment(sctx) })
+	watchers.Go(func() { w.watchWake(claimCtx, wake) })
+	watchers.Go(func() { w.watchCancels(taskCtx) })
+	watchers.Go(func() { s.watchAssignment(claimCtx) })
 	committed := make(chan struct{})
 	go func() { defer close(committed); s.commitLoop(ctx) }()
 
-	err = s.claimLoop(sctx, wake, &tasks)
-	cancel()
-	tasks.Wait()      // every check has returned and sent its outcome
+	err = s.claimLoop(claimCtx, taskCtx, wake, &tasks)
+	endClaims()
+	if ctx.Err() != nil && taskCtx.Err() == nil {
+		s.drain(&tasks, endTasks)
+	}
+	tasks.Wait() // every check has returned and sent its outcome
+	endTasks()
 	close(s.outcomes) // the committer flushes what is left, then releases
 	<-committed
 	watchers.Wait()
@@ -188,6 +248,28 @@ func (w *Worker) session(ctx context.Context) error {
 		return err
 	}
 	return errors.New("lease lost")
+}
+
+// drain waits for running checks for up to DrainTimeout, or until Kill,
+// then cuts the rest short.
+func (s *run) drain(tasks *sync.WaitGroup, cut func()) {
+	w := s.w
+	running := len(s.slots)
+	w.log.Info().Int("running", running).Dur("drain_timeout", w.cfg.DrainTimeout).Msg("draining: no new claims; letting running checks finish")
+	done := make(chan struct{})
+	go func() { tasks.Wait(); close(done) }()
+	timer := time.NewTimer(w.cfg.DrainTimeout)
+	defer timer.Stop()
+	select {
+	case <-done:
+		return
+	case <-timer.C:
+		w.log.Warn().Int("running", len(s.slots)).Msg("drain timeout: cutting running checks short and releasing their tasks")
+	case <-w.kill:
+		w.log.Warn().Int("running", len(s.slots)).Msg("killed while draining: releasing running tasks")
+	}
+	cut()
+	<-done
 }
 
 // run is one session's state.
@@ -203,16 +285,17 @@ type run struct {
 	assign queue.Assignment          // the zone's shard assignment, as last read
 }
 
-func (s *run) claimLoop(ctx context.Context, wake <-chan struct{}, tasks *sync.WaitGroup) error {
+func (s *run) claimLoop(ctx, taskCtx context.Context, wake <-chan struct{}, tasks *sync.WaitGroup) error {
 	poll := time.NewTicker(time.Second)
 	defer poll.Stop()
 	// Claiming a few tasks at a time costs a transaction and a group's
 	// records each time: wait until a quarter of the slots are free (or
 	// the worker is idle) so that groups stay large under load.
-	batch := max(1, min(cap(s.slots)/4, queue.MaxClaim))
 	for {
-		if free := cap(s.slots) - len(s.slots); free >= batch || free == cap(s.slots) {
-			n, err := s.claimSome(ctx, min(free, queue.MaxClaim), tasks)
+		limit := s.w.limit.get()
+		batch := max(1, min(limit/4, queue.MaxClaim))
+		if free := limit - len(s.slots); free > 0 && (free >= batch || len(s.slots) == 0) {
+			n, err := s.claimSome(ctx, taskCtx, min(free, queue.MaxClaim), tasks)
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -238,7 +321,7 @@ func (s *run) claimLoop(ctx context.Context, wake <-chan struct{}, tasks *sync.W
 var errLeaseGone = errors.New("worker: lease lost")
 
 // claimSome claims up to n tasks as one group and starts them.
-func (s *run) claimSome(ctx context.Context, n int, tasks *sync.WaitGroup) (claimed int, err error) {
+func (s *run) claimSome(ctx, taskCtx context.Context, n int, tasks *sync.WaitGroup) (claimed int, err error) {
 	var g *queue.Group
 	w := s.w
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -265,13 +348,14 @@ func (s *run) claimSome(ctx context.Context, n int, tasks *sync.WaitGroup) (clai
 		}
 	}
 	now := time.Now()
-	if w.cfg.OnClaim != nil {
-		defer func() {
-			if g != nil {
-				w.cfg.OnClaim(time.Since(now), len(g.Running.Tasks))
-			}
-		}()
-	}
+	defer func() {
+		if err == nil {
+			w.limit.observe(time.Since(now))
+		}
+		if g != nil && w.cfg.OnClaim != nil {
+			w.cfg.OnClaim(time.Since(now), len(g.Running.Tasks))
+		}
+	}()
 	group := fmt.Sprintf("%x-%d", s.lease, w.groupSeq.Add(1))
 	g, err = w.q.Claim(cctx, s.lease, w.cfg.ID, group, ready, now, func(t queue.Task) time.Time {
 		b, _ := w.batch(cctx, t.Batch)
@@ -310,7 +394,7 @@ func (s *run) claimSome(ctx context.Context, n int, tasks *sync.WaitGroup) (clai
 				default:
 				}
 			}()
-			if o, ok := s.runTask(ctx, g, i); ok {
+			if o, ok := s.runTask(taskCtx, g, i); ok {
 				s.outcomes <- o
 			}
 		})

@@ -52,11 +52,16 @@ func (f *fixture) goUntilCleanup(t *testing.T, fn func(context.Context) error) f
 	return stop
 }
 
+// worker starts a worker whose drain gives up at once: tests that want a
+// drain use workerWith.
 func (f *fixture) worker(t *testing.T, id string, concurrency int) (*worker.Worker, func()) {
+	return f.workerWith(t, worker.Config{ID: id, Concurrency: concurrency, DrainTimeout: time.Nanosecond})
+}
+
+func (f *fixture) workerWith(t *testing.T, cfg worker.Config) (*worker.Worker, func()) {
 	t.Helper()
-	w, err := worker.New(queue.New(etcdtest.NewClient(t), f.env.Prefix), worker.Config{
-		ID: id, Concurrency: concurrency, LeaseTTL: 2 * time.Second, Log: zerolog.Nop(),
-	})
+	cfg.LeaseTTL, cfg.Log = 2*time.Second, zerolog.Nop()
+	w, err := worker.New(queue.New(etcdtest.NewClient(t), f.env.Prefix), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,5 +305,78 @@ func TestParallelCapsTasksInFlightAcrossWorkers(t *testing.T) {
 	defer mu.Unlock()
 	if len(rows) != 20 || peak > 3 || peak == 0 {
 		t.Fatalf("%d rows, peak %d checks at once, want at most 3", len(rows), peak)
+	}
+}
+
+// gate is an HTTP target whose requests hang until it is opened.
+func gate(t *testing.T) (url string, open func()) {
+	ch := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-ch:
+		case <-r.Context().Done():
+		}
+	}))
+	var once sync.Once
+	open = func() { once.Do(func() { close(ch) }) }
+	t.Cleanup(func() { open(); srv.Close() })
+	return srv.URL, open
+}
+
+func TestDrainLetsRunningChecksFinishAndCommit(t *testing.T) {
+	f := setup(t)
+	url, open := gate(t)
+	w, stop := f.workerWith(t, worker.Config{ID: "w", Concurrency: 8, DrainTimeout: time.Minute})
+	f.submit(t, "b", "http", map[string]string{"url": url}, names(4))
+	etcdtest.WaitFor(t, f.env.Client, f.q.Keys().Claims(), 30*time.Second, "the claim", func(n int) bool { return n == 1 })
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }() // SIGTERM: the worker drains
+	// While draining, the worker keeps its lease and its claim.
+	etcdtest.WaitFor(t, f.env.Client, f.q.Keys().Ready(), 30*time.Second, "no requeue while draining", func(n int) bool { return n == 0 })
+	open()
+	<-stopped
+	rows := f.waitDone(t, "b")
+	for _, r := range rows {
+		if r.Status != queue.StatusOK || r.Worker != "w" || r.Attempts != 1 {
+			t.Fatalf("row %+v, want ok by the draining worker on attempt 1", r)
+		}
+	}
+	if s := w.Stats(); s.Committed != 4 || s.Released != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestDrainTimeoutReleasesToAnotherWorkerAtOnce(t *testing.T) {
+	f := setup(t)
+	url, open := gate(t)
+	w1, stop1 := f.workerWith(t, worker.Config{ID: "w1", Concurrency: 8, DrainTimeout: 50 * time.Millisecond})
+	f.submit(t, "b", "http", map[string]string{"url": url}, names(4))
+	etcdtest.WaitFor(t, f.env.Client, f.q.Keys().Claims(), 30*time.Second, "w1's claim", func(n int) bool { return n == 1 })
+	stop1() // the checks hang past the drain timeout: released
+	if s := w1.Stats(); s.Released != 1 || s.Committed != 0 {
+		t.Fatalf("w1 stats %+v, want its group released", s)
+	}
+	open()
+	f.worker(t, "w2", 8)
+	for _, r := range f.waitDone(t, "b") {
+		// Released, not lost: the same attempt, no lost attempt in history.
+		if r.Status != queue.StatusOK || r.Worker != "w2" || r.Attempts != 1 || len(r.History) != 0 {
+			t.Fatalf("row %+v, want ok by w2 on attempt 1", r)
+		}
+	}
+}
+
+func TestKillEndsADrainAtOnce(t *testing.T) {
+	f := setup(t)
+	url, _ := gate(t)
+	w, stop := f.workerWith(t, worker.Config{ID: "w", Concurrency: 8, DrainTimeout: time.Hour})
+	f.submit(t, "b", "http", map[string]string{"url": url}, names(2))
+	etcdtest.WaitFor(t, f.env.Client, f.q.Keys().Claims(), 30*time.Second, "the claim", func(n int) bool { return n == 1 })
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }() // SIGTERM: a drain of up to an hour
+	w.Kill()                               // a second SIGTERM
+	<-stopped
+	if s := w.Stats(); s.Released != 1 {
+		t.Fatalf("stats %+v, want the group released", s)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -80,7 +81,8 @@ func dev(c *cli.Context) error {
 	}
 	wg.Go(func() { sched.Run(ctx) })
 	for i := range nWorkers {
-		w, err := worker.New(q, worker.Config{ID: fmt.Sprintf("dev-worker-%d", i+1), Concurrency: c.Int("concurrency"), Version: version, Log: a.log})
+		w, err := worker.New(q, worker.Config{ID: fmt.Sprintf("dev-worker-%d", i+1), Concurrency: c.Int("concurrency"), Version: version,
+			DrainTimeout: 5 * time.Second, Log: a.log})
 		if err != nil {
 			return err
 		}

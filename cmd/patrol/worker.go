@@ -1,6 +1,9 @@
 package main
 
 import (
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -16,6 +19,8 @@ func workerCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "id", Usage: "worker ID (default worker-HOSTNAME-PID)"},
 			&cli.IntFlag{Name: "concurrency", Value: worker.DefaultConcurrency, Usage: "checks run at once"},
+			&cli.DurationFlag{Name: "drain-timeout", Value: worker.DefaultDrainTimeout,
+				Usage: "on SIGTERM, how long running checks may finish before their tasks are released (a second signal releases at once)"},
 			&cli.StringFlag{Name: "zone", Value: "default", EnvVars: []string{"PATROL_ZONE"},
 				Usage: "the zone this worker runs in: it only checks hosts whose zone variable is this zone"},
 			&cli.DurationFlag{Name: "lease-ttl", Value: worker.DefaultLeaseTTL,
@@ -42,16 +47,38 @@ func workerCommand() *cli.Command {
 				id = defaultID("worker")
 			}
 			w, err := worker.New(q, worker.Config{
-				ID:          id,
-				Concurrency: c.Int("concurrency"),
-				LeaseTTL:    c.Duration("lease-ttl"),
-				Zone:        c.String("zone"),
-				Version:     version,
-				Log:         a.log,
+				ID:           id,
+				Concurrency:  c.Int("concurrency"),
+				LeaseTTL:     c.Duration("lease-ttl"),
+				Zone:         c.String("zone"),
+				DrainTimeout: c.Duration("drain-timeout"),
+				Version:      version,
+				Log:          a.log,
 			})
 			if err != nil {
 				return usageErr("%v", err)
 			}
+			// The first SIGINT/SIGTERM ends c.Context and starts the drain;
+			// a second one ends it at once.
+			sig := make(chan os.Signal, 2)
+			signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+			defer signal.Stop(sig)
+			done := make(chan struct{})
+			defer close(done)
+			go func() {
+				for n := 0; ; n++ {
+					select {
+					case <-sig:
+						if n >= 1 {
+							a.log.Warn().Msg("second signal: releasing running tasks and exiting")
+							w.Kill()
+							return
+						}
+					case <-done:
+						return
+					}
+				}
+			}()
 			return w.Run(c.Context)
 		},
 	}
