@@ -2,6 +2,7 @@ package queue_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -674,5 +675,44 @@ func TestTasksOfAMalformedGroupEndDead(t *testing.T) {
 	tally, err := f.q.Tally(f.ctx, "b1")
 	if err != nil || len(tally) != 2 || tally[g.Running.Tasks[0].ID] != queue.StatusDead {
 		t.Fatalf("tally %v, err %v", tally, err)
+	}
+}
+
+func TestRecordsCarryTheirSchemaVersion(t *testing.T) {
+	b, err := json.Marshal(queue.Task{Batch: "b", ID: "h", Attempt: 2})
+	if err != nil || !strings.Contains(string(b), `"v":1`) || !strings.Contains(string(b), `"attempt":2`) {
+		t.Fatalf("task JSON %s, err %v", b, err)
+	}
+	var back queue.Task
+	if err := json.Unmarshal(b, &back); err != nil || back.Attempt != 2 || back.ID != "h" {
+		t.Fatalf("round trip %+v, err %v", back, err)
+	}
+	newer := strings.Replace(string(b), `"v":1`, `"v":2`, 1)
+	if err := json.Unmarshal([]byte(newer), &back); err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Fatalf("a newer record decoded: err %v", err)
+	}
+}
+
+func TestNewerVersionReadyTaskIsQuarantined(t *testing.T) {
+	f := setup(t)
+	f.submitAndShard(t, "b1", 1)
+	key := f.q.Keys().ReadyTask(queue.DefaultZone, 0, "b1", "future")
+	if _, err := f.env.Client.Put(f.ctx, key, `{"v":9,"batch":"b1","id":"future"}`); err != nil {
+		t.Fatal(err)
+	}
+	_, bad, err := f.q.ListReady(f.ctx, queue.DefaultZone, queue.Assignment{}.ShardOrder("", 0), 10)
+	if err != nil || len(bad) != 1 || !errors.Is(bad[0].Err, queue.ErrBadValue) || !strings.Contains(bad[0].Err.Error(), "version 9") {
+		t.Fatalf("bad %+v, err %v", bad, err)
+	}
+}
+
+func TestResultRowsKeepTheirShape(t *testing.T) {
+	b, err := json.Marshal([]queue.HostResult{{Task: "web1", Result: queue.Result{Host: "web1", Status: queue.StatusOK, Attempts: 1}}})
+	if err != nil || !strings.Contains(string(b), `"task":"web1"`) || !strings.Contains(string(b), `"status":"ok"`) || strings.Contains(string(b), `"v":`) {
+		t.Fatalf("row JSON %s, err %v", b, err)
+	}
+	var back []queue.HostResult
+	if err := json.Unmarshal(b, &back); err != nil || back[0].Task != "web1" || back[0].Status != queue.StatusOK {
+		t.Fatalf("round trip %+v, err %v", back, err)
 	}
 }
