@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -224,4 +225,58 @@ func (q *Queue) RunningByWorker(ctx context.Context) (map[string]int, error) {
 		out[t.Worker]++
 	}
 	return out, err
+}
+
+// BatchInfo is one batch as `patrol batches` lists it.
+type BatchInfo struct {
+	Spec     BatchSpec
+	Active   bool
+	Summary  *Summary // set once finished
+	Progress int      // hosts with a result
+}
+
+// Batches lists batches, newest first, at most limit of them (0: all).
+// It reads the active and finished indexes, not the batches' inventories.
+func (q *Queue) Batches(ctx context.Context, limit int) ([]BatchInfo, error) {
+	ids := map[string]bool{}
+	for _, p := range []string{q.keys.Active(), q.keys.Finished()} {
+		resp, err := q.cli.Get(ctx, p, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+		if err != nil {
+			return nil, err
+		}
+		for _, kv := range resp.Kvs {
+			ids[strings.TrimPrefix(string(kv.Key), p)] = true
+		}
+	}
+	var out []BatchInfo
+	for id := range ids {
+		spec, err := q.LoadBatch(ctx, id)
+		if errors.Is(err, ErrBatchNotFound) || errors.Is(err, ErrBadValue) {
+			continue // purged meanwhile, or unreadable: not listable
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, BatchInfo{Spec: spec})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Spec.CreatedAt.After(out[j].Spec.CreatedAt) })
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	for i := range out {
+		id := out[i].Spec.ID
+		s, done, err := q.Summary(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if done {
+			out[i].Summary = &s
+		} else {
+			out[i].Active = true
+			if out[i].Progress, err = q.ResultCount(ctx, id); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
 }

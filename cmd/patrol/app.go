@@ -93,6 +93,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			submitCommand(),
 			resultsCommand(),
 			statusCommand(),
+			watchCommand(),
+			batchesCommand(),
 			cancelCommand(),
 			retryCommand(),
 			workersCommand(),

@@ -52,7 +52,7 @@ func TestSubmitWaitInterrupted(t *testing.T) {
 	if got := exitCode(err); got != exitInterrupted {
 		t.Errorf("exit code = %d (%v), want %d", got, err, exitInterrupted)
 	}
-	if want := "interrupted; batch int-1 keeps running: follow it with `patrol status int-1`"; err == nil || err.Error() != want {
+	if want := "interrupted; batch int-1 keeps running: follow it with `patrol status int-1`, or re-attach with `patrol watch int-1`"; err == nil || err.Error() != want {
 		t.Errorf("error = %v, want %q", err, want)
 	}
 	if got := strings.TrimSpace(stdout.String()); got != "int-1" {

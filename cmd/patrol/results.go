@@ -1,22 +1,32 @@
 package main
 
 import (
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"sigs.k8s.io/yaml"
 
 	"github.com/patrol-dev/patrol/queue"
 )
 
 func resultsCommand() *cli.Command {
 	return batchCommand("results", "show one row per host of a batch: status, attempts, duration, worker, message",
-		[]string{"table", "json"}, time.Minute, nil, func(b batchCall) error {
+		[]string{"table", "wide", "json", "yaml", "csv"}, time.Minute, []cli.Flag{
+			&cli.StringFlag{Name: "status", Usage: "only hosts in these statuses, comma separated (e.g. fail,error,dead)"},
+		}, func(b batchCall) error {
+			want, err := parseStatuses(b.c.String("status"))
+			if err != nil {
+				return err
+			}
 			rows, bad, err := b.q.Results(b.ctx, b.batch)
 			if err != nil {
 				return notFound(b.batch, err)
@@ -24,14 +34,102 @@ func resultsCommand() *cli.Command {
 			for _, v := range bad {
 				b.a.log.Error().Str("key", v.Key()).Err(v.Err).Msg("malformed value; shown as an error row")
 			}
-			if b.output == "json" {
+			if len(want) > 0 {
+				kept := rows[:0]
+				for _, r := range rows {
+					if want[r.Status] {
+						kept = append(kept, r)
+					}
+				}
+				rows = kept
+			}
+			switch b.output {
+			case "json":
 				enc := json.NewEncoder(b.a.stdout)
 				enc.SetIndent("", "  ")
 				return enc.Encode(rows)
+			case "yaml":
+				j, err := json.Marshal(rows)
+				if err != nil {
+					return err
+				}
+				y, err := yaml.JSONToYAML(j)
+				if err != nil {
+					return err
+				}
+				_, err = b.a.stdout.Write(y)
+				return err
+			case "csv":
+				return writeCSV(b.a.stdout, rows)
+			case "wide":
+				printWide(b.a.stdout, rows)
+				return nil
 			}
 			printResults(b.a.stdout, rows)
 			return nil
 		})
+}
+
+// parseStatuses reads --status.
+func parseStatuses(s string) (map[queue.Status]bool, error) {
+	if s == "" {
+		return nil, nil
+	}
+	known := []queue.Status{queue.StatusPending, queue.StatusRetrying, queue.StatusRunning, queue.StatusOK, queue.StatusFail,
+		queue.StatusError, queue.StatusDead, queue.StatusCancelled, queue.StatusSkipped}
+	out := map[queue.Status]bool{}
+	for _, f := range strings.Split(s, ",") {
+		st := queue.Status(strings.TrimSpace(f))
+		if !slices.Contains(known, st) {
+			names := make([]string, len(known))
+			for i, k := range known {
+				names[i] = string(k)
+			}
+			return nil, usageErr("--status %q: unknown status; use some of %s", st, strings.Join(names, ", "))
+		}
+		out[st] = true
+	}
+	return out, nil
+}
+
+func writeCSV(w io.Writer, rows []queue.HostResult) error {
+	cw := csv.NewWriter(w)
+	cw.Write([]string{"host", "status", "attempts", "round", "duration_ms", "worker", "finished_at", "message"})
+	for _, r := range rows {
+		finished := ""
+		if !r.FinishedAt.IsZero() {
+			finished = r.FinishedAt.Format(time.RFC3339)
+		}
+		cw.Write([]string{r.Host, string(r.Status), strconv.Itoa(r.Attempts), strconv.Itoa(r.Round),
+			strconv.FormatInt(r.DurationMS, 10), r.Worker, finished, r.Message})
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+func printWide(w io.Writer, rows []queue.HostResult) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tSTATUS\tATTEMPTS\tROUND\tDURATION\tWORKER\tFINISHED\tHISTORY\tMESSAGE")
+	for _, r := range rows {
+		finished := "-"
+		if !r.FinishedAt.IsZero() {
+			finished = r.FinishedAt.Local().Format(time.DateTime)
+		}
+		var hist []string
+		for _, a := range r.History {
+			hist = append(hist, fmt.Sprintf("%d:%s", a.Attempt, a.Status))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", r.Host, r.Status, r.Attempts, r.Round,
+			(time.Duration(r.DurationMS) * time.Millisecond).String(), dash(r.Worker), finished, dash(strings.Join(hist, ",")), oneLine(r.Message))
+	}
+	tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func printResults(w io.Writer, rows []queue.HostResult) {

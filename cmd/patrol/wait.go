@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/mattn/go-isatty"
@@ -18,9 +19,10 @@ func withTimeout(ctx context.Context, d time.Duration) (context.Context, context
 }
 
 // waitBatch shows a batch's progress on w until it finishes and returns
-// its summary. On a terminal the progress line redraws in place; elsewhere
-// a plain line is printed every few seconds. Interrupting leaves the batch
-// running and exits 130.
+// its summary. On a terminal a progress bar redraws in place; elsewhere a
+// plain line is printed every few seconds. It ends with the summary and the
+// hosts that did not pass. Interrupting leaves the batch running and exits
+// 130.
 func waitBatch(ctx context.Context, q *queue.Queue, batch string, w io.Writer) (queue.Summary, error) {
 	tty := false
 	if f, ok := w.(*os.File); ok {
@@ -34,6 +36,7 @@ func waitBatch(ctx context.Context, q *queue.Queue, batch string, w io.Writer) (
 	defer tick.Stop()
 	var lastPrint time.Time
 	start := time.Now()
+	rate := &rateMeter{}
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		sum, done, err := q.Summary(cctx, batch)
@@ -42,9 +45,10 @@ func waitBatch(ctx context.Context, q *queue.Queue, batch string, w io.Writer) (
 			var spec queue.BatchSpec
 			counts, spec, err = q.Count(cctx, batch)
 			if err == nil {
-				line := progressLine(spec, counts, time.Since(start))
+				rate.observe(counts.Done())
+				line := progressLine(spec, counts, time.Since(start)) + rate.String(spec.Hosts-counts.Done())
 				if tty {
-					fmt.Fprintf(w, "\r\033[K%s", line)
+					fmt.Fprintf(w, "\r\033[K%s %s", bar(counts.Done(), spec.Hosts), line)
 				} else {
 					fmt.Fprintln(w, line)
 				}
@@ -57,7 +61,7 @@ func waitBatch(ctx context.Context, q *queue.Queue, batch string, w io.Writer) (
 				fmt.Fprintln(w)
 			}
 			return queue.Summary{}, exitErr{code: exitInterrupted,
-				msg: fmt.Sprintf("interrupted; batch %s keeps running: follow it with `patrol status %s`", batch, batch)}
+				msg: fmt.Sprintf("interrupted; batch %s keeps running: follow it with `patrol status %s`, or re-attach with `patrol watch %s`", batch, batch, batch)}
 		}
 		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			return queue.Summary{}, fmt.Errorf("follow batch %s: %w", batch, err)
@@ -67,6 +71,9 @@ func waitBatch(ctx context.Context, q *queue.Queue, batch string, w io.Writer) (
 				fmt.Fprint(w, "\r\033[K")
 			}
 			fmt.Fprintf(w, "batch %s finished in %s: %s\n", batch, time.Since(start).Round(time.Millisecond), summaryLine(sum))
+			if sum.Failed() {
+				printNotOK(ctx, q, batch, w)
+			}
 			return sum, nil
 		}
 		select {
@@ -74,6 +81,71 @@ func waitBatch(ctx context.Context, q *queue.Queue, batch string, w io.Writer) (
 		case <-tick.C:
 		}
 	}
+}
+
+// printNotOK lists the hosts that did not pass, by status, with numbered
+// runs of names compacted (web01..web05 as web[01:05]).
+func printNotOK(ctx context.Context, q *queue.Queue, batch string, w io.Writer) {
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	rows, _, err := q.Results(cctx, batch)
+	if err != nil {
+		return
+	}
+	byStatus := map[queue.Status][]string{}
+	for _, r := range rows {
+		if r.Status != queue.StatusOK {
+			byStatus[r.Status] = append(byStatus[r.Status], r.Host)
+		}
+	}
+	for _, st := range []queue.Status{queue.StatusFail, queue.StatusError, queue.StatusDead, queue.StatusCancelled, queue.StatusSkipped} {
+		if hosts := byStatus[st]; len(hosts) > 0 {
+			fmt.Fprintf(w, "  %s: %s\n", st, compactHosts(hosts, 20))
+		}
+	}
+	fmt.Fprintf(w, "  details: patrol results %s --status fail,error,dead\n", batch)
+}
+
+// rateMeter estimates hosts per second over the recent past.
+type rateMeter struct {
+	samples []rateSample
+}
+
+type rateSample struct {
+	at   time.Time
+	done int
+}
+
+func (r *rateMeter) observe(done int) {
+	now := time.Now()
+	r.samples = append(r.samples, rateSample{now, done})
+	for len(r.samples) > 2 && now.Sub(r.samples[0].at) > 10*time.Second {
+		r.samples = r.samples[1:]
+	}
+}
+
+// String gives the rate and the time left for remaining hosts.
+func (r *rateMeter) String(remaining int) string {
+	if len(r.samples) < 2 {
+		return ""
+	}
+	first, last := r.samples[0], r.samples[len(r.samples)-1]
+	secs := last.at.Sub(first.at).Seconds()
+	if secs <= 0 || last.done <= first.done {
+		return ""
+	}
+	perSec := float64(last.done-first.done) / secs
+	eta := time.Duration(float64(remaining) / perSec * float64(time.Second)).Round(time.Second)
+	return fmt.Sprintf(", %.0f hosts/s, ETA %s", perSec, eta)
+}
+
+func bar(done, total int) string {
+	const width = 30
+	n := 0
+	if total > 0 {
+		n = width * done / total
+	}
+	return "[" + strings.Repeat("#", n) + strings.Repeat(".", width-n) + "]"
 }
 
 func progressLine(spec queue.BatchSpec, c queue.Counts, elapsed time.Duration) string {

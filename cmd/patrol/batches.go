@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/patrol-dev/patrol/queue"
+)
+
+func batchesCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "batches",
+		Usage: "list recent batches, newest first: state, check, hosts, counts, age",
+		Flags: []cli.Flag{
+			outputFlag(),
+			&cli.IntFlag{Name: "limit", Value: 20, Usage: "how many batches to list (0: all)"},
+		},
+		Action: func(c *cli.Context) error {
+			a := appOf(c)
+			out, err := outputFormat(c, "table", "json")
+			if err != nil {
+				return err
+			}
+			if c.Int("limit") < 0 {
+				return usageErr("--limit %d: must be 0 (all) or more", c.Int("limit"))
+			}
+			q, closeQ, err := openQueue(c.Context, c)
+			if err != nil {
+				return err
+			}
+			defer closeQ()
+			ctx, cancel := context.WithTimeout(c.Context, time.Minute)
+			defer cancel()
+			list, err := q.Batches(ctx, c.Int("limit"))
+			if err != nil {
+				return fmt.Errorf("list batches: %w", err)
+			}
+			type row struct {
+				ID        string               `json:"batch_id"`
+				State     string               `json:"state"`
+				Check     string               `json:"check"`
+				Hosts     int                  `json:"hosts"`
+				Done      int                  `json:"done"`
+				Counts    map[queue.Status]int `json:"counts,omitempty"`
+				CreatedAt time.Time            `json:"created_at"`
+			}
+			rows := make([]row, 0, len(list))
+			for _, b := range list {
+				r := row{ID: b.Spec.ID, State: "running", Check: b.Spec.Check, Hosts: b.Spec.Hosts, Done: b.Progress, CreatedAt: b.Spec.CreatedAt}
+				if b.Summary != nil {
+					r.State, r.Done, r.Counts = "finished", b.Summary.Total, b.Summary.Counts
+				}
+				rows = append(rows, r)
+			}
+			if out == "json" {
+				return json.NewEncoder(a.stdout).Encode(rows)
+			}
+			if len(rows) == 0 {
+				fmt.Fprintln(a.stdout, "no batches: submit one with `patrol submit -i FILE --check tcp`")
+				return nil
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "BATCH\tSTATE\tCHECK\tHOSTS\tDONE\tOK\tFAILED\tAGE")
+			for _, r := range rows {
+				ok, failed := "-", "-"
+				if r.Counts != nil {
+					ok = fmt.Sprint(r.Counts[queue.StatusOK])
+					failed = fmt.Sprint(r.Hosts - r.Counts[queue.StatusOK])
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", r.ID, r.State, r.Check, r.Hosts, r.Done, ok, failed,
+					time.Since(r.CreatedAt).Round(time.Second))
+			}
+			return tw.Flush()
+		},
+	}
+}
