@@ -23,6 +23,7 @@ test: ## Run every test under the race detector (README's test command)
 bench: ## Run the benchmarks and print their figures (throughput: median of 5 runs)
 	$(GO) test -run '^$$' -bench . -benchtime 10x ./queue/
 	$(GO) test -run '^$$' -bench Throughput -benchtime 5x ./internal/throughput/
+	$(GO) test -run '^$$' -bench Shard100k -benchtime 3x ./internal/shardbench/
 
 .PHONY: lint
 lint: ## gofmt and go vet
