@@ -105,9 +105,13 @@ func (s *Scheduler) term(ctx context.Context) error {
 	}
 	defer func() {
 		// Revoke the lease so a successor need not wait out the TTL.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		defer cancel()
-		s.q.Client().Revoke(cctx, sess.Lease())
+		select {
+		case <-sess.Done(): // the lease is already gone: nothing to revoke
+		default:
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+			s.q.Client().Revoke(cctx, sess.Lease())
+		}
 		sess.Orphan()
 	}()
 

@@ -191,9 +191,13 @@ func (w *Worker) session(ctx context.Context) error {
 		return fmt.Errorf("open session: %w", err)
 	}
 	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		defer cancel()
-		w.q.Client().Revoke(cctx, sess.Lease())
+		select {
+		case <-sess.Done(): // the lease is already gone: nothing to revoke
+		default:
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+			w.q.Client().Revoke(cctx, sess.Lease())
+		}
 		sess.Orphan()
 	}()
 	rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)

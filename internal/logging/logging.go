@@ -118,6 +118,16 @@ func (c *zapCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	for _, f := range fields {
 		f.AddTo(enc)
 	}
+	// A call cancelled by its caller (a stopping process, a step-down) is
+	// not worth a warning: the caller knows.
+	if e.Level == zapcore.WarnLevel {
+		if msg, ok := enc.Fields["error"].(string); ok && strings.Contains(msg, "code = Canceled") {
+			ev = c.log.Debug()
+			if ev == nil {
+				return nil
+			}
+		}
+	}
 	if e.LoggerName != "" {
 		ev = ev.Str("component", e.LoggerName)
 	}

@@ -41,3 +41,20 @@ func TestNewRejectsBadValues(t *testing.T) {
 		t.Fatal("format xml accepted")
 	}
 }
+
+func TestCancelledCallsAreNotWarnings(t *testing.T) {
+	var buf bytes.Buffer
+	l, err := New(Config{Level: "info", Format: FormatJSON, Out: &buf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	z := Zap(l, zapcore.WarnLevel)
+	z.Warn("retrying of unary invoker failed", zap.String("error", "rpc error: code = Canceled desc = context canceled"))
+	if buf.Len() != 0 {
+		t.Fatalf("a cancelled call was logged at info or above: %s", buf.String())
+	}
+	z.Warn("retrying of unary invoker failed", zap.String("error", "rpc error: code = Unavailable desc = connection refused"))
+	if !bytes.Contains(buf.Bytes(), []byte(`"level":"warn"`)) {
+		t.Fatalf("a real failure was not logged: %q", buf.String())
+	}
+}
