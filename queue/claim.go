@@ -223,15 +223,22 @@ func (q *Queue) Commit(ctx context.Context, outs []Outcome) (rejected []Outcome,
 func (q *Queue) fit(outs []Outcome) (int, []*Group) {
 	var groups []*Group
 	seen := map[*Group]bool{}
+	owner := map[string]*Group{} // task -> the group whose outcome for it is in this transaction
 	ops := 0
 	for i, o := range outs {
+		t := o.Group.Running.Tasks[o.Index]
+		task := t.Batch + "/" + t.ID
 		extra := 1
 		if !seen[o.Group] {
 			extra += 3
 		}
-		if ops+extra > 128 || len(groups) >= 40 && !seen[o.Group] {
+		// A task in two groups (a zombie's late outcome and its re-claim's)
+		// would write one key twice, which etcd refuses: the second outcome
+		// starts the next transaction.
+		if ops+extra > 128 || len(groups) >= 40 && !seen[o.Group] || owner[task] != nil && owner[task] != o.Group {
 			return i, groups
 		}
+		owner[task] = o.Group
 		if !seen[o.Group] {
 			seen[o.Group] = true
 			groups = append(groups, o.Group)

@@ -393,11 +393,19 @@ func (q *Queue) StopPending(ctx context.Context, fence Fence, spec BatchSpec, st
 // StopBatch records that a batch stops early, if it is not stopped yet.
 func (q *Queue) StopBatch(ctx context.Context, fence Fence, batch string, why Status) error {
 	key := q.keys.BatchStop(batch)
-	_, err := q.cli.Txn(ctx).
+	resp, err := q.cli.Txn(ctx).
 		If(fence.Cmp(), clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
 		Then(clientv3.OpPut(key, string(why))).
 		Commit()
-	return err
+	if err != nil {
+		return err
+	}
+	if !resp.Succeeded {
+		if err := q.whyRejected(ctx, fence); err == ErrNotLeader {
+			return err
+		}
+	}
+	return nil
 }
 
 // Finish writes a batch's summary once, drops it from the active index and

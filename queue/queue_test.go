@@ -716,3 +716,25 @@ func TestResultRowsKeepTheirShape(t *testing.T) {
 		t.Fatalf("round trip %+v, err %v", back, err)
 	}
 }
+
+func TestCommitOfAZombieAndItsReclaimForOneTask(t *testing.T) {
+	f := setup(t)
+	_, fence := f.submitAndShard(t, "b1", 1)
+	s := f.session(t, 10)
+	old := f.claim(t, s.Lease(), "w", 1)
+	if _, err := f.q.Revoke(f.ctx, fence, old.ID, old.ClaimRev); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.q.RecoverGroup(f.ctx, fence, old.ID, policyOf(3), "revoked", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	cur := f.claim(t, s.Lease(), "w", 1) // the same task, attempt 2
+	rej, err := f.q.Commit(f.ctx, []queue.Outcome{finish(old, 0, queue.StatusFail, "w"), finish(cur, 0, queue.StatusOK, "w")})
+	if err != nil || len(rej) != 1 || rej[0].Group != old {
+		t.Fatalf("rejected %d, err %v; want the zombie's outcome rejected and the re-claim's committed", len(rej), err)
+	}
+	rows, _, err := f.q.Results(f.ctx, "b1")
+	if err != nil || rows[0].Status != queue.StatusOK || rows[0].Attempts != 2 {
+		t.Fatalf("rows %+v, err %v", rows, err)
+	}
+}
