@@ -345,6 +345,20 @@ func (q *Queue) Promote(ctx context.Context, fence Fence, due []*mvccpb.KeyValue
 // delayed) with status (cancelled or skipped), up to 60 per transaction.
 // It returns how many it ended.
 func (q *Queue) StopPending(ctx context.Context, fence Fence, spec BatchSpec, status Status) (int, error) {
+	ended := 0
+	// A task claimed between the listing and a transaction makes that
+	// transaction fail as a whole: list again and end the rest.
+	for pass := 0; pass < 10; pass++ {
+		n, conflicts, err := q.stopPendingPass(ctx, fence, spec, status)
+		ended += n
+		if err != nil || !conflicts {
+			return ended, err
+		}
+	}
+	return ended, nil
+}
+
+func (q *Queue) stopPendingPass(ctx context.Context, fence Fence, spec BatchSpec, status Status) (ended int, conflicts bool, err error) {
 	var pending []*mvccpb.KeyValue
 	collect := func(kv *mvccpb.KeyValue) error {
 		pending = append(pending, kv)
@@ -352,10 +366,9 @@ func (q *Queue) StopPending(ctx context.Context, fence Fence, spec BatchSpec, st
 	}
 	for _, p := range append(q.readyPrefixes(spec), q.keys.BatchDelayed(spec.ID), q.keys.BatchHeld(spec.ID)) {
 		if _, err := q.rangeAll(ctx, p, collect); err != nil {
-			return 0, err
+			return 0, false, err
 		}
 	}
-	ended := 0
 	now := time.Now().UTC()
 	for len(pending) > 0 {
 		n := min(len(pending), chunk)
@@ -377,17 +390,18 @@ func (q *Queue) StopPending(ctx context.Context, fence Fence, spec BatchSpec, st
 		pending = pending[n:]
 		resp, err := q.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
 		if err != nil {
-			return ended, err
+			return ended, false, err
 		}
 		if !resp.Succeeded {
 			if err := q.whyRejected(ctx, fence); err == ErrNotLeader {
-				return ended, err
+				return ended, false, err
 			}
-			continue // claimed meanwhile: those finish on their own; the next pass gets the rest
+			conflicts = true
+			continue
 		}
 		ended += len(ops) / 2
 	}
-	return ended, nil
+	return ended, conflicts, nil
 }
 
 // StopBatch records that a batch stops early, if it is not stopped yet.

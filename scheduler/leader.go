@@ -26,13 +26,14 @@ const (
 
 // batchState is what the leader knows of one active batch.
 type batchState struct {
-	spec     queue.BatchSpec
-	loaded   bool // spec read
-	sharded  bool // every host has a task
-	stopped  bool // pending tasks were ended (cancel, max failures)
-	cancel   bool // a cancel was requested
-	retried  bool // a pending retry request was carried out
-	lastTall time.Time
+	spec      queue.BatchSpec
+	loaded    bool      // spec read
+	sharded   bool      // every host has a task
+	stopped   bool      // pending tasks were ended (cancel, max failures)
+	cancel    bool      // a cancel was requested
+	retried   bool      // a pending retry request was carried out
+	lastTall  time.Time // when failures were last counted
+	lastCount int       // how many results there were then
 }
 
 // leader is the state of one leadership term. Every etcd write goes
@@ -314,7 +315,7 @@ func (l *leader) handle(ctx context.Context, id string) error {
 		l.set(id, func(b *batchState) { b.sharded = true })
 		l.log.Info().Str("batch_id", id).Int("hosts", st.spec.Hosts).Dur("took", time.Since(start)).Msg("batch sharded")
 	}
-	if p := st.spec.Policy.Parallel; p > 0 {
+	if p := st.spec.Policy.Parallel; p > 0 && !st.stopped {
 		// Release held tasks no faster than the batch's fleet-wide cap.
 		inflight, err := q.InFlight(cctx, st.spec)
 		if err != nil {
@@ -335,12 +336,17 @@ func (l *leader) handle(ctx context.Context, id string) error {
 }
 
 // checkFailures stops a batch with --max-failures once it is exceeded.
-// Counting failures reads every result, so it runs at most once a second.
+// Counting failures reads every result, so it runs only when results have
+// arrived since the last count, and for large batches at most once a second.
 func (l *leader) checkFailures(ctx context.Context, st batchState, results int) error {
-	if st.spec.Policy.MaxFailures == "" || st.stopped || results == 0 || time.Since(st.lastTall) < time.Second {
+	every := time.Duration(0)
+	if st.spec.Hosts > 5000 {
+		every = time.Second
+	}
+	if st.spec.Policy.MaxFailures == "" || st.stopped || results == st.lastCount || time.Since(st.lastTall) < every {
 		return nil
 	}
-	l.set(st.spec.ID, func(b *batchState) { b.lastTall = time.Now() })
+	l.set(st.spec.ID, func(b *batchState) { b.lastTall, b.lastCount = time.Now(), results })
 	limit, err := queue.ParseMaxFailures(st.spec.Policy.MaxFailures, st.spec.Hosts)
 	if err != nil {
 		return err

@@ -105,9 +105,15 @@ func (s *Scheduler) term(ctx context.Context) error {
 	}
 	defer func() {
 		// Revoke the lease so a successor need not wait out the TTL.
+		// Revoke the lease, unless it expired on its own (the session ended
+		// while ctx was still alive): then there is nothing to revoke.
+		expired := false
 		select {
-		case <-sess.Done(): // the lease is already gone: nothing to revoke
+		case <-sess.Done():
+			expired = ctx.Err() == nil
 		default:
+		}
+		if !expired {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 			defer cancel()
 			s.q.Client().Revoke(cctx, sess.Lease())

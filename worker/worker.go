@@ -191,9 +191,15 @@ func (w *Worker) session(ctx context.Context) error {
 		return fmt.Errorf("open session: %w", err)
 	}
 	defer func() {
+		// Revoke the lease, unless it expired on its own (the session ended
+		// while life was still alive): then there is nothing to revoke.
+		expired := false
 		select {
-		case <-sess.Done(): // the lease is already gone: nothing to revoke
+		case <-sess.Done():
+			expired = life.Err() == nil
 		default:
+		}
+		if !expired {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 			defer cancel()
 			w.q.Client().Revoke(cctx, sess.Lease())
