@@ -224,7 +224,7 @@ func (q *Queue) fit(outs []Outcome) (int, []*Group) {
 	var groups []*Group
 	seen := map[*Group]bool{}
 	owner := map[string]*Group{} // task -> the group whose outcome for it is in this transaction
-	ops := 0
+	ops, bytes := 0, 0
 	for i, o := range outs {
 		t := o.Group.Running.Tasks[o.Index]
 		task := t.Batch + "/" + t.ID
@@ -232,6 +232,13 @@ func (q *Queue) fit(outs []Outcome) (int, []*Group) {
 		if !seen[o.Group] {
 			extra += 3
 		}
+		// Outputs can be large: keep a transaction well under etcd's
+		// 1.5 MiB request limit.
+		size := o.size()
+		if i > 0 && bytes+size > maxTxnBytes {
+			return i, groups
+		}
+		bytes += size
 		// A task in two groups (a zombie's late outcome and its re-claim's)
 		// would write one key twice, which etcd refuses: the second outcome
 		// starts the next transaction.
@@ -246,6 +253,33 @@ func (q *Queue) fit(outs []Outcome) (int, []*Group) {
 		ops += extra
 	}
 	return len(outs), groups
+}
+
+// maxTxnBytes bounds the values one commit writes.
+const maxTxnBytes = 1 << 20
+
+// size estimates the bytes an outcome writes.
+func (o Outcome) size() int {
+	n := 1024
+	var details map[string]string
+	var hist []Attempt
+	if o.Result != nil {
+		n += len(o.Result.Message)
+		details, hist = o.Result.Details, o.Result.History
+	}
+	if o.Retry != nil {
+		hist = o.Retry.History
+	}
+	for _, v := range details {
+		n += len(v)
+	}
+	for _, a := range hist {
+		n += 256 + len(a.Message)
+		for _, v := range a.Details {
+			n += len(v)
+		}
+	}
+	return n
 }
 
 func encodeDone(d map[int]bool) string {

@@ -180,13 +180,14 @@ type BatchSpec struct {
 
 // Attempt is the outcome of one earlier run of a task.
 type Attempt struct {
-	Attempt    int       `json:"attempt"`
-	Status     Status    `json:"status"`
-	Message    string    `json:"message"`
-	Worker     string    `json:"worker,omitempty"`
-	DurationMS int64     `json:"duration_ms"`
-	FinishedAt time.Time `json:"finished_at"`
-	Round      int       `json:"round,omitempty"`
+	Attempt    int               `json:"attempt"`
+	Status     Status            `json:"status"`
+	Message    string            `json:"message"`
+	Worker     string            `json:"worker,omitempty"`
+	DurationMS int64             `json:"duration_ms"`
+	FinishedAt time.Time         `json:"finished_at"`
+	Round      int               `json:"round,omitempty"`
+	Details    map[string]string `json:"details,omitempty"` // what the check recorded: status code, exit code, output tail
 }
 
 // Task is one host of one batch, as stored at Keys.ReadyTask,
@@ -221,15 +222,16 @@ type Running struct {
 // Result is a task's outcome for its round, committed once. Stored at
 // Keys.Result.
 type Result struct {
-	Host       string    `json:"host"`
-	Status     Status    `json:"status"`
-	Attempts   int       `json:"attempts"`
-	Message    string    `json:"message"`
-	DurationMS int64     `json:"duration_ms"`
-	Worker     string    `json:"worker"`
-	FinishedAt time.Time `json:"finished_at"`
-	Round      int       `json:"round,omitempty"`
-	History    []Attempt `json:"history,omitempty"` // earlier attempts, oldest first
+	Host       string            `json:"host"`
+	Status     Status            `json:"status"`
+	Attempts   int               `json:"attempts"`
+	Message    string            `json:"message"`
+	DurationMS int64             `json:"duration_ms"`
+	Worker     string            `json:"worker"`
+	FinishedAt time.Time         `json:"finished_at"`
+	Round      int               `json:"round,omitempty"`
+	History    []Attempt         `json:"history,omitempty"` // earlier attempts, oldest first
+	Details    map[string]string `json:"details,omitempty"` // what the check recorded: status code, exit code, output tail
 }
 
 // Summary is a finished batch's tally, written once at Keys.BatchSummary.

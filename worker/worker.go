@@ -48,6 +48,9 @@ type Config struct {
 	SlowClaims time.Duration
 	// Log receives the worker's log lines.
 	Log zerolog.Logger
+	// Checks carries what checks need from the worker's own configuration:
+	// the exec and ssh allowlists, SSH keys and known_hosts.
+	Checks check.Options
 	// OnClaim, if set, is called after each claim transaction with its
 	// latency and how many tasks it took (for benchmarks and metrics).
 	OnClaim func(latency time.Duration, tasks int)
@@ -439,7 +442,7 @@ func (s *run) runTask(ctx context.Context, g *queue.Group, i int) (queue.Outcome
 	}
 	now := time.Now().UTC()
 	attempt := queue.Attempt{Attempt: t.Attempt, Round: t.Round, Status: queue.Status(res.Status), Message: res.Message, Worker: w.cfg.ID,
-		DurationMS: now.Sub(start).Milliseconds(), FinishedAt: now}
+		DurationMS: now.Sub(start).Milliseconds(), FinishedAt: now, Details: res.Details}
 	o := queue.Outcome{Group: g, Index: i}
 	if b.ctx.Err() != nil {
 		o.Result = result(t, attempt)
@@ -456,7 +459,7 @@ func (s *run) runTask(ctx context.Context, g *queue.Group, i int) (queue.Outcome
 		o.Result.Message = fmt.Sprintf("out of attempts (%d): %s", t.Attempt, res.Message)
 	default:
 		next := t
-		next.History = append(append([]queue.Attempt(nil), t.History...), attempt)
+		next.History = append(append([]queue.Attempt(nil), t.History...), withoutOutput(attempt))
 		next.Attempt++
 		next.NotBefore = now.Add(b.policy.Backoff(next.Attempt, queue.Jitter))
 		o.Retry = &next
@@ -465,9 +468,25 @@ func (s *run) runTask(ctx context.Context, g *queue.Group, i int) (queue.Outcome
 	return o, true
 }
 
+// withoutOutput drops a check's captured output from an attempt kept in
+// history: the last attempt's output is in the result; earlier ones would
+// only grow every record.
+func withoutOutput(a queue.Attempt) queue.Attempt {
+	if _, ok := a.Details["output"]; ok {
+		d := make(map[string]string, len(a.Details))
+		for k, v := range a.Details {
+			if k != "output" {
+				d[k] = v
+			}
+		}
+		a.Details = d
+	}
+	return a
+}
+
 func result(t queue.Task, a queue.Attempt) *queue.Result {
 	return &queue.Result{Host: t.Host.Name, Status: a.Status, Attempts: t.Attempt, Message: a.Message, DurationMS: a.DurationMS,
-		Worker: a.Worker, FinishedAt: a.FinishedAt, Round: t.Round, History: t.History}
+		Worker: a.Worker, FinishedAt: a.FinishedAt, Round: t.Round, History: t.History, Details: a.Details}
 }
 
 // commitLoop commits outcomes in batches: whatever has arrived while the
@@ -552,7 +571,7 @@ func (w *Worker) batch(ctx context.Context, id string) (*batchEntry, error) {
 	}
 	b = &batchEntry{policy: spec.Policy}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
-	b.check, b.err = check.New(spec.Check, spec.Params)
+	b.check, b.err = check.NewWith(spec.Check, spec.Params, w.cfg.Checks)
 	if b.err != nil {
 		b.err = fmt.Errorf("worker %s cannot run this check: %w", w.cfg.ID, b.err)
 	}

@@ -3,11 +3,14 @@ package main
 import (
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/patrol-dev/patrol/internal/check"
 	"github.com/patrol-dev/patrol/queue"
 	"github.com/patrol-dev/patrol/worker"
 )
@@ -21,6 +24,11 @@ func workerCommand() *cli.Command {
 			&cli.IntFlag{Name: "concurrency", Value: worker.DefaultConcurrency, Usage: "checks run at once"},
 			&cli.DurationFlag{Name: "drain-timeout", Value: worker.DefaultDrainTimeout,
 				Usage: "on SIGTERM, how long running checks may finish before their tasks are released (a second signal releases at once)"},
+			&cli.StringSliceFlag{Name: "allow-exec", Usage: "allow the exec check to run NAME: NAME=/path/to/program [args...] (repeatable); submitters name it with --param name=NAME"},
+			&cli.StringSliceFlag{Name: "allow-ssh", Usage: "allow the ssh check to run NAME on hosts: NAME='df -h /' (repeatable)"},
+			&cli.StringSliceFlag{Name: "ssh-key", Usage: "SSH private key file (repeatable); the SSH agent is also used when SSH_AUTH_SOCK is set"},
+			&cli.StringFlag{Name: "ssh-user", Usage: "SSH user when a host has no ansible_user or user variable (default: the user running the worker)"},
+			&cli.StringFlag{Name: "known-hosts", Usage: "known_hosts file to verify SSH host keys against (default ~/.ssh/known_hosts)"},
 			&cli.StringFlag{Name: "zone", Value: "default", EnvVars: []string{"PATROL_ZONE"},
 				Usage: "the zone this worker runs in: it only checks hosts whose zone variable is this zone"},
 			&cli.DurationFlag{Name: "lease-ttl", Value: worker.DefaultLeaseTTL,
@@ -37,6 +45,10 @@ func workerCommand() *cli.Command {
 			if ttl := c.Duration("lease-ttl"); ttl < 2*time.Second {
 				return usageErr("--lease-ttl %s: etcd's minimum lease TTL is 2s; use 2s or more (default 10s)", ttl)
 			}
+			opts, err := checkOptions(c)
+			if err != nil {
+				return err
+			}
 			q, closeQ, err := openQueue(c.Context, c)
 			if err != nil {
 				return err
@@ -47,6 +59,7 @@ func workerCommand() *cli.Command {
 				id = defaultID("worker")
 			}
 			w, err := worker.New(q, worker.Config{
+				Checks:       opts,
 				ID:           id,
 				Concurrency:  c.Int("concurrency"),
 				LeaseTTL:     c.Duration("lease-ttl"),
@@ -82,4 +95,35 @@ func workerCommand() *cli.Command {
 			return w.Run(c.Context)
 		},
 	}
+}
+
+// checkOptions builds the worker's exec and ssh allowlists from its flags.
+func checkOptions(c *cli.Context) (check.Options, error) {
+	opts := check.Options{Exec: map[string][]string{}, SSH: map[string]string{},
+		SSHKeys: c.StringSlice("ssh-key"), SSHUser: c.String("ssh-user"), KnownHosts: c.String("known-hosts")}
+	for _, spec := range c.StringSlice("allow-exec") {
+		name, cmdline, ok := strings.Cut(spec, "=")
+		argv := strings.Fields(cmdline)
+		if !ok || name == "" || len(argv) == 0 {
+			return opts, usageErr("--allow-exec %q: write it as NAME=/path/to/program [args...]", spec)
+		}
+		if !filepath.IsAbs(argv[0]) {
+			return opts, usageErr("--allow-exec %s: %q is not an absolute path; name the program by its full path", name, argv[0])
+		}
+		if _, dup := opts.Exec[name]; dup {
+			return opts, usageErr("--allow-exec %s given twice", name)
+		}
+		opts.Exec[name] = argv
+	}
+	for _, spec := range c.StringSlice("allow-ssh") {
+		name, cmdline, ok := strings.Cut(spec, "=")
+		if !ok || name == "" || strings.TrimSpace(cmdline) == "" {
+			return opts, usageErr("--allow-ssh %q: write it as NAME='remote command'", spec)
+		}
+		if _, dup := opts.SSH[name]; dup {
+			return opts, usageErr("--allow-ssh %s given twice", name)
+		}
+		opts.SSH[name] = cmdline
+	}
+	return opts, nil
 }

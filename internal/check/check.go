@@ -19,6 +19,8 @@ var (
 	ErrBadParam = errors.New("check: bad param")
 	// ErrNoPort means a check needs a port and neither the host nor the params give one.
 	ErrNoPort = errors.New("check: host has no port")
+	// ErrSSHKey means a key file in Options.SSHKeys cannot be read or used.
+	ErrSSHKey = errors.New("check: unusable ssh key")
 )
 
 // Status is the outcome of one check against one host.
@@ -40,6 +42,10 @@ type Result struct {
 	Status   Status
 	Message  string        // one line, human readable, e.g. "connect 127.0.0.1:8081: connection refused"
 	Duration time.Duration // measured by the check, from the start of Run to its end
+	// Details holds what the check measured or captured, by name: http
+	// "status_code" and "ttfb_ms", exec and ssh "exit_code" and "output".
+	// Each check's documentation lists its keys. Nil when there are none.
+	Details map[string]string
 }
 
 // Check runs against one host at a time.
@@ -64,16 +70,48 @@ func (e *HostError) Error() string {
 
 func (e *HostError) Unwrap() error { return e.Err }
 
+// Options is what the worker running a check brings to it: what a job's
+// params must not choose, such as which programs may run and with which
+// keys. The zero value allows no exec or ssh command.
+type Options struct {
+	// Exec is the worker's allowlist for exec checks: command name ->
+	// argv, e.g. "disk" -> {"/usr/lib/nagios/plugins/check_disk", "-w", "20%"}.
+	// A job picks one with --param name=disk.
+	Exec map[string][]string
+	// SSH is the worker's allowlist for ssh checks: command name -> the
+	// command line the host's shell runs, e.g. "root-fs" -> "df -h /".
+	SSH map[string]string
+	// SSHKeys are private key files (OpenSSH, PEM or PKCS#8, without a
+	// passphrase). The SSH agent at $SSH_AUTH_SOCK, if set, is tried after them.
+	SSHKeys []string
+	// KnownHosts is the known_hosts file that host keys are checked
+	// against, and that host_key_check=accept-new appends to. Default
+	// ~/.ssh/known_hosts.
+	KnownHosts string
+	// SSHUser is the remote user for hosts whose inventory line sets
+	// neither ansible_user nor user. Default: the user running the worker.
+	SSHUser string
+	// OutputCap is how many bytes of an exec or ssh command's output
+	// (stdout and stderr, interleaved) are kept; the rest is dropped from
+	// the front, so the tail survives. Default 64 KiB.
+	OutputCap int
+}
+
+// DefaultOutputCap is Options.OutputCap's default.
+const DefaultOutputCap = 64 << 10
+
 // kind describes one check type.
 type kind struct {
 	params []string // the param names it accepts, sorted
-	build  func(p params) (Check, error)
+	build  func(p params, o Options) (Check, error)
 }
 
 var kinds = map[string]kind{
-	"http": {params: []string{"method", "status", "timeout", "url"}, build: newHTTP},
+	"exec": {params: []string{"args", "name", "timeout"}, build: newExec},
+	"http": {params: []string{"body", "header", "insecure", "max_redirects", "method", "status", "timeout", "url"}, build: newHTTP},
 	"noop": {params: []string{"fail", "sleep"}, build: newNoop},
-	"tcp":  {params: []string{"port", "timeout"}, build: newTCP},
+	"ssh":  {params: []string{"args", "connect_timeout", "host_key_check", "name", "port", "timeout"}, build: newSSH},
+	"tcp":  {params: []string{"expect", "port", "send", "timeout"}, build: newTCP},
 }
 
 // Types returns the known check type names, sorted.
@@ -82,7 +120,17 @@ func Types() []string { return slices.Sorted(maps.Keys(kinds)) }
 // New validates params for check type typ and returns a ready Check. An
 // unknown type wraps ErrUnknownType; an unknown param, a malformed value or a
 // template syntax error wraps ErrBadParam and names the param.
+//
+// New is NewWith with zero Options: exec and ssh checks it builds report
+// every command name as missing from the allowlist when they run.
 func New(typ string, params map[string]string) (Check, error) {
+	return NewWith(typ, params, Options{})
+}
+
+// NewWith is New for a worker: opts carries the worker's allowlists, keys
+// and limits. Only an ssh check reads its key files here, so an unusable
+// key fails the build (wrapping ErrSSHKey) rather than every host.
+func NewWith(typ string, params map[string]string, opts Options) (Check, error) {
 	k, ok := kinds[typ]
 	if !ok {
 		return nil, fmt.Errorf("%w %q; known types: %s", ErrUnknownType, typ, strings.Join(Types(), ", "))
@@ -93,7 +141,10 @@ func New(typ string, params map[string]string) (Check, error) {
 				ErrBadParam, typ, name, strings.Join(k.params, ", "))
 		}
 	}
-	return k.build(paramsFor(typ, params))
+	if opts.OutputCap <= 0 {
+		opts.OutputCap = DefaultOutputCap
+	}
+	return k.build(paramsFor(typ, params), opts)
 }
 
 // targeter is implemented by checks whose target depends on the host: they
@@ -104,7 +155,9 @@ type targeter interface {
 
 // Validate checks that the check can be built and that every templated param
 // renders for every host: a {{.Vars.zone}} missing on some host, or a tcp
-// check with no port anywhere. It returns the first problem, as a *HostError
+// check with no port anywhere. It cannot know the workers' allowlists: for
+// exec and ssh it checks that a command name is given, not that workers
+// have it. It returns the first problem, as a *HostError
 // naming the host when the problem is the host's. It is what `patrol submit`
 // calls before writing anything.
 func Validate(typ string, params map[string]string, hosts []inventory.Host) error {

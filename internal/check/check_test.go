@@ -9,7 +9,7 @@ import (
 )
 
 func TestTypes(t *testing.T) {
-	if got, want := Types(), []string{"http", "noop", "tcp"}; !slices.Equal(got, want) {
+	if got, want := Types(), []string{"exec", "http", "noop", "ssh", "tcp"}; !slices.Equal(got, want) {
 		t.Errorf("Types() = %v, want %v", got, want)
 	}
 }
@@ -26,6 +26,14 @@ func TestNewValid(t *testing.T) {
 		{"http", map[string]string{"url": "https://{{.Address}}/health", "status": "200,204", "timeout": "1m", "method": "post"}},
 		{"http", map[string]string{"url": "http://example.com:8080/"}},
 		{"noop", map[string]string{"sleep": "0s", "fail": "false"}},
+		{"tcp", map[string]string{"send": `PING\r\n{{.Host}}`, "expect": `^\+PONG\r\n`}},
+		{"http", map[string]string{"body": `"status":\s*"ok"`, "insecure": "true", "max_redirects": "0",
+			"header": "Authorization: Bearer {{.Vars.token}}\nX-Check: patrol"}},
+		{"exec", map[string]string{"name": "disk"}},
+		{"exec", map[string]string{"name": "disk", "args": `-w 80 {{index .Vars "mount point"}} {{.Address}}`, "timeout": "1m"}},
+		{"ssh", map[string]string{"name": "df", "args": "{{.Vars.mount}}", "port": "{{.Vars.ssh_port}}",
+			"host_key_check": "accept-new", "connect_timeout": "2s", "timeout": "1m"}},
+		{"ssh", map[string]string{"name": "df", "host_key_check": "strict"}},
 	}
 	for _, tt := range tests {
 		if _, err := New(tt.typ, tt.params); err != nil {
@@ -43,9 +51,9 @@ func TestNewInvalid(t *testing.T) {
 		wantErr string
 	}{
 		{"unknown type", "ping", nil, ErrUnknownType,
-			`check: unknown type "ping"; known types: http, noop, tcp`},
+			`check: unknown type "ping"; known types: exec, http, noop, ssh, tcp`},
 		{"unknown param", "tcp", map[string]string{"prot": "22"}, ErrBadParam,
-			`check: bad param: tcp check has no param "prot"; known params: port, timeout`},
+			`check: bad param: tcp check has no param "prot"; known params: expect, port, send, timeout`},
 		{"param of another type", "noop", map[string]string{"url": "http://x/"}, ErrBadParam,
 			`check: bad param: noop check has no param "url"; known params: fail, sleep`},
 		{"timeout not a duration", "tcp", map[string]string{"timeout": "5"}, ErrBadParam,
@@ -80,6 +88,32 @@ func TestNewInvalid(t *testing.T) {
 			`check: bad param: http method="GET /": want an HTTP method such as GET or HEAD`},
 		{"method empty", "http", map[string]string{"method": ""}, ErrBadParam,
 			`check: bad param: http method="": want an HTTP method such as GET or HEAD`},
+		{"expect not a regexp", "tcp", map[string]string{"expect": "^(SSH"}, ErrBadParam,
+			"check: bad param: tcp expect=\"^(SSH\": want a regular expression (Go RE2 syntax): error parsing regexp: missing closing ): `^(SSH`"},
+		{"send template syntax", "tcp", map[string]string{"send": "{{.Host"}, ErrBadParam,
+			`check: bad param: tcp send="{{.Host": template: send:1: unclosed action`},
+		{"body not a regexp", "http", map[string]string{"body": "a**"}, ErrBadParam,
+			"check: bad param: http body=\"a**\": want a regular expression (Go RE2 syntax): error parsing regexp: invalid nested repetition operator: `**`"},
+		{"header without colon", "http", map[string]string{"header": "Authorization Bearer x"}, ErrBadParam,
+			`check: bad param: http header="Authorization Bearer x": want "Name: value" lines, e.g. Authorization: Bearer {{.Vars.token}}`},
+		{"header name with space", "http", map[string]string{"header": "X Y: 1"}, ErrBadParam,
+			`check: bad param: http header="X Y: 1": want "Name: value" lines, e.g. Authorization: Bearer {{.Vars.token}}`},
+		{"insecure not a bool", "http", map[string]string{"insecure": "yes"}, ErrBadParam,
+			`check: bad param: http insecure="yes": want true or false`},
+		{"max_redirects negative", "http", map[string]string{"max_redirects": "-1"}, ErrBadParam,
+			`check: bad param: http max_redirects="-1": want a number of redirects 0-100`},
+		{"exec without name", "exec", nil, ErrBadParam,
+			`check: bad param: exec check needs --param name=NAME: the name of a command in the workers' --allow-exec list`},
+		{"exec empty name", "exec", map[string]string{"name": ""}, ErrBadParam,
+			`check: bad param: exec check needs --param name=NAME: the name of a command in the workers' --allow-exec list`},
+		{"exec args template syntax", "exec", map[string]string{"name": "x", "args": "-v {{.Host"}, ErrBadParam,
+			`check: bad param: exec args="-v {{.Host": word 2: template: args:1: unclosed action`},
+		{"ssh without name", "ssh", map[string]string{"args": "/"}, ErrBadParam,
+			`check: bad param: ssh check needs --param name=NAME: the name of a command in the workers' --allow-ssh list`},
+		{"ssh host_key_check", "ssh", map[string]string{"name": "df", "host_key_check": "no"}, ErrBadParam,
+			`check: bad param: ssh host_key_check="no": want strict or accept-new`},
+		{"ssh connect_timeout", "ssh", map[string]string{"name": "df", "connect_timeout": "0"}, ErrBadParam,
+			`check: bad param: ssh connect_timeout="0": want a positive duration such as 5s or 500ms`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -130,6 +164,19 @@ func TestValidate(t *testing.T) {
 			`host web2: param port: template: port:1:7: executing "port" at <.Vars.ssh>: map has no entry for key "ssh"`, nil},
 		{"url renders to non-url", "http", map[string]string{"url": "{{.Address}}/health"}, hosts,
 			`host web1:80: param url: "web1/health" is not an http:// or https:// URL`, nil},
+		{"exec args render", "exec", map[string]string{"name": "x", "args": "{{.Vars.zone}}"}, []inventory.Host{web1}, "", nil},
+		{"exec args var missing", "exec", map[string]string{"name": "x", "args": "-z {{.Vars.zone}}"}, hosts,
+			`host web2: param args: template: args:1:7: executing "args" at <.Vars.zone>: map has no entry for key "zone"`, nil},
+		{"ssh needs no port", "ssh", map[string]string{"name": "df"}, hosts, "", nil},
+		{"ssh port var missing", "ssh", map[string]string{"name": "df", "port": "{{.Vars.ssh}}"}, hosts,
+			`host web2: param port: template: port:1:7: executing "port" at <.Vars.ssh>: map has no entry for key "ssh"`, nil},
+		{"ssh ansible_port junk", "ssh", map[string]string{"name": "df"},
+			[]inventory.Host{{Name: "db1", Address: "db1", Vars: map[string]string{"ansible_port": "ssh"}}},
+			`host db1: param port: ansible_port: "ssh" is not a port (must be 1-65535)`, nil},
+		{"tcp send var missing", "tcp", map[string]string{"send": "HELO {{.Vars.zone}}"}, []inventory.Host{web1, {Name: "x:1", Address: "x", Port: 1}},
+			`host x:1: param send: template: send:1:12: executing "send" at <.Vars.zone>: map has no entry for key "zone"`, nil},
+		{"http header var missing", "http", map[string]string{"header": "X-Zone: {{.Vars.zone}}"}, hosts,
+			`host web2: param header: template: header:1:7: executing "header" at <.Vars.zone>: map has no entry for key "zone"`, nil},
 		{"bad param before hosts", "tcp", map[string]string{"timeout": "soon"}, hosts,
 			`check: bad param: tcp timeout="soon": want a positive duration such as 5s or 500ms`, ErrBadParam},
 	}

@@ -19,7 +19,7 @@ type noopCheck struct {
 	fail  bool
 }
 
-func newNoop(p params) (Check, error) {
+func newNoop(p params, _ Options) (Check, error) {
 	sleep, err := p.duration("sleep", 0, true)
 	if err != nil {
 		return nil, err

@@ -11,9 +11,6 @@ import (
 	"time"
 )
 
-// errTooManyRedirects stops an HTTP check that is being redirected in a loop.
-var errTooManyRedirects = errors.New("stopped after 10 redirects")
-
 // outcome sorts a failed connection or request into fail (the host said no)
 // and error (we could not find out), with a short reason for the message.
 // parent is the context Run was given, to tell the caller's cancellation
@@ -29,8 +26,6 @@ func outcome(parent context.Context, err error, start time.Time) (Status, string
 		return StatusFail, "connection refused"
 	case errors.Is(err, syscall.ECONNRESET):
 		return StatusFail, "connection reset by peer"
-	case errors.Is(err, errTooManyRedirects):
-		return StatusFail, errTooManyRedirects.Error()
 	case errors.As(err, &certErr):
 		return StatusFail, certErr.Error()
 	case errors.Is(parent.Err(), context.Canceled):

@@ -3,6 +3,7 @@ package check
 import (
 	"fmt"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"text/template"
@@ -119,4 +120,143 @@ func checkURL(s string) error {
 		}
 	}
 	return nil
+}
+
+// int reads a whole number in [lo, hi].
+func (p params) int(name string, def, lo, hi int, want string) (int, error) {
+	v, ok := p.m[name]
+	if !ok {
+		return def, nil
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < lo || n > hi {
+		return 0, p.bad(name, want)
+	}
+	return n, nil
+}
+
+// regexp compiles a regular expression param; nil if the param is absent.
+func (p params) regexp(name string) (*regexp.Regexp, error) {
+	v, ok := p.m[name]
+	if !ok {
+		return nil, nil
+	}
+	re, err := regexp.Compile(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s %s=%q: want a regular expression (Go RE2 syntax): %v", ErrBadParam, p.typ, name, v, err)
+	}
+	return re, nil
+}
+
+// required reports a missing or empty param.
+func (p params) required(name, want string) (string, error) {
+	v := p.m[name]
+	if v == "" {
+		return "", fmt.Errorf("%w: %s check needs --param %s=NAME: %s", ErrBadParam, p.typ, name, want)
+	}
+	return v, nil
+}
+
+// words parses a param that is a list of words separated by spaces, each
+// word a template rendered into exactly one argument. Spaces inside
+// {{actions}} do not separate words, so {{index .Vars "a b"}} is one word;
+// a value with spaces reaches the program as one argument. Nil if absent.
+func (p params) words(name string) ([]*template.Template, error) {
+	v, ok := p.m[name]
+	if !ok {
+		return nil, nil
+	}
+	var ts []*template.Template
+	for i, w := range splitWords(v) {
+		t, err := template.New(name).Option("missingkey=error").Parse(w)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s %s=%q: word %d: %v", ErrBadParam, p.typ, name, v, i+1, err)
+		}
+		ts = append(ts, t)
+	}
+	return ts, nil
+}
+
+// splitWords splits s at runs of white space outside {{ }}.
+func splitWords(s string) []string {
+	var (
+		words []string
+		cur   strings.Builder
+		depth int
+	)
+	for i := 0; i < len(s); i++ {
+		switch {
+		case strings.HasPrefix(s[i:], "{{"):
+			depth++
+			cur.WriteString("{{")
+			i++
+		case strings.HasPrefix(s[i:], "}}") && depth > 0:
+			depth--
+			cur.WriteString("}}")
+			i++
+		case depth == 0 && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'):
+			if cur.Len() > 0 {
+				words = append(words, cur.String())
+				cur.Reset()
+			}
+		default:
+			cur.WriteByte(s[i])
+		}
+	}
+	if cur.Len() > 0 {
+		words = append(words, cur.String())
+	}
+	return words
+}
+
+// renderWords renders each word template for h.
+func renderWords(ts []*template.Template, h inventory.Host) ([]string, error) {
+	out := make([]string, 0, len(ts))
+	for _, t := range ts {
+		s, err := render(t, h)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// unescape decodes the backslash escapes \r \n \t \\ and \xHH, so that a
+// --param value typed in a shell can hold bytes the shell would not pass.
+// Any other backslash is kept as it is.
+func unescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' || i+1 == len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		switch s[i+1] {
+		case 'r':
+			b.WriteByte('\r')
+		case 'n':
+			b.WriteByte('\n')
+		case 't':
+			b.WriteByte('\t')
+		case '\\':
+			b.WriteByte('\\')
+		case 'x':
+			if n, err := strconv.ParseUint(s[min(i+2, len(s)):min(i+4, len(s))], 16, 8); err == nil && i+4 <= len(s) {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+			b.WriteByte('\\')
+			continue
+		default:
+			b.WriteByte('\\')
+			continue
+		}
+		i++
+	}
+	return b.String()
 }
