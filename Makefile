@@ -35,6 +35,10 @@ static-check: build ## Prove bin/patrol is statically linked
 	@if command -v file >/dev/null; then file $(BIN); fi
 	$(GO) test -count=1 -run TestBinaryIsStatic ./internal/buildtest/
 
+.PHONY: docs
+docs: ## Regenerate docs/cli.md from the command definitions
+	PATROL_UPDATE_DOCS=1 $(GO) test -count=1 -run TestCLIReferenceIsCurrent ./cmd/patrol/
+
 .PHONY: demo
 demo: ## Run the demo batch on an embedded etcd (README's run command)
 	$(GO) run ./cmd/patrol dev --demo

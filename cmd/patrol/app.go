@@ -58,6 +58,12 @@ func appOf(c *cli.Context) *app { return c.App.Metadata[appKey].(*app) }
 
 // Run runs the patrol command line with args (args[0] is the program name).
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cliApp := newApp(stdout, stderr)
+	return cliApp.RunContext(ctx, interleaveArgs(cliApp, args))
+}
+
+// newApp builds the command line: every command, flag and its help.
+func newApp(stdout, stderr io.Writer) *cli.App {
 	a := &app{stdout: stdout, stderr: stderr, log: zerolog.Nop()}
 	cliApp := &cli.App{
 		Name:  "patrol",
@@ -105,7 +111,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		cmd.OnUsageError = usageError
 	}
 	cliApp.OnUsageError = usageError
-	return cliApp.RunContext(ctx, interleaveArgs(cliApp, args))
+	cliApp.EnableBashCompletion = true
+	cliApp.Commands = append(cliApp.Commands, completionCommand(cliApp))
+	return cliApp
 }
 
 func globalFlags() []cli.Flag {
