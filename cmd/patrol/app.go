@@ -97,6 +97,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			schedulerCommand(),
 			workerCommand(),
 			submitCommand(),
+			inventoryCommand(),
 			resultsCommand(),
 			statusCommand(),
 			watchCommand(),

@@ -21,7 +21,8 @@ func submitCommand() *cli.Command {
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
 			outputFlag(),
-			&cli.StringFlag{Name: "inventory", Aliases: []string{"i"}, Usage: "inventory file: one host per line (name, name:port, [ipv6]:port)"},
+			&cli.StringFlag{Name: "inventory", Aliases: []string{"i"}, Usage: "inventory: a host list (one per line), an Ansible INI, YAML or JSON inventory, or a directory of them"},
+			&cli.StringFlag{Name: "limit", Aliases: []string{"l"}, Usage: "only hosts matching this Ansible pattern (groups, globs, ~regex, :&, :!, slices, @file)"},
 			&cli.StringFlag{Name: "check", Usage: "check type: " + strings.Join(check.Types(), ", ")},
 			&cli.StringSliceFlag{Name: "param", Aliases: []string{"p"},
 				Usage: "check parameter key=value (repeatable); values are templates over {{.Host}}, {{.Address}}, {{.Port}}, {{.Vars.name}}"},
@@ -78,9 +79,15 @@ func submit(c *cli.Context) error {
 	if err := policy.Validate(); err != nil {
 		return usageErr("%v", err)
 	}
-	hosts, err := inventory.ParseFile(path)
+	inv, err := inventory.Load(path)
 	if err != nil {
 		return err
+	}
+	hosts := inv.Hosts()
+	if pattern := c.String("limit"); pattern != "" {
+		if hosts, err = inv.Select(pattern); err != nil {
+			return usageErr("--limit %q: %v", pattern, err)
+		}
 	}
 	if err := check.Validate(typ, params, hosts); err != nil {
 		return err

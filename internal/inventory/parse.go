@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"unicode"
@@ -17,17 +15,14 @@ import (
 // maxLineLen bounds one inventory line; longer lines are refused, not split.
 const maxLineLen = 64 << 10
 
-// ParseFile reads the inventory file at path. Errors name the path.
+// ParseFile reads the inventory at path, in any format Load reads, and
+// returns its hosts in inventory order. Errors name the path.
 func ParseFile(path string) ([]Host, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s; check the path, or create it with one host per line", ErrNotFound, path)
-	}
+	inv, err := Load(path)
 	if err != nil {
-		return nil, fmt.Errorf("inventory: %w", err)
+		return nil, err
 	}
-	defer f.Close()
-	return Parse(f, path)
+	return inv.Hosts(), nil
 }
 
 // Parse reads a plain host list from r, in the format described in the
@@ -36,8 +31,27 @@ func Parse(r io.Reader, source string) ([]Host, error) {
 	if source == "" {
 		source = "inventory"
 	}
+	hosts, _, err := parsePlain(r, source)
+	if err != nil {
+		return nil, err
+	}
+	if len(hosts) == 0 {
+		return nil, plainEmptyErr(source)
+	}
+	return hosts, nil
+}
+
+func plainEmptyErr(source string) error {
+	return fmt.Errorf("%s: %w (only blank lines and comments); add one host per line, e.g. web1 or web1:22",
+		source, ErrEmpty)
+}
+
+// parsePlain reads a plain host list, which may be empty, and the line of
+// each host.
+func parsePlain(r io.Reader, source string) ([]Host, []int, error) {
 	var (
 		hosts []Host
+		lines []int
 		seen  = make(map[string]int) // lower-cased Name -> line it was first listed on
 		sc    = bufio.NewScanner(r)
 		line  = 0
@@ -51,35 +65,32 @@ func Parse(r io.Reader, source string) ([]Host, error) {
 		}
 		h, ok, err := parseLine(text)
 		if err != nil {
-			return nil, &ParseError{Source: source, Line: line, Msg: err.Error(), Err: ErrSyntax}
+			return nil, nil, &ParseError{Source: source, Line: line, Msg: err.Error(), Err: ErrSyntax}
 		}
 		if !ok {
 			continue
 		}
 		key := strings.ToLower(h.Name)
 		if first, dup := seen[key]; dup {
-			return nil, &ParseError{Source: source, Line: line, Err: ErrDuplicate, Msg: fmt.Sprintf(
+			return nil, nil, &ParseError{Source: source, Line: line, Err: ErrDuplicate, Msg: fmt.Sprintf(
 				"host %q is already listed on line %d; remove one of them, or a check would run twice against it",
 				h.Name, first)}
 		}
 		if len(hosts) == MaxHosts {
-			return nil, &ParseError{Source: source, Line: line, Err: ErrTooMany, Msg: fmt.Sprintf(
+			return nil, nil, &ParseError{Source: source, Line: line, Err: ErrTooMany, Msg: fmt.Sprintf(
 				"more than %d hosts; split the inventory into several jobs", MaxHosts)}
 		}
 		seen[key] = line
 		hosts = append(hosts, h)
+		lines = append(lines, line)
 	}
 	if err := sc.Err(); errors.Is(err, bufio.ErrTooLong) {
-		return nil, &ParseError{Source: source, Line: line + 1, Err: ErrSyntax, Msg: fmt.Sprintf(
+		return nil, nil, &ParseError{Source: source, Line: line + 1, Err: ErrSyntax, Msg: fmt.Sprintf(
 			"line longer than %d KiB; write one host per line", maxLineLen>>10)}
 	} else if err != nil {
-		return nil, fmt.Errorf("%s: reading inventory: %w", source, err)
+		return nil, nil, fmt.Errorf("%s: reading inventory: %w", source, err)
 	}
-	if len(hosts) == 0 {
-		return nil, fmt.Errorf("%s: %w (only blank lines and comments); add one host per line, e.g. web1 or web1:22",
-			source, ErrEmpty)
-	}
-	return hosts, nil
+	return hosts, lines, nil
 }
 
 // parseLine reads one line. It reports ok == false for a blank or comment
