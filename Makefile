@@ -24,6 +24,8 @@ bench: ## Run the benchmarks and print their figures (throughput: median of 5 ru
 	$(GO) test -run '^$$' -bench . -benchtime 10x ./queue/
 	$(GO) test -run '^$$' -bench Throughput -benchtime 5x ./internal/throughput/
 	$(GO) test -run '^$$' -bench Shard100k -benchtime 3x ./internal/shardbench/
+	$(GO) test -run '^$$' -bench HTTPConcurrency1000 -benchtime 3x ./internal/workerbench/
+	$(GO) test -run '^$$' -bench ExecVsXargs5000 -benchtime 3x ./internal/workerbench/
 
 .PHONY: lint
 lint: ## gofmt and go vet
