@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"time"
@@ -28,6 +29,7 @@ func submitCommand() *cli.Command {
 				Usage: "check parameter key=value (repeatable); values are templates over {{.Host}}, {{.Address}}, {{.Port}}, {{.Vars.name}}"},
 			&cli.StringFlag{Name: "batch-id", Usage: "batch ID (default: generated); resubmitting the same ID and content is a no-op"},
 			&cli.BoolFlag{Name: "wait", Usage: "wait for the batch to finish; exit 0 if every host passed, 2 if any did not"},
+			&cli.BoolFlag{Name: "plan", Usage: "print the hosts, zones, shards and the etcd writes and bytes the batch would make, measured against etcd's limits; write nothing"},
 			&cli.DurationFlag{Name: "timeout", Value: queue.DefaultTimeout, Usage: "per-attempt timeout: the worker cancels the check, the scheduler revokes the claim past it"},
 			&cli.IntFlag{Name: "max-attempts", Value: queue.DefaultMaxAttempts, Usage: "attempts per host before it ends dead (errors and lost workers are retried)"},
 			&cli.DurationFlag{Name: "backoff", Value: queue.DefaultBackoff, Usage: "delay before the first retry; doubles each attempt, with jitter"},
@@ -91,6 +93,10 @@ func submit(c *cli.Context) error {
 	}
 	if err := check.Validate(typ, params, hosts); err != nil {
 		return err
+	}
+
+	if c.Bool("plan") {
+		return printPlan(a.stdout, out, queue.PlanBatch(hosts, 0))
 	}
 
 	// Everything the operator gave is valid: only now touch etcd.
@@ -158,4 +164,42 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// printPlan shows what a submit would write.
+func printPlan(w io.Writer, format string, p queue.Plan) error {
+	if format == "json" {
+		return json.NewEncoder(w).Encode(p)
+	}
+	within := func(ok bool) string {
+		if ok {
+			return "within"
+		}
+		return "OVER"
+	}
+	fmt.Fprintf(w, "hosts:            %d\n", p.Hosts)
+	for _, z := range sortedKeys(p.Zones) {
+		fmt.Fprintf(w, "zone %-12s %d hosts over %d shards (fullest shard %d)\n", z+":", p.Zones[z], p.ShardsPerZone, p.HostsPerShard[z])
+	}
+	fmt.Fprintf(w, "inventory:        %d chunk(s), %s; largest %s (etcd request limit %s: %s)\n", p.InventoryChunks,
+		bytesText(p.InventoryBytes), bytesText(p.LargestChunk), bytesText(p.Limits.MaxRequestBytes), within(p.LargestChunk < p.Limits.MaxRequestBytes))
+	fmt.Fprintf(w, "sharding:         %d transactions of up to 122 operations in %d lane(s) (etcd limit %d per branch: within)\n",
+		p.ShardTxns, p.ShardLanes, p.Limits.MaxTxnOps)
+	fmt.Fprintf(w, "key writes:       about %d for the whole batch (about 3.2 per host)\n", p.KeyWrites)
+	fmt.Fprintf(w, "stored until retention: about %s (etcd quota %s: %s)\n", bytesText(p.StoredBytes), bytesText(p.Limits.QuotaBytes),
+		within(p.StoredBytes < p.Limits.QuotaBytes/2))
+	fmt.Fprintln(w, "nothing was written (--plan)")
+	return nil
+}
+
+func bytesText(n int) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
 }
