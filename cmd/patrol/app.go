@@ -81,6 +81,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		ExitErrHandler:            func(*cli.Context, error) {},
 		Flags:                     globalFlags(),
 		Before: func(c *cli.Context) error {
+			if err := applyConfig(c); err != nil {
+				return err
+			}
 			l, err := logging.New(logging.Config{
 				Level:  c.String("log-level"),
 				Format: logging.Format(c.String("log-format")),
@@ -130,6 +133,7 @@ func globalFlags() []cli.Flag {
 		&cli.StringFlag{Name: "log-format", EnvVars: []string{"PATROL_LOG_FORMAT"},
 			Usage: "json or console (default: console when stderr is a terminal, else json)"},
 		outputFlag(),
+		configFlag(),
 	}
 }
 
