@@ -162,3 +162,32 @@ func (q *Queue) ZoneStatus(ctx context.Context, batch string) (map[string]ZoneSt
 	}
 	return out, nil
 }
+
+// ZoneCounts tallies a batch's hosts by zone and status.
+func (q *Queue) ZoneCounts(ctx context.Context, batch string) (map[string]Counts, error) {
+	spec, err := q.LoadBatch(ctx, batch)
+	if err != nil {
+		return nil, err
+	}
+	hosts, err := q.LoadHosts(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	zoneOf := make(map[string]string, len(hosts))
+	for _, h := range hosts {
+		zoneOf[h.Name] = ZoneOf(h)
+	}
+	rows, _, err := q.Results(ctx, batch)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]Counts{}
+	for _, r := range rows {
+		z := zoneOf[r.Host]
+		if out[z] == nil {
+			out[z] = Counts{}
+		}
+		out[z][r.Status]++
+	}
+	return out, nil
+}

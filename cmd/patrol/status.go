@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -46,6 +47,23 @@ func statusCommand() *cli.Command {
 			for _, s := range []queue.Status{queue.StatusOK, queue.StatusFail, queue.StatusError, queue.StatusDead, queue.StatusCancelled,
 				queue.StatusSkipped, queue.StatusRunning, queue.StatusRetrying, queue.StatusPending} {
 				fmt.Fprintf(w, "  %-9s %d\n", s, counts[s])
+			}
+			if len(spec.Zones) > 1 {
+				byZone, err := b.q.ZoneCounts(b.ctx, b.batch)
+				if err != nil {
+					return err
+				}
+				for _, name := range spec.Zones {
+					c := byZone[name]
+					var parts []string
+					for _, st := range []queue.Status{queue.StatusOK, queue.StatusFail, queue.StatusError, queue.StatusDead, queue.StatusCancelled,
+						queue.StatusSkipped, queue.StatusRunning, queue.StatusRetrying, queue.StatusPending} {
+						if c[st] > 0 {
+							parts = append(parts, fmt.Sprintf("%s %d", st, c[st]))
+						}
+					}
+					fmt.Fprintf(w, "zone %s: %s\n", name, strings.Join(parts, ", "))
+				}
 			}
 			for _, name := range spec.Zones {
 				z := zones[name]
