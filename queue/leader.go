@@ -173,6 +173,19 @@ func stopMessage(s Status) string {
 	return "batch stopped early: too many failures"
 }
 
+// fenceLost is what a leader transaction that did not succeed means for
+// its caller: ErrNotLeader when the fence no longer holds, nil when it
+// lost only a race the caller tolerates (or succeeded).
+func (q *Queue) fenceLost(ctx context.Context, fence Fence, succeeded bool) error {
+	if succeeded {
+		return nil
+	}
+	if err := q.whyRejected(ctx, fence); err == ErrNotLeader {
+		return err
+	}
+	return nil
+}
+
 // whyRejected explains a failed fenced transaction: ErrNotLeader if the
 // fence no longer holds, otherwise ErrConflict, which the caller may retry.
 func (q *Queue) whyRejected(ctx context.Context, fence Fence) error {
@@ -253,7 +266,7 @@ func (q *Queue) RecoverGroup(ctx context.Context, fence Fence, group string, pol
 		return 0, 0, err
 	}
 	if !tr.Succeeded {
-		if err := q.whyRejected(ctx, fence); err == ErrNotLeader {
+		if err := q.fenceLost(ctx, fence, false); err != nil {
 			return 0, 0, err
 		}
 		return 0, 0, nil // changed under us: the next event or sweep retries
@@ -296,12 +309,7 @@ func (q *Queue) Revoke(ctx context.Context, fence Fence, group string, claimRev 
 	if err != nil {
 		return false, err
 	}
-	if !resp.Succeeded {
-		if err := q.whyRejected(ctx, fence); err == ErrNotLeader {
-			return false, err
-		}
-	}
-	return resp.Succeeded, nil
+	return resp.Succeeded, q.fenceLost(ctx, fence, resp.Succeeded)
 }
 
 // Promote moves delayed tasks whose backoff has passed to their ready
@@ -331,7 +339,7 @@ func (q *Queue) Promote(ctx context.Context, fence Fence, due []*mvccpb.KeyValue
 			return moved, err
 		}
 		if !resp.Succeeded {
-			if err := q.whyRejected(ctx, fence); err == ErrNotLeader {
+			if err := q.fenceLost(ctx, fence, false); err != nil {
 				return moved, err
 			}
 			continue // some were moved or cancelled meanwhile: the watch brings the rest again
@@ -393,7 +401,7 @@ func (q *Queue) stopPendingPass(ctx context.Context, fence Fence, spec BatchSpec
 			return ended, false, err
 		}
 		if !resp.Succeeded {
-			if err := q.whyRejected(ctx, fence); err == ErrNotLeader {
+			if err := q.fenceLost(ctx, fence, false); err != nil {
 				return ended, false, err
 			}
 			conflicts = true
@@ -414,12 +422,7 @@ func (q *Queue) StopBatch(ctx context.Context, fence Fence, batch string, why St
 	if err != nil {
 		return err
 	}
-	if !resp.Succeeded {
-		if err := q.whyRejected(ctx, fence); err == ErrNotLeader {
-			return err
-		}
-	}
-	return nil
+	return q.fenceLost(ctx, fence, resp.Succeeded)
 }
 
 // Finish writes a batch's summary once, drops it from the active index and
@@ -438,12 +441,7 @@ func (q *Queue) Finish(ctx context.Context, fence Fence, batch string, s Summary
 	if err != nil {
 		return err
 	}
-	if !resp.Succeeded {
-		if err := q.whyRejected(ctx, fence); err == ErrNotLeader {
-			return err
-		}
-	}
-	return nil
+	return q.fenceLost(ctx, fence, resp.Succeeded)
 }
 
 // Purge deletes everything a finished batch left in etcd.
@@ -460,12 +458,7 @@ func (q *Queue) Purge(ctx context.Context, fence Fence, batch string) error {
 	if err != nil {
 		return err
 	}
-	if !resp.Succeeded {
-		if err := q.whyRejected(ctx, fence); err == ErrNotLeader {
-			return err
-		}
-	}
-	return nil
+	return q.fenceLost(ctx, fence, resp.Succeeded)
 }
 
 // Tally counts results per status over a batch's results. A result that
@@ -634,7 +627,7 @@ func (q *Queue) EndLost(ctx context.Context, fence Fence, batch string, tasks []
 			return ended, err
 		}
 		if !resp.Succeeded {
-			if err := q.whyRejected(ctx, fence); err == ErrNotLeader {
+			if err := q.fenceLost(ctx, fence, false); err != nil {
 				return ended, err
 			}
 			continue

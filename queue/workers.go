@@ -94,12 +94,7 @@ func (q *Queue) SetAssignment(ctx context.Context, fence Fence, zone string, a A
 	if err != nil {
 		return false, err
 	}
-	if !resp.Succeeded {
-		if err := q.whyRejected(ctx, fence); err == ErrNotLeader {
-			return false, err
-		}
-	}
-	return resp.Succeeded, nil
+	return resp.Succeeded, q.fenceLost(ctx, fence, resp.Succeeded)
 }
 
 // DecodeAssignment reads an assignment value.
