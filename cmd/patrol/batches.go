@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"text/tabwriter"
@@ -13,30 +12,18 @@ import (
 )
 
 func batchesCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "batches",
-		Usage: "list recent batches, newest first: state, check, hosts, counts, age",
-		Flags: []cli.Flag{
-			outputFlag(),
+	limitArg := func(c *cli.Context) (string, error) {
+		if c.Int("limit") < 0 {
+			return "", usageErr("--limit %d: must be 0 (all) or more", c.Int("limit"))
+		}
+		return "", nil
+	}
+	return queueCommand("batches", "list recent batches, newest first: state, check, hosts, counts, age", "",
+		[]string{"table", "json"}, time.Minute, []cli.Flag{
 			&cli.IntFlag{Name: "limit", Value: 20, Usage: "how many batches to list (0: all)"},
-		},
-		Action: func(c *cli.Context) error {
-			a := appOf(c)
-			out, err := outputFormat(c, "table", "json")
-			if err != nil {
-				return err
-			}
-			if c.Int("limit") < 0 {
-				return usageErr("--limit %d: must be 0 (all) or more", c.Int("limit"))
-			}
-			q, closeQ, err := openQueue(c.Context, c)
-			if err != nil {
-				return err
-			}
-			defer closeQ()
-			ctx, cancel := context.WithTimeout(c.Context, time.Minute)
-			defer cancel()
-			list, err := q.Batches(ctx, c.Int("limit"))
+		}, limitArg, func(b queueCall) error {
+			a, q, ctx, out := b.a, b.q, b.ctx, b.output
+			list, err := q.Batches(ctx, b.c.Int("limit"))
 			if err != nil {
 				return fmt.Errorf("list batches: %w", err)
 			}
@@ -76,6 +63,5 @@ func batchesCommand() *cli.Command {
 					time.Since(r.CreatedAt).Round(time.Second))
 			}
 			return tw.Flush()
-		},
-	}
+		})
 }

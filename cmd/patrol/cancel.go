@@ -10,7 +10,7 @@ import (
 
 func cancelCommand() *cli.Command {
 	return batchCommand("cancel", "cancel a running batch: pending hosts end cancelled, running checks are aborted; results so far stay",
-		[]string{"table", "json"}, 30*time.Second, nil, func(b batchCall) error {
+		[]string{"table", "json"}, 30*time.Second, nil, func(b queueCall) error {
 			cancelled, err := b.q.Cancel(b.ctx, b.batch)
 			if err != nil {
 				return notFound(b.batch, err)

@@ -9,36 +9,20 @@ import (
 )
 
 func leaderCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "leader",
-		Usage: "show the elected scheduler: its ID, since when, and its election revision (exit 1 if none)",
-		Flags: []cli.Flag{outputFlag()},
-		Action: func(c *cli.Context) error {
-			a := appOf(c)
-			out, err := outputFormat(c, "table", "json")
-			if err != nil {
-				return err
-			}
-			q, closeQ, err := openQueue(c.Context, c)
-			if err != nil {
-				return err
-			}
-			defer closeQ()
-			ctx, cancel := withTimeout(c.Context, 10*time.Second)
-			defer cancel()
-			l, ok, err := q.CurrentLeader(ctx)
+	return queueCommand("leader", "show the elected scheduler: its ID, since when, and its election revision (exit 1 if none)", "",
+		[]string{"table", "json"}, 10*time.Second, nil, nil, func(b queueCall) error {
+			l, ok, err := b.q.CurrentLeader(b.ctx)
 			if err != nil {
 				return fmt.Errorf("read leader: %w", err)
 			}
 			if !ok {
-				return fmt.Errorf("no scheduler is leading under %s: start one with `patrol scheduler` (or `patrol dev`)", q.Keys().Prefix())
+				return fmt.Errorf("no scheduler is leading under %s: start one with `patrol scheduler` (or `patrol dev`)", b.q.Keys().Prefix())
 			}
-			if out == "json" {
-				return json.NewEncoder(a.stdout).Encode(l)
+			if b.output == "json" {
+				return json.NewEncoder(b.a.stdout).Encode(l)
 			}
-			fmt.Fprintf(a.stdout, "leader:        %s\nsince:         %s (%s)\nelection rev:  %d\n",
+			fmt.Fprintf(b.a.stdout, "leader:        %s\nsince:         %s (%s)\nelection rev:  %d\n",
 				l.ID, l.Since.Local().Format(time.DateTime), time.Since(l.Since).Round(time.Second), l.Rev)
 			return nil
-		},
-	}
+		})
 }

@@ -22,7 +22,7 @@ func resultsCommand() *cli.Command {
 	return batchCommand("results", "show one row per host of a batch: status, attempts, duration, worker, message",
 		[]string{"table", "wide", "json", "yaml", "csv"}, time.Minute, []cli.Flag{
 			&cli.StringFlag{Name: "status", Usage: "only hosts in these statuses, comma separated (e.g. fail,error,dead)"},
-		}, func(b batchCall) error {
+		}, func(b queueCall) error {
 			want, err := parseStatuses(b.c.String("status"))
 			if err != nil {
 				return err

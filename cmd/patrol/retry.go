@@ -17,7 +17,7 @@ func retryCommand() *cli.Command {
 			&cli.BoolFlag{Name: "failed", Usage: "retry hosts that failed, errored or ended dead (required: says what to retry)"},
 			&cli.BoolFlag{Name: "cancelled", Usage: "also retry hosts that were cancelled or skipped"},
 			&cli.BoolFlag{Name: "wait", Usage: "wait for the new round to finish; exit 0 if every host passed, 2 if any did not"},
-		}, func(b batchCall) error {
+		}, func(b queueCall) error {
 			if !b.c.Bool("failed") && !b.c.Bool("cancelled") {
 				return usageErr("say which hosts to retry: --failed (fail, error, dead) and/or --cancelled (cancelled, skipped)")
 			}

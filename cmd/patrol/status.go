@@ -13,7 +13,7 @@ import (
 
 func statusCommand() *cli.Command {
 	return batchCommand("status", "show how many hosts of a batch stand in each state",
-		[]string{"table", "json"}, time.Minute, nil, func(b batchCall) error {
+		[]string{"table", "json"}, time.Minute, nil, func(b queueCall) error {
 			counts, spec, err := b.q.Count(b.ctx, b.batch)
 			if err != nil {
 				return notFound(b.batch, err)

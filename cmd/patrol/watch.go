@@ -10,7 +10,7 @@ import (
 
 func watchCommand() *cli.Command {
 	return batchCommand("watch", "follow a batch until it finishes; exit 0 if every host passed, 2 if any did not (Ctrl-C leaves it running)",
-		[]string{"table", "json"}, 365*24*time.Hour, nil, func(b batchCall) error {
+		[]string{"table", "json"}, 365*24*time.Hour, nil, func(b queueCall) error {
 			if _, err := b.q.LoadBatch(b.ctx, b.batch); err != nil {
 				return notFound(b.batch, err)
 			}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"text/tabwriter"
@@ -11,23 +10,9 @@ import (
 )
 
 func workersCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "workers",
-		Usage: "list live workers: ID, zone, running checks, capacity, lease time left, version",
-		Flags: []cli.Flag{outputFlag()},
-		Action: func(c *cli.Context) error {
-			a := appOf(c)
-			out, err := outputFormat(c, "table", "json")
-			if err != nil {
-				return err
-			}
-			q, closeQ, err := openQueue(c.Context, c)
-			if err != nil {
-				return err
-			}
-			defer closeQ()
-			ctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
-			defer cancel()
+	return queueCommand("workers", "list live workers: ID, zone, running checks, capacity, lease time left, version", "",
+		[]string{"table", "json"}, 30*time.Second, nil, nil, func(b queueCall) error {
+			a, q, ctx, out := b.a, b.q, b.ctx, b.output
 			workers, err := q.Workers(ctx)
 			if err != nil {
 				return fmt.Errorf("list workers: %w", err)
@@ -66,6 +51,5 @@ func workersCommand() *cli.Command {
 				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%ds\t%s\n", r.ID, r.Zone, r.Running, r.Capacity, r.LeaseLeft, r.Version)
 			}
 			return tw.Flush()
-		},
-	}
+		})
 }
