@@ -114,7 +114,7 @@ func (q *Queue) Claim(ctx context.Context, lease clientv3.LeaseID, worker, group
 			clientv3.OpPut(claimKey, mustJSON(Claim{Worker: worker, ClaimedAt: run.ClaimedAt}), clientv3.WithLease(lease)),
 			clientv3.OpPut(runKey, mustJSON(run)),
 		)
-		resp, err := q.cli.Txn(ctx).If(cmps...).Then(then...).Else(els...).Commit()
+		resp, err := q.txn(ctx, "claim").If(cmps...).Then(then...).Else(els...).Commit()
 		if err != nil {
 			return nil, fmt.Errorf("claim %d tasks: %w", len(ready), err)
 		}
@@ -186,7 +186,7 @@ func (q *Queue) Commit(ctx context.Context, outs []Outcome) (rejected []Outcome,
 				ops = append(ops, clientv3.OpPut(q.keys.DoneGroup(g.ID), encodeDone(newDone[g])))
 			}
 		}
-		resp, err := q.cli.Txn(ctx).If(cmps...).Then(ops...).Else(els...).Commit()
+		resp, err := q.txn(ctx, "commit").If(cmps...).Then(ops...).Else(els...).Commit()
 		if err != nil {
 			return rejected, err
 		}
@@ -308,7 +308,7 @@ func (g *Group) Finished() bool { return len(g.done) == len(g.Running.Tasks) }
 // gave the tasks back rather than lost them. It reports whether the claim
 // was still this worker's.
 func (q *Queue) Release(ctx context.Context, g *Group) (bool, error) {
-	resp, err := q.cli.Txn(ctx).
+	resp, err := q.txn(ctx, "release").
 		If(clientv3.Compare(clientv3.CreateRevision(q.keys.Claim(g.ID)), "=", g.ClaimRev)).
 		Then(clientv3.OpDelete(q.keys.Claim(g.ID)), clientv3.OpPut(q.keys.DoneGroup(g.ID), releasedMark+encodeDone(g.done))).
 		Commit()
@@ -327,7 +327,7 @@ const releasedMark = "released:"
 // the claiming session, so a claim key found is this worker's.
 func (q *Queue) Adopt(ctx context.Context, group string) (*Group, error) {
 	claimKey, runKey := q.keys.Claim(group), q.keys.RunningGroup(group)
-	resp, err := q.cli.Txn(ctx).Then(clientv3.OpGet(claimKey), clientv3.OpGet(runKey)).Commit()
+	resp, err := q.txn(ctx, "adopt").Then(clientv3.OpGet(claimKey), clientv3.OpGet(runKey)).Commit()
 	if err != nil {
 		return nil, err
 	}
@@ -349,7 +349,7 @@ func (q *Queue) QuarantineReady(ctx context.Context, b BadValue) error {
 	if err != nil {
 		return q.quarantine(ctx, Fence{}, b.KV, err)
 	}
-	_, err = q.cli.Txn(ctx).
+	_, err = q.txn(ctx, "quarantine").
 		If(clientv3.Compare(clientv3.ModRevision(b.Key()), "=", b.KV.ModRevision),
 			clientv3.Compare(clientv3.CreateRevision(q.keys.Result(batch, task)), "=", 0)).
 		Then(

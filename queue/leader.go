@@ -151,7 +151,7 @@ func (q *Queue) shardLane(ctx context.Context, fence Fence, spec BatchSpec, lane
 		if done == 0 {
 			progressIs = clientv3.Compare(clientv3.CreateRevision(progKey), "=", 0)
 		}
-		resp, err := q.cli.Txn(ctx).
+		resp, err := q.txn(ctx, "shard").
 			If(fence.Cmp(), progressIs). // still the leader; nobody wrote this range
 			Then(ops...).
 			Commit()
@@ -208,7 +208,7 @@ func (q *Queue) whyRejected(ctx context.Context, fence Fence) error {
 // many ended dead.
 func (q *Queue) RecoverGroup(ctx context.Context, fence Fence, group string, policies func(batch string) (Policy, error), reason string, now time.Time) (requeued, dead int, err error) {
 	runKey, doneKey, claimKey := q.keys.RunningGroup(group), q.keys.DoneGroup(group), q.keys.Claim(group)
-	resp, err := q.cli.Txn(ctx).Then(clientv3.OpGet(runKey), clientv3.OpGet(doneKey), clientv3.OpGet(claimKey)).Commit()
+	resp, err := q.txn(ctx, "read").Then(clientv3.OpGet(runKey), clientv3.OpGet(doneKey), clientv3.OpGet(claimKey)).Commit()
 	if err != nil {
 		return 0, 0, err
 	}
@@ -261,7 +261,7 @@ func (q *Queue) RecoverGroup(ctx context.Context, fence Fence, group string, pol
 		ops = append(ops, clientv3.OpPut(q.keys.ReadyKey(t), mustJSON(t)))
 		requeued++
 	}
-	tr, err := q.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	tr, err := q.txn(ctx, "recover").If(cmps...).Then(ops...).Commit()
 	if err != nil {
 		return 0, 0, err
 	}
@@ -302,7 +302,7 @@ func parseDone(kvs []*mvccpb.KeyValue) map[int]bool {
 // RecoverGroup requeues the group.
 func (q *Queue) Revoke(ctx context.Context, fence Fence, group string, claimRev int64) (bool, error) {
 	key := q.keys.Claim(group)
-	resp, err := q.cli.Txn(ctx).
+	resp, err := q.txn(ctx, "revoke").
 		If(fence.Cmp(), clientv3.Compare(clientv3.CreateRevision(key), "=", claimRev)).
 		Then(clientv3.OpDelete(key)).
 		Commit()
@@ -334,7 +334,7 @@ func (q *Queue) Promote(ctx context.Context, fence Fence, due []*mvccpb.KeyValue
 			ops = append(ops, clientv3.OpDelete(string(kv.Key)), clientv3.OpPut(q.keys.ReadyKey(t), mustJSON(t)))
 		}
 		due = due[n:]
-		resp, err := q.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		resp, err := q.txn(ctx, "promote").If(cmps...).Then(ops...).Commit()
 		if err != nil {
 			return moved, err
 		}
@@ -396,7 +396,7 @@ func (q *Queue) stopPendingPass(ctx context.Context, fence Fence, spec BatchSpec
 				Host: host, Status: status, Attempts: t.Attempt - 1, Round: t.Round, Message: stopMessage(status), FinishedAt: now, History: t.History})))
 		}
 		pending = pending[n:]
-		resp, err := q.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		resp, err := q.txn(ctx, "stop").If(cmps...).Then(ops...).Commit()
 		if err != nil {
 			return ended, false, err
 		}
@@ -415,7 +415,7 @@ func (q *Queue) stopPendingPass(ctx context.Context, fence Fence, spec BatchSpec
 // StopBatch records that a batch stops early, if it is not stopped yet.
 func (q *Queue) StopBatch(ctx context.Context, fence Fence, batch string, why Status) error {
 	key := q.keys.BatchStop(batch)
-	resp, err := q.cli.Txn(ctx).
+	resp, err := q.txn(ctx, "stop").
 		If(fence.Cmp(), clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
 		Then(clientv3.OpPut(key, string(why))).
 		Commit()
@@ -429,7 +429,7 @@ func (q *Queue) StopBatch(ctx context.Context, fence Fence, batch string, why St
 // records it as finished for retention.
 func (q *Queue) Finish(ctx context.Context, fence Fence, batch string, s Summary) error {
 	sumKey := q.keys.BatchSummary(batch)
-	resp, err := q.cli.Txn(ctx).
+	resp, err := q.txn(ctx, "finish").
 		If(fence.Cmp(), clientv3.Compare(clientv3.CreateRevision(sumKey), "=", 0)). // written exactly once
 		Then(
 			clientv3.OpPut(sumKey, mustJSON(s)),
@@ -446,7 +446,7 @@ func (q *Queue) Finish(ctx context.Context, fence Fence, batch string, s Summary
 
 // Purge deletes everything a finished batch left in etcd.
 func (q *Queue) Purge(ctx context.Context, fence Fence, batch string) error {
-	resp, err := q.cli.Txn(ctx).
+	resp, err := q.txn(ctx, "purge").
 		If(fence.Cmp(), clientv3.Compare(clientv3.CreateRevision(q.keys.ActiveBatch(batch)), "=", 0)).
 		Then(
 			clientv3.OpDelete(q.keys.Batch(batch), clientv3.WithPrefix()),
@@ -496,7 +496,7 @@ func (q *Queue) quarantine(ctx context.Context, fence Fence, kv *mvccpb.KeyValue
 	if fence.Key != "" {
 		cmps = append(cmps, fence.Cmp())
 	}
-	_, err := q.cli.Txn(ctx).If(cmps...).
+	_, err := q.txn(ctx, "quarantine").If(cmps...).
 		Then(clientv3.OpDelete(string(kv.Key)), clientv3.OpPut(q.keys.Quarantine(string(kv.Key)), mustJSON(map[string]string{
 			"value": string(kv.Value), "error": why.Error(), "at": time.Now().UTC().Format(time.RFC3339)}))).
 		Commit()
@@ -622,7 +622,7 @@ func (q *Queue) EndLost(ctx context.Context, fence Fence, batch string, tasks []
 			ops = append(ops, clientv3.OpPut(key, mustJSON(Result{Host: id, Status: StatusDead, Message: reason, FinishedAt: now})))
 		}
 		tasks = tasks[n:]
-		resp, err := q.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		resp, err := q.txn(ctx, "end_lost").If(cmps...).Then(ops...).Commit()
 		if err != nil {
 			return ended, err
 		}
@@ -705,7 +705,7 @@ func (q *Queue) ReleaseHeld(ctx context.Context, fence Fence, spec BatchSpec, n 
 		ops = append(ops, clientv3.OpDelete(string(kv.Key)), clientv3.OpPut(q.keys.ReadyKey(t), mustJSON(t)))
 		moved++
 	}
-	tr, err := q.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	tr, err := q.txn(ctx, "release_held").If(cmps...).Then(ops...).Commit()
 	if err != nil {
 		return 0, err
 	}

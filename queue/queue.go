@@ -17,6 +17,7 @@ import (
 type Queue struct {
 	cli  *clientv3.Client
 	keys Keys
+	obs  Observer // nil: transactions are not observed
 }
 
 // New returns a Queue over cli, with every key under prefix.
@@ -40,12 +41,13 @@ func (q *Queue) rangeAll(ctx context.Context, prefix string, fn func(*mvccpb.Key
 	return q.rangeAllAt(ctx, prefix, 0, fn)
 }
 
-// rangeAllAt is rangeAll at revision rev (0: the current one).
-func (q *Queue) rangeAllAt(ctx context.Context, prefix string, rev int64, fn func(*mvccpb.KeyValue) error) (int64, error) {
+// rangeAllAt is rangeAll at revision rev (0: the current one), with extra
+// options for each page (such as clientv3.WithKeysOnly).
+func (q *Queue) rangeAllAt(ctx context.Context, prefix string, rev int64, fn func(*mvccpb.KeyValue) error, extra ...clientv3.OpOption) (int64, error) {
 	end := prefixEnd(prefix)
 	key := prefix
 	for {
-		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(pageSize)}
+		opts := append([]clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(pageSize)}, extra...)
 		if rev != 0 {
 			opts = append(opts, clientv3.WithRev(rev))
 		}

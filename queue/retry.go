@@ -26,7 +26,7 @@ type RetryRequest struct {
 // reports false when the batch had already finished.
 func (q *Queue) Cancel(ctx context.Context, batch string) (bool, error) {
 	specKey, sumKey := q.keys.BatchSpec(batch), q.keys.BatchSummary(batch)
-	resp, err := q.cli.Txn(ctx).
+	resp, err := q.txn(ctx, "cancel").
 		If(clientv3.Compare(clientv3.CreateRevision(specKey), ">", 0), clientv3.Compare(clientv3.CreateRevision(sumKey), "=", 0)).
 		Then(clientv3.OpPut(q.keys.Cancel(batch), time.Now().UTC().Format(time.RFC3339))).
 		Else(clientv3.OpGet(specKey, clientv3.WithCountOnly())).
@@ -49,7 +49,7 @@ func (q *Queue) Cancel(ctx context.Context, batch string) (bool, error) {
 // transaction, so the leader never sees the batch half-reopened.
 func (q *Queue) RequestRetry(ctx context.Context, batch string, statuses []Status) (int, error) {
 	sumKey, retryKey := q.keys.BatchSummary(batch), q.keys.BatchRetry(batch)
-	resp, err := q.cli.Txn(ctx).Then(clientv3.OpGet(q.keys.BatchSpec(batch), clientv3.WithCountOnly()), clientv3.OpGet(sumKey)).Commit()
+	resp, err := q.txn(ctx, "read").Then(clientv3.OpGet(q.keys.BatchSpec(batch), clientv3.WithCountOnly()), clientv3.OpGet(sumKey)).Commit()
 	if err != nil {
 		return 0, err
 	}
@@ -65,7 +65,7 @@ func (q *Queue) RequestRetry(ctx context.Context, batch string, statuses []Statu
 		return 0, err
 	}
 	req := RetryRequest{Round: round + 1, Statuses: statuses, RequestedAt: time.Now().UTC()}
-	tr, err := q.cli.Txn(ctx).
+	tr, err := q.txn(ctx, "retry").
 		If(clientv3.Compare(clientv3.ModRevision(sumKey), "=", sums[0].ModRevision), clientv3.Compare(clientv3.CreateRevision(retryKey), "=", 0)).
 		Then(
 			clientv3.OpPut(retryKey, mustJSON(req)),
@@ -170,7 +170,7 @@ func (q *Queue) RunRetry(ctx context.Context, fence Fence, spec BatchSpec, req R
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(todo[i].Key)), "=", todo[i].ModRevision))
 			ops = append(ops, clientv3.OpDelete(string(todo[i].Key)), clientv3.OpPut(q.queueKey(spec, t), mustJSON(t)))
 		}
-		resp, err := q.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		resp, err := q.txn(ctx, "retry").If(cmps...).Then(ops...).Commit()
 		if err != nil {
 			return moved, err
 		}
@@ -180,6 +180,6 @@ func (q *Queue) RunRetry(ctx context.Context, fence Fence, spec BatchSpec, req R
 		moved += end - start
 	}
 	key := q.keys.BatchRetry(spec.ID)
-	_, err = q.cli.Txn(ctx).If(fence.Cmp()).Then(clientv3.OpDelete(key)).Commit()
+	_, err = q.txn(ctx, "retry").If(fence.Cmp()).Then(clientv3.OpDelete(key)).Commit()
 	return moved, err
 }

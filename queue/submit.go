@@ -102,7 +102,7 @@ func (q *Queue) Submit(ctx context.Context, req SubmitRequest) (spec BatchSpec, 
 		// this attempt's.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		q.cli.Txn(cctx).
+		q.txn(cctx, "submit").
 			If(clientv3.Compare(clientv3.Value(specKey), "=", specJSON)).
 			Else(clientv3.OpDelete(chunks, clientv3.WithPrefix())).
 			Commit()
@@ -119,7 +119,7 @@ func (q *Queue) Submit(ctx context.Context, req SubmitRequest) (spec BatchSpec, 
 	}
 
 	specJSON = mustJSON(spec)
-	resp, err := q.cli.Txn(ctx).
+	resp, err := q.txn(ctx, "submit").
 		If(
 			clientv3.Compare(clientv3.CreateRevision(specKey), "=", 0), // the ID is unused
 			// The chunks are still there: cleanup deletes them all at once,
@@ -242,7 +242,7 @@ func (q *Queue) CleanUploads(ctx context.Context, fence Fence, before time.Time)
 			// once written, never changes its nonce.
 			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(q.keys.BatchSpec(u.batch)), "=", 0))
 		}
-		resp, err := q.cli.Txn(ctx).
+		resp, err := q.txn(ctx, "purge").
 			If(cmps...).
 			Then(clientv3.OpDelete(q.keys.BatchHosts(u.batch, u.nonce), clientv3.WithPrefix())).
 			Commit()

@@ -18,6 +18,10 @@ type WorkerInfo struct {
 	Capacity  int       `json:"capacity"`
 	Version   string    `json:"version"`
 	StartedAt time.Time `json:"started_at"`
+	// Stopping is set, just before the worker revokes its lease, by a
+	// worker stopping cleanly: the leader then knows the registration's
+	// end is not a lease expiry.
+	Stopping bool `json:"stopping,omitempty"`
 }
 
 // LiveWorker is a registration as read back, with its lease.
@@ -87,7 +91,7 @@ func (q *Queue) SetAssignment(ctx context.Context, fence Fence, zone string, a A
 	if len(cur.Kvs) == 1 && string(cur.Kvs[0].Value) == val {
 		return false, nil
 	}
-	resp, err := q.cli.Txn(ctx).
+	resp, err := q.txn(ctx, "assign").
 		If(fence.Cmp(), clientv3.Compare(clientv3.ModRevision(key), "=", modRev(cur.Kvs))).
 		Then(clientv3.OpPut(key, val)).
 		Commit()

@@ -12,6 +12,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/patrol-dev/patrol/internal/metrics"
 	"github.com/patrol-dev/patrol/queue"
 )
 
@@ -49,6 +50,7 @@ type leader struct {
 	delayed map[string]*mvccpb.KeyValue // delayed tasks by key
 	revoked map[string]bool             // groups this term revoked
 	workers map[string]string           // live worker ID -> zone
+	leaving map[string]bool             // workers that said they are stopping cleanly
 	written map[string]string           // zone -> the assignment this term last wrote
 	wake    chan struct{}
 }
@@ -82,11 +84,22 @@ func (l *leader) onWorker(ev queue.Event) {
 	id := string(ev.KV.Key)[len(l.s.q.Keys().Workers()):]
 	l.mu.Lock()
 	if ev.Delete {
+		// A worker that stops cleanly says so before it revokes its
+		// lease; any other registration that goes, went with its lease.
+		zone, known := l.workers[id]
+		if known && !l.leaving[id] {
+			l.s.m.LeaseExpirations.Inc()
+			l.log.Warn().Str("worker_id", id).Str("zone", zone).Msg("worker lease expired: the worker stopped without revoking it; its claims are requeued")
+		}
 		delete(l.workers, id)
+		delete(l.leaving, id)
 	} else {
 		var w queue.WorkerInfo
 		if err := json.Unmarshal(ev.KV.Value, &w); err == nil {
 			l.workers[id] = w.Zone
+			if w.Stopping {
+				l.leaving[id] = true
+			}
 		}
 	}
 	l.mu.Unlock()
@@ -96,6 +109,7 @@ func (l *leader) onWorker(ev queue.Event) {
 func (l *leader) resetWorkers() {
 	l.mu.Lock()
 	clear(l.workers)
+	clear(l.leaving)
 	l.mu.Unlock()
 }
 
@@ -106,6 +120,9 @@ func (l *leader) assign(ctx context.Context) {
 	shards := map[string]int{}
 	byZone := map[string][]string{}
 	for id, z := range l.workers {
+		if l.leaving[id] {
+			continue // stopping: its shards go to the others now
+		}
 		byZone[z] = append(byZone[z], id)
 		shards[z] = max(shards[z], queue.DefaultShards)
 	}
@@ -396,6 +413,7 @@ func (l *leader) finish(ctx context.Context, spec queue.BatchSpec) error {
 	if err := l.s.q.Finish(ctx, l.fence, spec.ID, sum); err != nil {
 		return err
 	}
+	l.s.m.BatchesFinished.Inc()
 	ev := l.log.Info().Str("batch_id", spec.ID).Int("hosts", spec.Hosts)
 	for st, n := range sum.Counts {
 		ev = ev.Int(string(st), n)
@@ -419,7 +437,8 @@ func (l *leader) policy(ctx context.Context) func(string) (queue.Policy, error) 
 }
 
 // recoverGroup requeues what a group whose claim vanished left unfinished.
-func (l *leader) recoverGroup(ctx context.Context, group string) error {
+// seen is when the leader saw the claim gone, for the requeue delay.
+func (l *leader) recoverGroup(ctx context.Context, group string, seen time.Time) error {
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	l.mu.Lock()
@@ -434,6 +453,9 @@ func (l *leader) recoverGroup(ctx context.Context, group string) error {
 		return err
 	}
 	if requeued+dead > 0 {
+		l.s.m.RequeueDelay.Observe(time.Since(seen).Seconds())
+		l.s.m.TasksRequeued.Add(float64(requeued))
+		l.s.m.DeadLetters(metrics.DeadOutOfAttempts, dead)
 		l.log.Info().Str("group", group).Int("requeued", requeued).Int("dead", dead).Str("reason", reason).Msg("recovered tasks of a lost claim")
 	}
 	return nil
@@ -453,7 +475,7 @@ func (l *leader) sweep(ctx context.Context) {
 	for _, g := range groups {
 		switch {
 		case g.ClaimRev == 0:
-			if !l.check(l.recoverGroup(ctx, g.ID), "recover", func(e *zerolog.Event) *zerolog.Event { return e.Str("group", g.ID) }) {
+			if !l.check(l.recoverGroup(ctx, g.ID, now), "recover", func(e *zerolog.Event) *zerolog.Event { return e.Str("group", g.ID) }) {
 				return
 			}
 		case now.After(g.Deadline.Add(l.s.cfg.RevokeGrace)):
@@ -465,6 +487,7 @@ func (l *leader) sweep(ctx context.Context) {
 				return
 			}
 			if ok {
+				l.s.m.ClaimsRevoked.Inc()
 				l.log.Warn().Str("group", g.ID).Str("worker", g.Worker).Time("deadline", g.Deadline).Msg("revoked an overdue claim")
 			}
 		}
@@ -520,6 +543,7 @@ func (l *leader) purge(ctx context.Context) {
 func (l *leader) watchClaims(ctx context.Context) {
 	keys := l.s.q.Keys()
 	l.watchLive(ctx, keys.Claims(), func(evs []*clientv3.Event) {
+		seen := time.Now()
 		for _, ev := range evs {
 			if ev.Type != mvccpb.DELETE {
 				continue
@@ -530,7 +554,7 @@ func (l *leader) watchClaims(ctx context.Context) {
 			}
 			// A finished group's claim goes with its records; recovery
 			// finds nothing to do.
-			if err := l.recoverGroup(ctx, group); err != nil {
+			if err := l.recoverGroup(ctx, group, seen); err != nil {
 				if !l.check(err, "recover", func(e *zerolog.Event) *zerolog.Event { return e.Str("group", group) }) && errors.Is(err, queue.ErrNotLeader) {
 					return
 				}
@@ -583,6 +607,7 @@ func (l *leader) endLost(ctx context.Context) {
 			var n int
 			n, err = l.s.q.EndLost(cctx, l.fence, spec.ID, lost, "task record lost: it was malformed and moved under "+
 				l.s.q.Keys().Quarantine("")+", or deleted by hand")
+			l.s.m.DeadLetters(metrics.DeadLost, n)
 			l.log.Warn().Str("batch_id", spec.ID).Int("tasks", n).Msg("ended lost tasks dead")
 		}
 		cancel()

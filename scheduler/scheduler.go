@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
+	"github.com/patrol-dev/patrol/internal/metrics"
 	"github.com/patrol-dev/patrol/queue"
 )
 
@@ -41,6 +43,8 @@ type Config struct {
 	// OnLeading, if set, is called with the fence each time this scheduler
 	// starts leading (for tests and status).
 	OnLeading func(queue.Fence)
+	// Metrics receives the scheduler's metrics. Default: unregistered ones.
+	Metrics *metrics.Scheduler
 }
 
 // Scheduler is one candidate for leadership.
@@ -48,6 +52,11 @@ type Scheduler struct {
 	q   *queue.Queue
 	cfg Config
 	log zerolog.Logger
+	m   *metrics.Scheduler
+
+	live      atomic.Bool   // an election session is open
+	started   chan struct{} // closed once the first session is open
+	startOnce sync.Once
 }
 
 // New validates cfg and returns a Scheduler.
@@ -70,8 +79,26 @@ func New(q *queue.Queue, cfg Config) (*Scheduler, error) {
 	if cfg.Retention == 0 {
 		cfg.Retention = DefaultRetention
 	}
-	return &Scheduler{q: q, cfg: cfg, log: cfg.Log.With().Str("scheduler_id", cfg.ID).Logger()}, nil
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.NewScheduler(nil)
+	}
+	return &Scheduler{q: q, cfg: cfg, log: cfg.Log.With().Str("scheduler_id", cfg.ID).Logger(), m: cfg.Metrics,
+		started: make(chan struct{})}, nil
 }
+
+// Ready returns nil while the scheduler holds a live election session,
+// leading or standing by, and says why not otherwise: it is what /readyz
+// reports.
+func (s *Scheduler) Ready() error {
+	if !s.live.Load() {
+		return errors.New("scheduler has no live election session: it is starting, or lost its lease and is opening a new one")
+	}
+	return nil
+}
+
+// Started is closed once the scheduler has opened its first election
+// session: it is campaigning, and will lead or stand by.
+func (s *Scheduler) Started() <-chan struct{} { return s.started }
 
 // Run campaigns and leads until ctx ends, campaigning again whenever
 // leadership is lost. It returns nil when ctx is cancelled.
@@ -103,7 +130,10 @@ func (s *Scheduler) term(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open election session: %w", err)
 	}
+	s.live.Store(true)
+	s.startOnce.Do(func() { close(s.started) })
 	defer func() {
+		s.live.Store(false)
 		// Revoke the lease so a successor need not wait out the TTL.
 		// Revoke the lease, unless it expired on its own (the session ended
 		// while ctx was still alive): then there is nothing to revoke.
@@ -156,10 +186,14 @@ func (s *Scheduler) term(ctx context.Context) error {
 	}
 	log := s.log.With().Int64("election_rev", fence.Rev).Logger()
 	log.Info().Dur("campaign", time.Since(start)).Msg("leading")
+	s.m.CampaignDuration.Observe(time.Since(start).Seconds())
+	s.m.LeaderChanges.Inc()
+	s.m.Leader.Set(1)
 	if s.cfg.OnLeading != nil {
 		s.cfg.OnLeading(fence)
 	}
 	err = s.lead(cctx, fence, log)
+	s.m.Leader.Set(0)
 	log.Info().Err(err).Msg("stopped leading")
 	if ctx.Err() != nil {
 		return nil
@@ -175,7 +209,7 @@ func (s *Scheduler) lead(ctx context.Context, fence queue.Fence, log zerolog.Log
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	l := &leader{s: s, fence: fence, log: log, active: map[string]*batchState{}, delayed: map[string]*mvccpb.KeyValue{},
-		revoked: map[string]bool{}, workers: map[string]string{}, written: map[string]string{}, wake: make(chan struct{}, 1)}
+		revoked: map[string]bool{}, workers: map[string]string{}, leaving: map[string]bool{}, written: map[string]string{}, wake: make(chan struct{}, 1)}
 	l.fail = func(err error) {
 		if errors.Is(err, queue.ErrNotLeader) {
 			cancel(err)

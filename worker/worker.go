@@ -15,6 +15,7 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/patrol-dev/patrol/internal/check"
+	"github.com/patrol-dev/patrol/internal/metrics"
 	"github.com/patrol-dev/patrol/queue"
 )
 
@@ -52,8 +53,10 @@ type Config struct {
 	// the exec and ssh allowlists, SSH keys and known_hosts.
 	Checks check.Options
 	// OnClaim, if set, is called after each claim transaction with its
-	// latency and how many tasks it took (for benchmarks and metrics).
+	// latency and how many tasks it took (for benchmarks).
 	OnClaim func(latency time.Duration, tasks int)
+	// Metrics receives the worker's metrics. Default: unregistered ones.
+	Metrics *metrics.Worker
 }
 
 // Stats are a worker's running counts.
@@ -80,6 +83,12 @@ type Worker struct {
 	killOnce sync.Once
 	kill     chan struct{} // closed by Kill
 
+	m          *metrics.Worker
+	shownLimit int           // the claim limit last added to m.ClaimLimit (claim loop only)
+	live       atomic.Bool   // a session is open and registered
+	started    chan struct{} // closed once the first session is registered
+	startOnce  sync.Once
+
 	mu      sync.Mutex
 	batches map[string]*batchEntry // by batch ID
 }
@@ -87,11 +96,12 @@ type Worker struct {
 // batchEntry is what a worker knows of a batch: its check and policy, and
 // a context cancelled when the batch is cancelled.
 type batchEntry struct {
-	check  check.Check
-	err    error // the check cannot be built here
-	policy queue.Policy
-	ctx    context.Context
-	cancel context.CancelFunc
+	check     check.Check
+	checkType string
+	err       error // the check cannot be built here
+	policy    queue.Policy
+	ctx       context.Context
+	cancel    context.CancelFunc
 }
 
 // New validates cfg and returns a Worker.
@@ -120,14 +130,23 @@ func New(q *queue.Queue, cfg Config) (*Worker, error) {
 	if cfg.SlowClaims == 0 {
 		cfg.SlowClaims = 50 * time.Millisecond
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.NewWorker(nil)
+	}
 	if err := queue.ValidateZone(cfg.Zone); err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
 	if strings.Contains(cfg.ID, "/") {
 		return nil, fmt.Errorf("worker: ID %q must not contain '/'", cfg.ID)
 	}
-	w := &Worker{q: q, cfg: cfg, log: cfg.Log.With().Str("worker_id", cfg.ID).Logger(), batches: map[string]*batchEntry{}, kill: make(chan struct{})}
+	w := &Worker{q: q, cfg: cfg, log: cfg.Log.With().Str("worker_id", cfg.ID).Logger(), batches: map[string]*batchEntry{},
+		kill: make(chan struct{}), m: cfg.Metrics, started: make(chan struct{})}
 	w.limit = newAdaptiveLimit(cfg.Concurrency, cfg.SlowClaims, w.log)
+	// Gauges are added to, not set: workers sharing one Metrics (as in
+	// `patrol dev`) report their sum.
+	w.m.Capacity.Add(float64(cfg.Concurrency))
+	w.m.ClaimLimit.Add(float64(cfg.Concurrency))
+	w.shownLimit = cfg.Concurrency
 	return w, nil
 }
 
@@ -136,6 +155,18 @@ func (w *Worker) Stats() Stats {
 	return Stats{Claimed: w.claimed.Load(), Committed: w.committed.Load(), Rejected: w.rejected.Load(), Released: w.released.Load(),
 		ClaimLimit: w.limit.get()}
 }
+
+// Ready returns nil while the worker holds a live, registered session, and
+// says why not otherwise: it is what /readyz reports.
+func (w *Worker) Ready() error {
+	if !w.live.Load() {
+		return errors.New("worker has no live session: it is starting, or lost its lease and is opening a new one")
+	}
+	return nil
+}
+
+// Started is closed once the worker has registered its first session.
+func (w *Worker) Started() <-chan struct{} { return w.started }
 
 // Kill ends a drain at once: running checks are cut short and their tasks
 // released, and Run returns. It is what a second SIGTERM does. Safe to
@@ -193,6 +224,8 @@ func (w *Worker) session(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open session: %w", err)
 	}
+	info := queue.WorkerInfo{ID: w.cfg.ID, Zone: w.cfg.Zone, Capacity: w.cfg.Concurrency, Version: w.cfg.Version, StartedAt: time.Now().UTC()}
+	registered := false
 	defer func() {
 		// Revoke the lease, unless it expired on its own (the session ended
 		// while life was still alive): then there is nothing to revoke.
@@ -202,21 +235,32 @@ func (w *Worker) session(ctx context.Context) error {
 			expired = life.Err() == nil
 		default:
 		}
-		if !expired {
+		if expired {
+			w.m.KeepaliveFailures.Inc()
+		} else {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 			defer cancel()
+			if registered {
+				// Say this is a clean stop, so the leader does not count
+				// the lease's end as an expiry.
+				info.Stopping = true
+				w.q.Register(cctx, sess.Lease(), info)
+			}
 			w.q.Client().Revoke(cctx, sess.Lease())
 		}
 		sess.Orphan()
 	}()
 	rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
-	err = w.q.Register(rctx, sess.Lease(), queue.WorkerInfo{ID: w.cfg.ID, Zone: w.cfg.Zone, Capacity: w.cfg.Concurrency,
-		Version: w.cfg.Version, StartedAt: time.Now().UTC()})
+	err = w.q.Register(rctx, sess.Lease(), info)
 	rcancel()
 	if err != nil {
 		return fmt.Errorf("register: %w", err)
 	}
+	registered = true
 	w.log.Info().Int("concurrency", w.cfg.Concurrency).Str("zone", w.cfg.Zone).Str("lease", fmt.Sprintf("%x", sess.Lease())).Msg("worker started")
+	w.live.Store(true)
+	defer w.live.Store(false)
+	w.startOnce.Do(func() { close(w.started) })
 
 	// taskCtx ends when the session is lost, the worker is killed, or the
 	// drain times out; claimCtx also ends when ctx does.
@@ -306,6 +350,10 @@ func (s *run) claimLoop(ctx, taskCtx context.Context, wake <-chan struct{}, task
 	// the worker is idle) so that groups stay large under load.
 	for {
 		limit := s.w.limit.get()
+		if d := limit - s.w.shownLimit; d != 0 {
+			s.w.m.ClaimLimit.Add(float64(d))
+			s.w.shownLimit = limit
+		}
 		batch := max(1, min(limit/4, queue.MaxClaim))
 		if free := limit - len(s.slots); free > 0 && (free >= batch || len(s.slots) == 0) {
 			n, err := s.claimSome(ctx, taskCtx, min(free, queue.MaxClaim), tasks)
@@ -362,11 +410,21 @@ func (s *run) claimSome(ctx, taskCtx context.Context, n int, tasks *sync.WaitGro
 	}
 	now := time.Now()
 	defer func() {
+		took := time.Since(now)
+		switch {
+		case err != nil:
+			w.m.Claimed(metrics.ClaimError)
+		case g == nil:
+			w.m.Claimed(metrics.ClaimConflict)
+		default:
+			w.m.Claimed(metrics.ClaimWon)
+		}
 		if err == nil {
-			w.limit.observe(time.Since(now))
+			w.limit.observe(took)
+			w.m.ClaimDuration.Observe(took.Seconds())
 		}
 		if g != nil && w.cfg.OnClaim != nil {
-			w.cfg.OnClaim(time.Since(now), len(g.Running.Tasks))
+			w.cfg.OnClaim(took, len(g.Running.Tasks))
 		}
 	}()
 	group := fmt.Sprintf("%x-%d", s.lease, w.groupSeq.Add(1))
@@ -394,13 +452,16 @@ func (s *run) claimSome(ctx, taskCtx context.Context, n int, tasks *sync.WaitGro
 		return 0, nil
 	}
 	w.claimed.Add(int64(len(g.Running.Tasks)))
+	w.m.TasksClaimed.Add(float64(len(g.Running.Tasks)))
 	s.mu.Lock()
 	s.groups[g] = struct{}{}
 	s.mu.Unlock()
 	for i := range g.Running.Tasks {
 		s.slots <- struct{}{}
 		tasks.Go(func() {
+			w.m.RunningChecks.Inc()
 			defer func() {
+				w.m.RunningChecks.Dec()
 				<-s.slots
 				select {
 				case s.freed <- struct{}{}:
@@ -436,6 +497,7 @@ func (s *run) runTask(ctx context.Context, g *queue.Group, i int) (queue.Outcome
 		res = b.check.Run(tctx, t.Host)
 		stop()
 		cancel()
+		w.m.CheckDone(b.checkType, string(res.Status), time.Since(start))
 	}
 	if ctx.Err() != nil {
 		return queue.Outcome{}, false
@@ -521,6 +583,7 @@ func (s *run) commitLoop(ctx context.Context) {
 		if !g.Finished() {
 			if ok, err := w.q.Release(cctx, g); err == nil && ok {
 				w.released.Add(1)
+				w.m.GroupsReleased.Inc()
 			}
 		}
 		delete(s.groups, g)
@@ -539,12 +602,23 @@ func (s *run) commit(ctx context.Context, outs []queue.Outcome) {
 		return
 	}
 	w.committed.Add(int64(len(outs) - len(rejected)))
+	zombie := make(map[*queue.Group]map[int]bool, len(rejected))
 	for _, o := range rejected {
 		w.rejected.Add(1)
+		w.m.ZombiesRejected.Inc()
+		if zombie[o.Group] == nil {
+			zombie[o.Group] = map[int]bool{}
+		}
+		zombie[o.Group][o.Index] = true
 		t := o.Group.Running.Tasks[o.Index]
 		w.log.Warn().Str("batch_id", t.Batch).Str("task_id", t.ID).Str("host", t.Host.Name).Int("attempt", t.Attempt).
 			Str("group", o.Group.ID).Int64("claim_rev", o.Group.ClaimRev).
 			Msg("zombie completion rejected: the claim is no longer ours")
+	}
+	for _, o := range outs {
+		if !zombie[o.Group][o.Index] {
+			w.countOutcome(cctx, o)
+		}
 	}
 	s.mu.Lock()
 	for _, o := range outs {
@@ -553,6 +627,23 @@ func (s *run) commit(ctx context.Context, outs []queue.Outcome) {
 		}
 	}
 	s.mu.Unlock()
+}
+
+// countOutcome records a committed outcome in the metrics.
+func (w *Worker) countOutcome(ctx context.Context, o queue.Outcome) {
+	checkType := "other"
+	if b, err := w.batch(ctx, o.Group.Running.Tasks[o.Index].Batch); err == nil {
+		checkType = b.checkType
+	}
+	switch {
+	case o.Retry != nil:
+		w.m.Retried(checkType)
+	case o.Result != nil:
+		w.m.Committed(string(o.Result.Status), checkType)
+		if o.Result.Status == queue.StatusDead {
+			w.m.Dead(checkType)
+		}
+	}
 }
 
 // batch returns what the worker knows of a batch, loading it once.
@@ -569,7 +660,7 @@ func (w *Worker) batch(ctx context.Context, id string) (*batchEntry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load batch %s: %w", id, err)
 	}
-	b = &batchEntry{policy: spec.Policy}
+	b = &batchEntry{policy: spec.Policy, checkType: spec.Check}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.check, b.err = check.NewWith(spec.Check, spec.Params, w.cfg.Checks)
 	if b.err != nil {

@@ -1,0 +1,6 @@
+package metrics
+
+import "time"
+
+// SetClock replaces the collector's clock, for tests of ages and caching.
+func SetClock(c *QueueCollector, now func() time.Time) { c.now = now }

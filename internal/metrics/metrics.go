@@ -1,0 +1,130 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/patrol-dev/patrol/internal/check"
+)
+
+const namespace = "patrol"
+
+// NewRegistry returns a registry holding the Go and process collectors and
+// patrol_build_info for role ("dev", "scheduler" or "worker").
+func NewRegistry(role, version string) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	info := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace:   namespace,
+		Name:        "build_info",
+		Help:        "Always 1; labels name the running version, Go version and role.",
+		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version(), "role": role},
+	})
+	info.Set(1)
+	reg.MustRegister(info)
+	return reg
+}
+
+// register registers cs on reg, unless reg is nil.
+func register(reg prometheus.Registerer, cs ...prometheus.Collector) {
+	if reg == nil {
+		return
+	}
+	reg.MustRegister(cs...)
+}
+
+// Latency buckets, in seconds: etcd transactions take milliseconds; checks
+// and requeues take up to minutes.
+var (
+	etcdBuckets  = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
+	checkBuckets = []float64{.001, .005, .01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}
+	slowBuckets  = []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300}
+)
+
+// Etcd observes the queue's etcd transactions. It implements
+// queue.Observer.
+type Etcd struct {
+	txn    *prometheus.HistogramVec
+	errors *prometheus.CounterVec
+}
+
+// Error kinds, the values of the kind label.
+var errorKinds = []string{"timeout", "canceled", "unavailable", "no_leader", "not_found", "too_large", "no_space", "other"}
+
+// NewEtcd returns the etcd metrics, registered on reg.
+func NewEtcd(reg prometheus.Registerer) *Etcd {
+	e := &Etcd{
+		txn: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Subsystem: "etcd", Name: "txn_duration_seconds",
+			Help:    "Latency of Patrol's etcd transactions, by the Patrol operation they belong to.",
+			Buckets: etcdBuckets,
+		}, []string{"op"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "etcd", Name: "errors_total",
+			Help: "Patrol's etcd transactions that failed (not those a compare rejected), by operation and kind of error.",
+		}, []string{"op", "kind"}),
+	}
+	register(reg, e.txn, e.errors)
+	return e
+}
+
+// ObserveTxn records one transaction.
+func (e *Etcd) ObserveTxn(op string, took time.Duration, err error) {
+	e.txn.WithLabelValues(op).Observe(took.Seconds())
+	if err != nil {
+		e.errors.WithLabelValues(op, ErrorKind(err)).Inc()
+	}
+}
+
+// ErrorKind sorts an etcd client error into one of a few kinds.
+func ErrorKind(err error) string {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.Is(err, rpctypes.ErrNoLeader), errors.Is(err, rpctypes.ErrGRPCNoLeader):
+		return "no_leader"
+	case errors.Is(err, rpctypes.ErrNoSpace), errors.Is(err, rpctypes.ErrGRPCNoSpace):
+		return "no_space"
+	case errors.Is(err, rpctypes.ErrTooManyOps), errors.Is(err, rpctypes.ErrGRPCTooManyOps),
+		errors.Is(err, rpctypes.ErrRequestTooLarge), errors.Is(err, rpctypes.ErrGRPCRequestTooLarge):
+		return "too_large"
+	case errors.Is(err, rpctypes.ErrLeaseNotFound), errors.Is(err, rpctypes.ErrGRPCLeaseNotFound):
+		return "not_found"
+	}
+	if s, ok := status.FromError(err); ok {
+		switch s.Code() {
+		case codes.DeadlineExceeded:
+			return "timeout"
+		case codes.Canceled:
+			return "canceled"
+		case codes.Unavailable:
+			return "unavailable"
+		case codes.NotFound:
+			return "not_found"
+		}
+	}
+	return "other"
+}
+
+// checkLabel is a check type as a label value: a known type, or "other",
+// so that a typo in a batch cannot add a series.
+func checkLabel(typ string) string {
+	if slices.Contains(check.Types(), typ) {
+		return typ
+	}
+	return "other"
+}
