@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap/zapcore"
 
@@ -121,7 +122,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 }
 
 func globalFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: "endpoints", Value: "127.0.0.1:2379", EnvVars: []string{"PATROL_ENDPOINTS"},
 			Usage: "etcd endpoints, comma separated"},
 		&cli.StringFlag{Name: "prefix", Value: "/patrol", EnvVars: []string{"PATROL_PREFIX"},
@@ -134,7 +135,7 @@ func globalFlags() []cli.Flag {
 			Usage: "json or console (default: console when stderr is a terminal, else json)"},
 		outputFlag(),
 		configFlag(),
-	}
+	}, securityFlags()...)
 }
 
 // outputFlag is -o/--output. It is global and also on each command that
@@ -172,11 +173,16 @@ func endpointsOf(c *cli.Context) []string {
 }
 
 // connect dials etcd and checks that it answers, so that an unreachable
-// etcd is one clear error rather than a hang.
+// etcd, or one that refuses Patrol's TLS or credentials, is one clear error
+// rather than a hang.
 func connect(ctx context.Context, c *cli.Context, log zerolog.Logger) (*clientv3.Client, error) {
 	eps := endpointsOf(c)
 	if len(eps) == 0 {
 		return nil, errors.New("no etcd endpoints: pass --endpoints HOST:PORT or set PATROL_ENDPOINTS")
+	}
+	sec, err := securityOf(c)
+	if err != nil {
+		return nil, err
 	}
 	timeout := c.Duration("dial-timeout")
 	// While probing, the client's retry warnings would only repeat the one
@@ -188,26 +194,36 @@ func connect(ctx context.Context, c *cli.Context, log zerolog.Logger) (*clientv3
 			e.Discard()
 		}
 	}))
-	cli, err := clientv3.New(clientv3.Config{
+	cfg := clientv3.Config{
 		Endpoints:   eps,
-		DialTimeout: timeout,
+		DialTimeout: timeout, // with --user, New authenticates within it
 		Logger:      logging.Zap(clog, zapcore.WarnLevel),
 		Context:     ctx,
-	})
-	if err != nil {
+	}
+	if err := sec.apply(&cfg); err != nil {
+		return nil, err
+	}
+	cli, err := clientv3.New(cfg)
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.As(err, new(rpctypes.EtcdError)) {
 		return nil, fmt.Errorf("etcd endpoints %s: %w", strings.Join(eps, ","), err)
 	}
-	pctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	_, err = cli.Get(pctx, "health-probe", clientv3.WithCountOnly())
+	if err == nil {
+		pctx, cancel := context.WithTimeout(ctx, timeout)
+		_, err = cli.Get(pctx, "health-probe", clientv3.WithCountOnly())
+		cancel()
+		if errors.Is(err, rpctypes.ErrPermissionDenied) {
+			err = nil // etcd answered; --user may read only under --prefix
+		}
+		if err != nil {
+			cli.Close()
+		}
+	}
 	probing.Store(false)
 	if err != nil {
-		cli.Close()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("cannot reach etcd at %s within %s (%v): start one with `patrol dev` or point --endpoints at your cluster",
-			strings.Join(eps, ","), timeout, err)
+		return nil, sec.explain(ctx, cfg, err)
 	}
 	return cli, nil
 }

@@ -16,11 +16,17 @@ import (
 // configFlag is --config: a YAML file of global flag values.
 func configFlag() cli.Flag {
 	return &cli.StringFlag{Name: "config", EnvVars: []string{"PATROL_CONFIG"},
-		Usage: "YAML file of global flags (endpoints, prefix, dial-timeout, log-level, log-format, output) (default: USER_CONFIG_DIR/patrol/config.yaml, if it exists)"}
+		Usage: "YAML file of global flags (" + strings.Join(configurable, ", ") + "; relative cacert, cert and key paths are from the file's directory) (default: USER_CONFIG_DIR/patrol/config.yaml, if it exists)"}
 }
 
 // configurable are the global flags a config file may set.
-var configurable = []string{"endpoints", "prefix", "dial-timeout", "log-level", "log-format", "output"}
+var configurable = []string{"endpoints", "prefix", "dial-timeout", "log-level", "log-format", "output",
+	"cacert", "cert", "key", "user", "password"}
+
+// configPaths are the configurable flags that name files: a relative path
+// in the config file is from the file's directory, not from wherever
+// patrol happens to run.
+var configPaths = []string{"cacert", "cert", "key"}
 
 // applyConfig sets, from the config file, every global flag that neither
 // the command line nor the environment set: flags win over the
@@ -41,7 +47,9 @@ func applyConfig(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("read config %s: %w", path, err)
 	}
-	var values map[string]any
+	// Nodes, not decoded values: a value is taken as written, so that a
+	// password such as 007 or 1e3 is not read as a number.
+	var values map[string]yaml.Node
 	if err := yaml.Unmarshal(data, &values); err != nil {
 		return fmt.Errorf("config %s: %v; write it as YAML, e.g. `endpoints: etcd1:2379,etcd2:2379`", path, err)
 	}
@@ -52,17 +60,37 @@ func applyConfig(c *cli.Context) error {
 		if c.IsSet(key) {
 			continue
 		}
-		v := values[key]
-		if list, ok := v.([]any); ok { // endpoints may be a YAML list
-			parts := make([]string, len(list))
-			for i, p := range list {
-				parts[i] = fmt.Sprint(p)
-			}
-			v = strings.Join(parts, ",")
+		s, err := configValue(values[key])
+		if err != nil {
+			return fmt.Errorf("config %s: %s: %v", path, key, err)
 		}
-		if err := c.Set(key, fmt.Sprint(v)); err != nil {
+		if slices.Contains(configPaths, key) && s != "" && !filepath.IsAbs(s) {
+			s = filepath.Join(filepath.Dir(path), s)
+		}
+		if err := c.Set(key, s); err != nil {
 			return fmt.Errorf("config %s: %s: %v", path, key, err)
 		}
 	}
 	return nil
+}
+
+// configValue is a setting's text as written: a scalar, or a list (of
+// endpoints) joined with commas.
+func configValue(n yaml.Node) (string, error) {
+	switch {
+	case n.Kind == yaml.ScalarNode && n.Tag == "!!null":
+		return "", nil
+	case n.Kind == yaml.ScalarNode:
+		return n.Value, nil
+	case n.Kind == yaml.SequenceNode:
+		parts := make([]string, len(n.Content))
+		for i, item := range n.Content {
+			if item.Kind != yaml.ScalarNode {
+				return "", fmt.Errorf("line %d: want a list of plain values", item.Line)
+			}
+			parts[i] = item.Value
+		}
+		return strings.Join(parts, ","), nil
+	}
+	return "", fmt.Errorf("line %d: want a value or a list, e.g. `endpoints: [etcd1:2379, etcd2:2379]`", n.Line)
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap/zapcore"
 
@@ -27,6 +28,11 @@ type Config struct {
 	// ClientAddr is the HOST:PORT clients connect to. Port 0 picks a free
 	// port; read it back from Server.Endpoint. Default 127.0.0.1:0.
 	ClientAddr string
+	// ClientTLS, when its CertFile and KeyFile are set, makes the member
+	// serve clients over TLS only (clients dial https://HOST:PORT). Set
+	// TrustedCAFile and ClientCertAuth to require client certificates
+	// signed by that CA, as production clusters do. Default: plain TCP.
+	ClientTLS transport.TLSInfo
 	// NoFsync turns fsync off. Only for tests: a crash loses data.
 	NoFsync bool
 	// CompactionRetention is how much history auto-compaction keeps.
@@ -91,6 +97,10 @@ func Start(cfg Config) (*Server, error) {
 	ec.AutoCompactionRetention = cfg.CompactionRetention.String()
 
 	client := url.URL{Scheme: "http", Host: cfg.ClientAddr}
+	if !cfg.ClientTLS.Empty() {
+		client.Scheme = "https"
+		ec.ClientTLSInfo = cfg.ClientTLS
+	}
 	// The peer listener is unused by a single member, but etcd requires one;
 	// port 0 keeps parallel test packages from colliding.
 	peer := url.URL{Scheme: "http", Host: "127.0.0.1:0"}
@@ -117,7 +127,7 @@ func Start(cfg Config) (*Server, error) {
 	return srv, nil
 }
 
-// Endpoint is the HOST:PORT clients dial.
+// Endpoint is the HOST:PORT clients dial (with TLS if Config.ClientTLS is set).
 func (s *Server) Endpoint() string { return s.endpoint }
 
 // Err delivers a fatal server error, if one happens while running.
