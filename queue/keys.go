@@ -32,7 +32,7 @@ import (
 //	<prefix>/done/<group>                       indexes of the group's tasks already finished (comma separated)
 //	<prefix>/results/<batch>/<task>             Result JSON, committed once per round
 //	<prefix>/wake                               bumped whenever tasks become ready; workers watch it
-//	<prefix>/workers/<id>                       WorkerInfo JSON, attached to the worker's lease
+//	<prefix>/workers/<id>                       WorkerInfo JSON, attached to the worker's lease; "stopping" set just before a clean stop
 //	<prefix>/assign/<zone>                      Assignment JSON: the zone's shards spread over its live workers
 //	<prefix>/quarantine/<key>                   a malformed value moved aside, under its original key
 //

@@ -14,6 +14,7 @@ import (
 
 	"github.com/patrol-dev/patrol/internal/etcdserver"
 	"github.com/patrol-dev/patrol/internal/logging"
+	"github.com/patrol-dev/patrol/internal/metrics"
 	"github.com/patrol-dev/patrol/queue"
 	"github.com/patrol-dev/patrol/scheduler"
 	"github.com/patrol-dev/patrol/worker"
@@ -23,13 +24,13 @@ func devCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "dev",
 		Usage: "run everything in one process: an embedded etcd, a scheduler and workers (--demo runs a sample batch)",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "data-dir", Usage: "embedded etcd data directory (default: USER_CACHE_DIR/patrol/dev-etcd)"},
 			&cli.StringFlag{Name: "listen-client", Value: "127.0.0.1:2379", Usage: "HOST:PORT the embedded etcd serves clients on (port 0 picks one)"},
 			&cli.IntFlag{Name: "workers", Value: 4, Usage: "workers to run"},
 			&cli.IntFlag{Name: "concurrency", Value: worker.DefaultConcurrency, Usage: "checks each worker runs at once"},
 			&cli.BoolFlag{Name: "demo", Usage: "start demo targets on loopback, run a batch against them, print the results and exit"},
-		},
+		}, observeFlags(devMetricsAddr)...),
 		Action: dev,
 	}
 }
@@ -67,7 +68,9 @@ func dev(c *cli.Context) error {
 		return err
 	}
 	defer cli.Close()
-	q := queue.New(cli, c.String("prefix"))
+	o := observe("dev", queue.New(cli, c.String("prefix")))
+	q := o.q
+	o.reg.MustRegister(metrics.NewQueueCollector(q))
 
 	ctx, cancel := context.WithCancel(c.Context)
 	var wg sync.WaitGroup
@@ -75,17 +78,44 @@ func dev(c *cli.Context) error {
 		cancel()
 		wg.Wait() // roles release their claims and revoke their leases
 	}()
-	sched, err := scheduler.New(q, scheduler.Config{ID: "dev-scheduler", Log: a.log})
+	sched, err := scheduler.New(q, scheduler.Config{ID: "dev-scheduler", Log: a.log, Metrics: metrics.NewScheduler(o.reg)})
 	if err != nil {
 		return err
 	}
-	wg.Go(func() { sched.Run(ctx) })
-	for i := range nWorkers {
-		w, err := worker.New(q, worker.Config{ID: fmt.Sprintf("dev-worker-%d", i+1), Concurrency: c.Int("concurrency"), Version: version,
-			DrainTimeout: 5 * time.Second, Log: a.log})
+	wm := metrics.NewWorker(o.reg) // shared: the workers' sum
+	workers := make([]*worker.Worker, nWorkers)
+	for i := range workers {
+		workers[i], err = worker.New(q, worker.Config{ID: fmt.Sprintf("dev-worker-%d", i+1), Concurrency: c.Int("concurrency"), Version: version,
+			DrainTimeout: 5 * time.Second, Log: a.log, Metrics: wm})
 		if err != nil {
 			return err
 		}
+	}
+	started := make(chan struct{})
+	wg.Go(func() {
+		defer close(started)
+		for _, ch := range append([]<-chan struct{}{sched.Started()}, workerStarts(workers)...) {
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				return
+			}
+		}
+	})
+	stop, err := o.serve(ctx, c, a.log, started, func() error {
+		for _, r := range append([]func() error{sched.Ready}, workerReadies(workers)...) {
+			if err := r(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	defer stop()
+	wg.Go(func() { sched.Run(ctx) })
+	for _, w := range workers {
 		wg.Go(func() { w.Run(ctx) })
 	}
 
@@ -102,4 +132,20 @@ func dev(c *cli.Context) error {
 	case err := <-srv.Err():
 		return fmt.Errorf("embedded etcd failed: %w", err)
 	}
+}
+
+func workerStarts(ws []*worker.Worker) []<-chan struct{} {
+	out := make([]<-chan struct{}, len(ws))
+	for i, w := range ws {
+		out[i] = w.Started()
+	}
+	return out
+}
+
+func workerReadies(ws []*worker.Worker) []func() error {
+	out := make([]func() error, len(ws))
+	for i, w := range ws {
+		out[i] = w.Ready
+	}
+	return out
 }

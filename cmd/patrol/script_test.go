@@ -38,6 +38,10 @@ import (
 //	capture NAME REGEXP         set $NAME to REGEXP's first group in the last stdout
 //	waitleader [ID]             wait (on an etcd watch) until a scheduler, or the
 //	                            one named ID, leads; set $LEADER_ID and $LEADER_REV
+//	etcd [-tls DIR] [-auth USER:PASSWORD] NAME
+//	                            start an etcd of the script's own, with TLS client
+//	                            certificates or authentication, and set
+//	                            $NAME_ENDPOINT (see tls_test.go)
 //
 // Roles (patrol scheduler, patrol worker) run as background processes with
 // `exec patrol ... &name&`; testscript interrupts them when the script ends.
@@ -51,6 +55,7 @@ func TestScript(t *testing.T) {
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("PATROL_ENDPOINTS", endpoint)
 			env.Setenv("PATROL_PREFIX", etcdtest.NewPrefix(filepath.Base(env.WorkDir)))
+			env.Setenv("PATROL_METRICS_ADDR", "127.0.0.1:0") // roles run side by side
 			// Under -race a process that exits 0 first sleeps a second for
 			// late reports; patrol is run dozens of times.
 			if gorace := env.Getenv("GORACE"); !strings.Contains(gorace, "atexit_sleep_ms") {
@@ -66,6 +71,7 @@ func TestScript(t *testing.T) {
 			"envsubst":   s.envsubst,
 			"capture":    s.capture,
 			"waitleader": s.waitleader,
+			"etcd":       s.etcd,
 		},
 	})
 }

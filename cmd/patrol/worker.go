@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/patrol-dev/patrol/internal/check"
+	"github.com/patrol-dev/patrol/internal/metrics"
 	"github.com/patrol-dev/patrol/queue"
 	"github.com/patrol-dev/patrol/worker"
 )
@@ -19,7 +20,7 @@ func workerCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "worker",
 		Usage: "run a worker: claims tasks, runs their checks and commits the results",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "id", Usage: "worker ID (default worker-HOSTNAME-PID)"},
 			&cli.IntFlag{Name: "concurrency", Value: worker.DefaultConcurrency, Usage: "checks run at once"},
 			&cli.DurationFlag{Name: "drain-timeout", Value: worker.DefaultDrainTimeout,
@@ -33,7 +34,7 @@ func workerCommand() *cli.Command {
 				Usage: "the zone this worker runs in: it only checks hosts whose zone variable is this zone"},
 			&cli.DurationFlag{Name: "lease-ttl", Value: worker.DefaultLeaseTTL,
 				Usage: "lease TTL: a dead worker's tasks are requeued about this long after it died (minimum 2s)"},
-		},
+		}, observeFlags(workerMetricsAddr)...),
 		Action: func(c *cli.Context) error {
 			a := appOf(c)
 			if n := c.Int("concurrency"); n < 1 {
@@ -58,7 +59,8 @@ func workerCommand() *cli.Command {
 			if id == "" {
 				id = defaultID("worker")
 			}
-			w, err := worker.New(q, worker.Config{
+			o := observe("worker", q)
+			w, err := worker.New(o.q, worker.Config{
 				Checks:       opts,
 				ID:           id,
 				Concurrency:  c.Int("concurrency"),
@@ -67,10 +69,16 @@ func workerCommand() *cli.Command {
 				DrainTimeout: c.Duration("drain-timeout"),
 				Version:      version,
 				Log:          a.log,
+				Metrics:      metrics.NewWorker(o.reg),
 			})
 			if err != nil {
 				return usageErr("%v", err)
 			}
+			stop, err := o.serve(c.Context, c, a.log, w.Started(), w.Ready)
+			if err != nil {
+				return err
+			}
+			defer stop()
 			// The first SIGINT/SIGTERM ends c.Context and starts the drain;
 			// a second one ends it at once.
 			sig := make(chan os.Signal, 2)

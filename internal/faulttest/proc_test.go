@@ -110,7 +110,7 @@ func (h *harness) startEnv(name string, env []string, args ...string) *proc {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	cmd.Env = append(cmd.Env, "PATROL_ENDPOINTS="+h.env.Endpoint, "PATROL_PREFIX="+h.env.Prefix)
+	cmd.Env = append(cmd.Env, "PATROL_ENDPOINTS="+h.env.Endpoint, "PATROL_PREFIX="+h.env.Prefix, "PATROL_METRICS_ADDR=127.0.0.1:0")
 	cmd.Env = append(cmd.Env, env...) // exec keeps the last value of a duplicated key
 	p := &proc{name: name, cmd: cmd, done: make(chan struct{}), grew: make(chan struct{})}
 	cmd.Stdout = &p.stdout
@@ -247,7 +247,13 @@ func (p *proc) dump(t *testing.T) {
 // run runs a short patrol command to completion and returns its stdout.
 func (h *harness) run(timeout time.Duration, args ...string) []byte {
 	h.t.Helper()
-	p := h.start(args[0], args...)
+	return h.runEnv(timeout, nil, args...)
+}
+
+// runEnv is run with extra environment variables, as for startEnv.
+func (h *harness) runEnv(timeout time.Duration, env []string, args ...string) []byte {
+	h.t.Helper()
+	p := h.startEnv(args[0], env, args...)
 	if err := p.wait(h.t, timeout); err != nil {
 		p.dump(h.t)
 		h.t.Fatalf("patrol %s: %v", strings.Join(args, " "), err)

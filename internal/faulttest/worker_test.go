@@ -23,7 +23,7 @@ import (
 func TestKill9WorkerMidBatch(t *testing.T) {
 	h := setup(t)
 	const batch, hosts, victim = "kill9", 2000, "w2"
-	h.start("scheduler", "scheduler", "--id", "sched")
+	sched := h.start("scheduler", "scheduler", "--id", "sched")
 	procs := map[string]*proc{}
 	for _, id := range []string{"w1", "w2", "w3"} {
 		procs[id] = h.start(id, "worker", "--id", id, "--lease-ttl", "2s", "--concurrency", "16")
@@ -108,6 +108,28 @@ func TestKill9WorkerMidBatch(t *testing.T) {
 			t.Errorf("%s had completions rejected; only the dead worker lost its claims", id)
 		}
 	}
+
+	// On-call sees it: one lease expired, and the tasks it held requeued.
+	m := sched.scrape(t)
+	t.Logf("scheduler metrics: lease expirations %v, tasks requeued %v, requeues timed %v",
+		m["patrol_scheduler_lease_expirations_total"], m["patrol_scheduler_tasks_requeued_total"], m["patrol_scheduler_requeue_delay_seconds_count"])
+	if got := m["patrol_scheduler_lease_expirations_total"]; got != 1 {
+		t.Errorf("patrol_scheduler_lease_expirations_total = %v, want 1: %s's", got, victim)
+	}
+	if got, want := m["patrol_scheduler_tasks_requeued_total"], float64(len(lost)-landedInFlight); got < want || got > float64(len(lost)) {
+		t.Errorf("patrol_scheduler_tasks_requeued_total = %v, want between %v and %v (what %s left unfinished)", got, want, len(lost), victim)
+	}
+	if got := m["patrol_scheduler_requeue_delay_seconds_count"]; got > float64(len(groups)) || got < 1 && m["patrol_scheduler_tasks_requeued_total"] > 0 {
+		t.Errorf("patrol_scheduler_requeue_delay_seconds_count = %v, want one per group requeued, of the %d groups %s held", got, len(groups), victim)
+	}
+	for id, p := range procs {
+		if id == victim {
+			continue
+		}
+		if got := p.scrape(t)["patrol_worker_zombie_completions_rejected_total"]; got != 0 {
+			t.Errorf("%s: patrol_worker_zombie_completions_rejected_total = %v, want 0", id, got)
+		}
+	}
 }
 
 // TestSIGSTOPZombieIsFenced: a worker frozen with SIGSTOP while it holds
@@ -164,7 +186,7 @@ type zombieCase struct {
 // change any result.
 func zombieScenario(t *testing.T, h *harness, zc zombieCase) {
 	const batch, hosts = "zombie", 20
-	h.start("scheduler", "scheduler", "--id", "sched")
+	sched := h.start("scheduler", "scheduler", "--id", "sched")
 	zombie := zc.start("worker", "--id", "zombie", "--lease-ttl", zc.leaseTTL, "--concurrency", "32")
 	inv, names := inventory(t, "z", hosts)
 	h.run(30*time.Second, "submit", "-i", inv, "--check", "noop", "--param", "sleep="+zc.sleep, "--batch-id", batch, "-o", "json")
@@ -234,6 +256,29 @@ func zombieScenario(t *testing.T, h *harness, zc zombieCase) {
 	if keys := etcdtest.Keys(t, h.env.Client, h.keys.Claims()); len(keys) > 0 {
 		t.Errorf("claims left after the batch finished: %v", keys)
 	}
+
+	// The metrics agree: each rejection counted, the lease loss seen from
+	// both sides, and the zombie's tasks requeued.
+	zm := zombie.scrape(t)
+	if got := zm["patrol_worker_zombie_completions_rejected_total"]; got != float64(len(rejections)) {
+		t.Errorf("zombie's patrol_worker_zombie_completions_rejected_total = %v, want %d (the rejections it logged)", got, len(rejections))
+	}
+	if got := zm["patrol_worker_keepalive_failures_total"]; got != 1 {
+		t.Errorf("zombie's patrol_worker_keepalive_failures_total = %v, want 1", got)
+	}
+	sm := sched.scrape(t)
+	if got := sm["patrol_scheduler_lease_expirations_total"]; got != 1 {
+		t.Errorf("patrol_scheduler_lease_expirations_total = %v, want 1: the zombie's", got)
+	}
+	if got := sm["patrol_scheduler_tasks_requeued_total"]; got != hosts {
+		t.Errorf("patrol_scheduler_tasks_requeued_total = %v, want %d: every task the zombie held", got, hosts)
+	}
+	if got := rescuer.scrape(t)[`patrol_worker_results_committed_total{check="noop",status="ok"}`]; got != hosts {
+		t.Errorf("rescuer's ok results committed = %v, want %d", got, hosts)
+	}
+	t.Logf("zombie metrics: %v rejected, %v keepalive failures; scheduler: %v lease expirations, %v tasks requeued",
+		zm["patrol_worker_zombie_completions_rejected_total"], zm["patrol_worker_keepalive_failures_total"],
+		sm["patrol_scheduler_lease_expirations_total"], sm["patrol_scheduler_tasks_requeued_total"])
 
 	// SIGTERM: the zombie exits 0, its counts agreeing with what it logged.
 	zombie.signal(t, syscall.SIGTERM)

@@ -122,7 +122,7 @@ func startProc(b *testing.B, bin, endpoint, prefix string, args ...string) *proc
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	cmd.Env = append(cmd.Env, "PATROL_ENDPOINTS="+endpoint, "PATROL_PREFIX="+prefix)
+	cmd.Env = append(cmd.Env, "PATROL_ENDPOINTS="+endpoint, "PATROL_PREFIX="+prefix, "PATROL_METRICS_ADDR=127.0.0.1:0")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		b.Fatal(err)

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/patrol-dev/patrol/internal/metrics"
+	"github.com/patrol-dev/patrol/internal/sdnotify"
+	"github.com/patrol-dev/patrol/queue"
+)
+
+// Default metrics listeners, one port per role so that a scheduler and a
+// worker can share a host. docs/metrics.md lists them.
+const (
+	devMetricsAddr       = "127.0.0.1:9460"
+	schedulerMetricsAddr = "127.0.0.1:9461"
+	workerMetricsAddr    = "127.0.0.1:9462"
+)
+
+// observeFlags are the flags of every long-running role.
+func observeFlags(defaultAddr string) []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "metrics-addr", Value: defaultAddr, EnvVars: []string{"PATROL_METRICS_ADDR"},
+			Usage: "HOST:PORT serving /metrics, /livez and /readyz (':PORT' for every interface, '' for none)"},
+		&cli.BoolFlag{Name: "pprof", EnvVars: []string{"PATROL_PPROF"}, Usage: "also serve Go's profiler under /debug/pprof/ on the metrics listener"},
+	}
+}
+
+// observed is a role's metrics registry and the queue that reports to it.
+type observed struct {
+	reg *prometheus.Registry
+	q   *queue.Queue
+}
+
+// observe returns a registry for role and q reporting its etcd
+// transactions to it.
+func observe(role string, q *queue.Queue) observed {
+	reg := metrics.NewRegistry(role, version)
+	return observed{reg: reg, q: q.WithObserver(metrics.NewEtcd(reg))}
+}
+
+// serve starts the metrics listener unless --metrics-addr is empty, and
+// tells systemd the role is ready once started is closed (and that it is
+// stopping when ctx ends). ready says why the role is not ready, for
+// /readyz; etcd's answering is checked besides. The returned function
+// stops both and waits for them.
+func (o observed) serve(ctx context.Context, c *cli.Context, log zerolog.Logger, started <-chan struct{}, ready func() error) (stop func(), err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	stop = func() { cancel(); wg.Wait() }
+	if addr := c.String("metrics-addr"); addr != "" {
+		srv, err := metrics.Listen(metrics.ServerConfig{
+			Addr: addr, Gatherer: o.reg, Pprof: c.Bool("pprof"), Log: log,
+			Ready: func(ctx context.Context) error {
+				if err := ready(); err != nil {
+					return err
+				}
+				return etcdAnswers(ctx, o.q)
+			},
+		})
+		if err != nil {
+			cancel()
+			return nil, usageErr("--metrics-addr: %v", err)
+		}
+		wg.Go(func() {
+			if err := srv.Serve(ctx); err != nil {
+				log.Error().Err(err).Msg("metrics listener stopped")
+			}
+		})
+	}
+	wg.Go(func() {
+		select {
+		case <-started:
+		case <-ctx.Done():
+			return
+		}
+		if _, err := sdnotify.Notify(sdnotify.Ready); err != nil {
+			log.Warn().Err(err).Msg("could not tell systemd we are ready")
+		}
+		<-ctx.Done()
+		sdnotify.Notify(sdnotify.Stopping)
+	})
+	return stop, nil
+}
+
+// etcdAnswers checks that etcd serves a linearizable read: it fails while
+// the cluster has no quorum or cannot be reached. It reads a key under the
+// prefix, which a user limited to the prefix may read.
+func etcdAnswers(ctx context.Context, q *queue.Queue) error {
+	if _, err := q.Client().Get(ctx, q.Keys().Wake(), clientv3.WithCountOnly()); err != nil {
+		return fmt.Errorf("etcd does not answer: %w", err)
+	}
+	return nil
+}

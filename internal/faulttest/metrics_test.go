@@ -1,0 +1,50 @@
+//go:build linux
+
+package faulttest
+
+import (
+	"bufio"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// metricsAddr returns where the process serves /metrics: it is started
+// with port 0 and logs the address it got.
+func (p *proc) metricsAddr(t *testing.T) string {
+	t.Helper()
+	return p.waitLog(t, 10*time.Second, "metrics listening", nil).str("addr")
+}
+
+// scrape reads the process's /metrics and returns every series by its
+// text form (name and labels as printed), e.g.
+// `patrol_worker_results_committed_total{check="noop",status="ok"}`.
+func (p *proc) scrape(t *testing.T) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + p.metricsAddr(t) + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape %s: %v", p.name, err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if i < 0 || err != nil {
+			t.Fatalf("scrape %s: bad line %q", p.name, line)
+		}
+		out[line[:i]] = v
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("scrape %s: %v", p.name, err)
+	}
+	return out
+}
