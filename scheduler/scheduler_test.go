@@ -8,12 +8,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/patrol-dev/patrol/internal/etcdtest"
 	"github.com/patrol-dev/patrol/internal/inventory"
+	"github.com/patrol-dev/patrol/internal/metrics"
 	"github.com/patrol-dev/patrol/queue"
 	"github.com/patrol-dev/patrol/scheduler"
 )
@@ -85,18 +88,22 @@ func hosts(n int) []inventory.Host {
 
 func TestOneLeaderAndFailover(t *testing.T) {
 	f := setup(t)
-	a := f.start(t, "a")
+	ma, mb := metrics.NewScheduler(prometheus.NewRegistry()), metrics.NewScheduler(prometheus.NewRegistry())
+	a := f.startWith(t, "a", func(c *scheduler.Config) { c.Metrics = ma })
 	fa := a.leading(t)
 	l, ok, err := f.q.CurrentLeader(f.ctx)
 	if err != nil || !ok || l.ID != "a" || l.Rev != fa.Rev {
 		t.Fatalf("leader = %+v ok=%v err=%v, want a at rev %d", l, ok, err, fa.Rev)
 	}
-	b := f.start(t, "b")
+	b := f.startWith(t, "b", func(c *scheduler.Config) { c.Metrics = mb })
 	etcdtest.WaitFor(t, f.env.Client, f.q.Keys().Election(), 30*time.Second, "b to campaign", func(n int) bool { return n == 2 })
 	select {
 	case <-b.fences:
 		t.Fatal("b leads while a is alive")
 	default:
+	}
+	if la, lb := testutil.ToFloat64(ma.Leader), testutil.ToFloat64(mb.Leader); la != 1 || lb != 0 {
+		t.Fatalf("patrol_scheduler_leader: a %v, b %v; want 1 and 0", la, lb)
 	}
 	a.stop() // resigns by revoking its lease
 	fb := b.leading(t)
@@ -106,6 +113,18 @@ func TestOneLeaderAndFailover(t *testing.T) {
 	l, ok, err = f.q.CurrentLeader(f.ctx)
 	if err != nil || !ok || l.ID != "b" {
 		t.Fatalf("leader = %+v ok=%v err=%v, want b", l, ok, err)
+	}
+	b.stop()
+	for name, m := range map[string]*metrics.Scheduler{"a": ma, "b": mb} {
+		if got := testutil.ToFloat64(m.Leader); got != 0 {
+			t.Errorf("%s stopped: patrol_scheduler_leader = %v, want 0", name, got)
+		}
+		if got := testutil.ToFloat64(m.LeaderChanges); got != 1 {
+			t.Errorf("%s: patrol_scheduler_leader_changes_total = %v, want 1", name, got)
+		}
+		if got := testutil.CollectAndCount(m.CampaignDuration); got != 1 {
+			t.Errorf("%s: campaign duration series = %v, want 1", name, got)
+		}
 	}
 }
 
@@ -218,7 +237,10 @@ func TestSweepRecoversWorkLostWhileNoSchedulerLed(t *testing.T) {
 
 func TestOverdueClaimIsRevokedAndRequeued(t *testing.T) {
 	f := setup(t)
-	f.startWith(t, "s", func(c *scheduler.Config) { c.SweepInterval, c.RevokeGrace = 100*time.Millisecond, time.Millisecond })
+	m := metrics.NewScheduler(prometheus.NewRegistry())
+	s := f.startWith(t, "s", func(c *scheduler.Config) {
+		c.SweepInterval, c.RevokeGrace, c.Metrics = 100*time.Millisecond, time.Millisecond, m
+	})
 	if _, _, err := f.q.Submit(f.ctx, queue.SubmitRequest{ID: "b1", Check: "noop", Hosts: hosts(3)}); err != nil {
 		t.Fatal(err)
 	}
@@ -251,6 +273,16 @@ func TestOverdueClaimIsRevokedAndRequeued(t *testing.T) {
 	again, _, err := f.q.ListReady(f.ctx, queue.DefaultZone, queue.Assignment{}.ShardOrder("", 0), 3)
 	if err != nil || len(again) != 3 || again[0].Task.History[0].Message != "claim revoked: the attempt overran its timeout" {
 		t.Fatalf("requeued %+v, err %v", again, err)
+	}
+	s.stop()
+	if got := testutil.ToFloat64(m.ClaimsRevoked); got != 1 {
+		t.Errorf("patrol_scheduler_claims_revoked_total = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(m.TasksRequeued); got != 3 {
+		t.Errorf("patrol_scheduler_tasks_requeued_total = %v, want 3", got)
+	}
+	if got := testutil.ToFloat64(m.LeaseExpirations); got != 0 {
+		t.Errorf("patrol_scheduler_lease_expirations_total = %v, want 0: the slow worker's lease is alive", got)
 	}
 }
 

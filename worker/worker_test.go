@@ -11,11 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/patrol-dev/patrol/internal/etcdtest"
 	"github.com/patrol-dev/patrol/internal/inventory"
+	"github.com/patrol-dev/patrol/internal/metrics"
 	"github.com/patrol-dev/patrol/queue"
 	"github.com/patrol-dev/patrol/scheduler"
 	"github.com/patrol-dev/patrol/worker"
@@ -115,8 +118,11 @@ func TestWorkersRunEveryTaskOnceWithTheRightVerdict(t *testing.T) {
 		}
 		hosts = append(hosts, inventory.Host{Name: fmt.Sprintf("h%02d", i), Address: "127.0.0.1", Port: port})
 	}
-	w1, _ := f.worker(t, "w1", 8)
-	w2, _ := f.worker(t, "w2", 8)
+	// The two workers share their metrics, as in `patrol dev`.
+	reg := prometheus.NewPedanticRegistry()
+	m := metrics.NewWorker(reg)
+	w1, stop1 := f.workerWith(t, worker.Config{ID: "w1", Concurrency: 8, DrainTimeout: time.Nanosecond, Metrics: m})
+	w2, stop2 := f.workerWith(t, worker.Config{ID: "w2", Concurrency: 8, DrainTimeout: time.Nanosecond, Metrics: m})
 	f.submit(t, "tcp", "tcp", map[string]string{"timeout": "5s"}, hosts)
 	rows := f.waitDone(t, "tcp")
 	if len(rows) != 40 {
@@ -134,6 +140,34 @@ func TestWorkersRunEveryTaskOnceWithTheRightVerdict(t *testing.T) {
 	s1, s2 := w1.Stats(), w2.Stats()
 	if s1.Committed+s2.Committed != 40 || s1.Rejected+s2.Rejected != 0 {
 		t.Fatalf("stats %+v %+v", s1, s2)
+	}
+
+	stop1()
+	stop2()
+	want := `
+# HELP patrol_worker_results_committed_total Results committed, by status and check type.
+# TYPE patrol_worker_results_committed_total counter
+patrol_worker_results_committed_total{check="tcp",status="fail"} 10
+patrol_worker_results_committed_total{check="tcp",status="ok"} 30
+# HELP patrol_worker_tasks_claimed_total Tasks claimed.
+# TYPE patrol_worker_tasks_claimed_total counter
+patrol_worker_tasks_claimed_total 40
+# HELP patrol_worker_zombie_completions_rejected_total Completions refused because the claim was no longer this worker's (lease expired or claim revoked); the committed result is untouched.
+# TYPE patrol_worker_zombie_completions_rejected_total counter
+patrol_worker_zombie_completions_rejected_total 0
+# HELP patrol_worker_running_checks Checks running now.
+# TYPE patrol_worker_running_checks gauge
+patrol_worker_running_checks 0
+# HELP patrol_worker_capacity How many checks the worker may run at once (--concurrency).
+# TYPE patrol_worker_capacity gauge
+patrol_worker_capacity 16
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "patrol_worker_results_committed_total", "patrol_worker_tasks_claimed_total",
+		"patrol_worker_zombie_completions_rejected_total", "patrol_worker_running_checks", "patrol_worker_capacity"); err != nil {
+		t.Error(err)
+	}
+	if n, err := testutil.GatherAndCount(reg, "patrol_worker_check_duration_seconds"); err != nil || n != 2 {
+		t.Errorf("check duration series = %d (%v), want 2: tcp ok and tcp fail", n, err)
 	}
 }
 
