@@ -26,6 +26,7 @@ bench: ## Run the benchmarks and print their figures (throughput: median of 5 ru
 	$(GO) test -run '^$$' -bench Shard100k -benchtime 3x ./internal/shardbench/
 	$(GO) test -run '^$$' -bench HTTPConcurrency1000 -benchtime 3x ./internal/workerbench/
 	$(GO) test -run '^$$' -bench ExecVsXargs5000 -benchtime 3x ./internal/workerbench/
+	$(GO) test -run '^$$' -bench QueueScrape20k -benchtime 10x ./internal/metrics/
 
 .PHONY: lint
 lint: ## gofmt and go vet

@@ -214,7 +214,7 @@ func TestEtcdErrorsAreCountedByKind(t *testing.T) {
 
 // value returns the value of the series of family name with the given
 // label pairs, failing the test when there is none.
-func value(t *testing.T, g prometheus.Gatherer, name string, labels ...string) float64 {
+func value(t testing.TB, g prometheus.Gatherer, name string, labels ...string) float64 {
 	t.Helper()
 	mfs, err := g.Gather()
 	if err != nil {
