@@ -2,15 +2,12 @@ package metrics_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/patrol-dev/patrol/internal/etcdtest"
-	"github.com/patrol-dev/patrol/internal/inventory"
 	"github.com/patrol-dev/patrol/internal/metrics"
 	"github.com/patrol-dev/patrol/queue"
 )
@@ -23,27 +20,7 @@ func BenchmarkQueueScrape20k(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	q := queue.New(env.Client, env.Prefix)
-	hosts := make([]inventory.Host, 20000)
-	for i := range hosts {
-		name := fmt.Sprintf("h%05d", i)
-		hosts[i] = inventory.Host{Name: name, Address: name, Port: 22, Vars: map[string]string{"zone": []string{"dc1", "dc2"}[i%2]}}
-	}
-	spec, _, err := q.Submit(ctx, queue.SubmitRequest{ID: "bench", Check: "noop", Hosts: hosts})
-	if err != nil {
-		b.Fatal(err)
-	}
-	sess, err := concurrency.NewSession(env.Client)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer sess.Close()
-	el := concurrency.NewElection(sess, q.Keys().Election())
-	if err := el.Campaign(ctx, "bench"); err != nil {
-		b.Fatal(err)
-	}
-	if err := q.Shard(ctx, queue.Fence{Key: el.Key(), Rev: el.Rev()}, spec); err != nil {
-		b.Fatal(err)
-	}
+	submitAndShard(ctx, b, q, "bench", append(zoneHosts("dc1", 10000), zoneHosts("dc2", 10000)...))
 	c := metrics.NewQueueCollector(q)
 	metrics.SetCacheFor(c, 0)
 	reg := prometheus.NewRegistry()

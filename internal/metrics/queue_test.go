@@ -18,10 +18,32 @@ import (
 func zoneHosts(zone string, n int) []inventory.Host {
 	out := make([]inventory.Host, n)
 	for i := range out {
-		name := fmt.Sprintf("%s-host-%03d", zone, i)
+		name := fmt.Sprintf("%s-host-%05d", zone, i)
 		out[i] = inventory.Host{Name: name, Address: name, Port: 22, Vars: map[string]string{"zone": zone}}
 	}
 	return out
+}
+
+// submitAndShard submits a batch of hosts and shards it as the leader, so
+// that its tasks are pending.
+func submitAndShard(ctx context.Context, t testing.TB, q *queue.Queue, id string, hosts []inventory.Host) {
+	t.Helper()
+	spec, _, err := q.Submit(ctx, queue.SubmitRequest{ID: id, Check: "noop", Hosts: hosts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := concurrency.NewSession(q.Client(), concurrency.WithTTL(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	el := concurrency.NewElection(sess, q.Keys().Election())
+	if err := el.Campaign(ctx, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Shard(ctx, queue.Fence{Key: el.Key(), Rev: el.Rev()}, spec); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestQueueCollectorReadsDepthFromEtcd walks tasks through pending,
@@ -34,23 +56,7 @@ func TestQueueCollectorReadsDepthFromEtcd(t *testing.T) {
 	q := queue.New(env.Client, env.Prefix)
 
 	// A batch of 5 hosts in dc1 and 3 in dc2, sharded by a leader.
-	spec, _, err := q.Submit(ctx, queue.SubmitRequest{ID: "b1", Check: "noop",
-		Hosts: append(zoneHosts("dc1", 5), zoneHosts("dc2", 3)...)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sess, err := concurrency.NewSession(env.Client, concurrency.WithTTL(10))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
-	el := concurrency.NewElection(sess, q.Keys().Election())
-	if err := el.Campaign(ctx, "test"); err != nil {
-		t.Fatal(err)
-	}
-	if err := q.Shard(ctx, queue.Fence{Key: el.Key(), Rev: el.Rev()}, spec); err != nil {
-		t.Fatal(err)
-	}
+	submitAndShard(ctx, t, q, "b1", append(zoneHosts("dc1", 5), zoneHosts("dc2", 3)...))
 
 	c := metrics.NewQueueCollector(q)
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
