@@ -32,14 +32,14 @@ func TestSIGTERMDrainsThenReleasesAtOnce(t *testing.T) {
 		return len(claimsOf(r, "draining")) > 0
 	})
 	sent := time.Now()
-	draining.signal(t, syscall.SIGTERM)
-	draining.waitLog(t, 10*time.Second, "draining: no new claims", nil)
-	if err := draining.wait(t, 20*time.Second); err != nil {
+	draining.Signal(t, syscall.SIGTERM)
+	draining.WaitLog(t, 10*time.Second, "draining: no new claims", nil)
+	if err := draining.Wait(t, 20*time.Second); err != nil {
 		t.Fatalf("draining worker exited with %v, want 0", err)
 	}
 	stopped := time.Since(sent)
 	h.start("rescuer", "worker", "--id", "rescuer", "--concurrency", "20")
-	if err := submit.wait(t, 40*time.Second); err != nil {
+	if err := submit.Wait(t, 40*time.Second); err != nil {
 		t.Fatalf("submit --wait: %v, want exit 0", err)
 	}
 	took := time.Since(sent)

@@ -32,7 +32,7 @@ func TestHealthAndSystemdNotify(t *testing.T) {
 	if got := receive(t, notify); got != "READY=1" {
 		t.Fatalf("systemd got %q first, want READY=1", got)
 	}
-	base := "http://" + w.metricsAddr(t)
+	base := "http://" + w.MetricsAddr(t)
 	if code, body := httpGet(t, base+"/livez"); code != 200 {
 		t.Fatalf("/livez = %d %q, want 200", code, body)
 	}
@@ -58,11 +58,11 @@ func TestHealthAndSystemdNotify(t *testing.T) {
 		}
 	}
 
-	w.signal(t, syscall.SIGTERM)
+	w.Signal(t, syscall.SIGTERM)
 	if got := receive(t, notify); got != "STOPPING=1" {
 		t.Fatalf("systemd got %q on SIGTERM, want STOPPING=1", got)
 	}
-	if err := w.wait(t, 15*time.Second); err != nil {
+	if err := w.Wait(t, 15*time.Second); err != nil {
 		t.Fatalf("worker after SIGTERM: %v, want exit 0", err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/patrol-dev/patrol/internal/proctest"
 	"github.com/patrol-dev/patrol/queue"
 )
 
@@ -43,9 +44,9 @@ func TestLeaderKill9DuringSharding(t *testing.T) {
 	submit := h.start("submit", "submit", "-i", inv, "--check", "noop", "--batch-id", batch, "-o", "json")
 
 	h.waitKeys(ctx, h.keys.BatchProgress(batch), "sharding to start", func(r *clientv3.GetResponse) bool { return r.Count > 0 })
-	scheds[first].signal(t, syscall.SIGKILL)
+	scheds[first].Signal(t, syscall.SIGKILL)
 	killed := time.Now()
-	if err := scheds[first].wait(t, 5*time.Second); exitCode(err) != -1 {
+	if err := scheds[first].Wait(t, 5*time.Second); proctest.ExitCode(err) != -1 {
 		t.Fatalf("%s after SIGKILL: %v, want killed by the signal", first, err)
 	}
 	// Reaped, it sends nothing more: this is about what it sharded.
@@ -55,13 +56,13 @@ func TestLeaderKill9DuringSharding(t *testing.T) {
 	if atKill >= hosts {
 		t.Fatalf("sharding had finished when the leader was killed: the batch is too small to test a takeover mid-sharding")
 	}
-	if err := submit.wait(t, 30*time.Second); err != nil {
+	if err := submit.Wait(t, 30*time.Second); err != nil {
 		t.Fatalf("submit: %v", err)
 	}
 
 	next := h.nextLeader(ctx, first, killed)
 	t.Logf("%s leads %s after the kill", next, time.Since(killed).Round(time.Millisecond))
-	resumed := scheds[next].waitLog(t, 30*time.Second, "batch sharded", func(l logLine) bool { return l.str("batch_id") == batch })
+	resumed := scheds[next].WaitLog(t, 30*time.Second, "batch sharded", func(l proctest.LogLine) bool { return l.Str("batch_id") == batch })
 	t.Logf("%s resumed sharding: the remaining %d hosts took %.0fms", next, hosts-atKill, resumed["took"])
 
 	h.waitKeys(ctx, h.keys.BatchSummary(batch), "the batch summary", func(r *clientv3.GetResponse) bool { return r.Count == 1 })
@@ -117,9 +118,9 @@ func TestLeaderKill9DuringExecution(t *testing.T) {
 	start := time.Now()
 	h.run(30*time.Second, "submit", "-i", inv, "--check", "noop", "--param", "sleep=50ms", "--batch-id", batch, "-o", "json")
 	h.waitKeys(ctx, h.keys.BatchResults(batch), "200 results", func(r *clientv3.GetResponse) bool { return r.Count >= 200 })
-	scheds[first].signal(t, syscall.SIGKILL)
+	scheds[first].Signal(t, syscall.SIGKILL)
 	killed := time.Now()
-	if err := scheds[first].wait(t, 5*time.Second); exitCode(err) != -1 {
+	if err := scheds[first].Wait(t, 5*time.Second); proctest.ExitCode(err) != -1 {
 		t.Fatalf("%s after SIGKILL: %v, want killed by the signal", first, err)
 	}
 	atKill := h.count(ctx, h.keys.BatchResults(batch))
@@ -132,7 +133,7 @@ func TestLeaderKill9DuringExecution(t *testing.T) {
 	t.Logf("%s leads %s after the kill", next, time.Since(killed).Round(time.Millisecond))
 	h.waitKeys(ctx, h.keys.BatchSummary(batch), "the batch summary", func(r *clientv3.GetResponse) bool { return r.Count == 1 })
 	t.Logf("batch finished %s after the kill (%s in all)", time.Since(killed).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
-	fin := scheds[next].waitLog(t, 10*time.Second, "batch finished", func(l logLine) bool { return l.str("batch_id") == batch })
+	fin := scheds[next].WaitLog(t, 10*time.Second, "batch finished", func(l proctest.LogLine) bool { return l.Str("batch_id") == batch })
 	if n, _ := fin["ok"].(float64); int(n) != hosts {
 		t.Errorf("summary logged by %s: %v, want ok=%d", next, fin, hosts)
 	}
@@ -167,12 +168,12 @@ func TestDeposedLeaderIsFenced(t *testing.T) {
 	old := h.leader(ctx, scheds)
 	next := other(scheds, old)
 
-	scheds[old].signal(t, syscall.SIGSTOP)
+	scheds[old].Signal(t, syscall.SIGSTOP)
 	stopped := time.Now()
 	h.waitLeader(ctx, next, stopped.Add(ttl+5*time.Second))
 	takeover := time.Since(stopped)
 	t.Logf("takeover: %s leads %s after SIGSTOP of %s (session TTL %s)", next, takeover.Round(time.Millisecond), old, ttl)
-	scheds[next].waitLog(t, 10*time.Second, "leading", nil)
+	scheds[next].WaitLog(t, 10*time.Second, "leading", nil)
 
 	inv, _ := inventory(t, "d", 200)
 	h.run(30*time.Second, "submit", "-i", inv, "--check", "noop", "--batch-id", "while-stopped", "--wait", "-o", "json")
@@ -180,13 +181,13 @@ func TestDeposedLeaderIsFenced(t *testing.T) {
 
 	// Whatever is written from here on happens after the thaw.
 	rev := h.revision(ctx)
-	if n := len(scheds[old].logs("stopped leading")); n != 0 {
+	if n := len(scheds[old].Logs("stopped leading")); n != 0 {
 		t.Fatalf("%s logged \"stopped leading\" while frozen", old)
 	}
-	scheds[old].signal(t, syscall.SIGCONT)
+	scheds[old].Signal(t, syscall.SIGCONT)
 	thawed := time.Now()
-	l := scheds[old].waitLog(t, 15*time.Second, "stopped leading", nil)
-	t.Logf("%s thawed; logged %q (error %q) %s later", old, l.str("message"), l.str("error"), time.Since(thawed).Round(10*time.Microsecond))
+	l := scheds[old].WaitLog(t, 15*time.Second, "stopped leading", nil)
+	t.Logf("%s thawed; logged %q (error %q) %s later", old, l.Str("message"), l.Str("error"), time.Since(thawed).Round(10*time.Microsecond))
 	// Between the thaw and its stepping down, with the new leader and the
 	// worker idle, no batch or task may have been written.
 	window := h.writesSince(ctx, rev)
@@ -217,23 +218,23 @@ func TestDeposedLeaderIsFenced(t *testing.T) {
 	}
 
 	for _, batch := range []string{"while-stopped", "after-thaw"} {
-		fin := scheds[next].logs("batch finished")
+		fin := scheds[next].Logs("batch finished")
 		if !hasBatch(fin, batch) {
 			t.Errorf("%s did not log finishing %s", next, batch)
 		}
-		if hasBatch(scheds[old].logs("batch finished"), batch) {
+		if hasBatch(scheds[old].Logs("batch finished"), batch) {
 			t.Errorf("the deposed leader %s logged finishing %s", old, batch)
 		}
 	}
 	// (The match on "leading" also finds "stopped leading": count exact ones.)
-	if n := countExact(scheds[old].logs("leading"), "leading"); n != 1 {
+	if n := countExact(scheds[old].Logs("leading"), "leading"); n != 1 {
 		t.Errorf("%s logged \"leading\" %d times, want once: it must not lead again while %s does", old, n, next)
 	}
 }
 
 // startSchedulers starts one `patrol scheduler` per ID with the session TTL.
-func (h *harness) startSchedulers(ttl time.Duration, ids ...string) map[string]*proc {
-	out := map[string]*proc{}
+func (h *harness) startSchedulers(ttl time.Duration, ids ...string) map[string]*proctest.Proc {
+	out := map[string]*proctest.Proc{}
 	for _, id := range ids {
 		out[id] = h.start(id, "scheduler", "--id", id, "--session-ttl", ttl.String())
 	}
@@ -242,13 +243,13 @@ func (h *harness) startSchedulers(ttl time.Duration, ids ...string) map[string]*
 
 // leader waits until every scheduler campaigns and the leader (the oldest
 // election key) logs that it leads, and returns its ID.
-func (h *harness) leader(ctx context.Context, scheds map[string]*proc) string {
+func (h *harness) leader(ctx context.Context, scheds map[string]*proctest.Proc) string {
 	h.t.Helper()
 	resp := h.waitKeys(ctx, h.keys.Election(), "every candidate to campaign", func(r *clientv3.GetResponse) bool {
 		return int(r.Count) == len(scheds)
 	})
 	id := leaderOf(h.t, resp)
-	scheds[id].waitLog(h.t, 10*time.Second, "leading", nil)
+	scheds[id].WaitLog(h.t, 10*time.Second, "leading", nil)
 	return id
 }
 
@@ -276,7 +277,7 @@ func (h *harness) nextLeader(ctx context.Context, dead string, killed time.Time)
 }
 
 // other returns the ID in scheds that is not id (of two).
-func other(scheds map[string]*proc, id string) string {
+func other(scheds map[string]*proctest.Proc, id string) string {
 	for o := range scheds {
 		if o != id {
 			return o
@@ -394,9 +395,9 @@ func (h *harness) checkSummaryOnce(ctx context.Context, batch string, hosts int)
 	return kv.ModRevision
 }
 
-func hasBatch(lines []logLine, batch string) bool {
+func hasBatch(lines []proctest.LogLine, batch string) bool {
 	for _, l := range lines {
-		if l.str("batch_id") == batch {
+		if l.Str("batch_id") == batch {
 			return true
 		}
 	}
@@ -404,10 +405,10 @@ func hasBatch(lines []logLine, batch string) bool {
 }
 
 // countExact counts the lines whose message is exactly msg.
-func countExact(lines []logLine, msg string) int {
+func countExact(lines []proctest.LogLine, msg string) int {
 	n := 0
 	for _, l := range lines {
-		if l.str("message") == msg {
+		if l.Str("message") == msg {
 			n++
 		}
 	}
@@ -521,7 +522,7 @@ func TestPartitionedLeaderIsFenced(t *testing.T) {
 	// s1, behind the proxy, campaigns first and leads; no workers, so that
 	// every ready key stays and its version counts its writes.
 	s1 := h.startEnv("s1", []string{"PATROL_ENDPOINTS=" + px.Addr()}, "scheduler", "--id", "s1", "--session-ttl", ttl.String())
-	s1.waitLog(t, 10*time.Second, "leading", nil)
+	s1.WaitLog(t, 10*time.Second, "leading", nil)
 	s2 := h.start("s2", "scheduler", "--id", "s2", "--session-ttl", ttl.String())
 	h.waitKeys(ctx, h.keys.Election(), "s2 to campaign", func(r *clientv3.GetResponse) bool { return r.Count == 2 })
 
@@ -532,7 +533,7 @@ func TestPartitionedLeaderIsFenced(t *testing.T) {
 	held := time.Now()
 	h.waitLeader(ctx, "s2", held.Add(ttl+5*time.Second))
 	t.Logf("s1 partitioned with %d of %d hosts sharded; s2 leads %s later", h.progress(ctx, batch), hosts, time.Since(held).Round(time.Millisecond))
-	s2.waitLog(t, 20*time.Second, "batch sharded", func(l logLine) bool { return l.str("batch_id") == batch })
+	s2.WaitLog(t, 20*time.Second, "batch sharded", func(l proctest.LogLine) bool { return l.Str("batch_id") == batch })
 	if n := h.progress(ctx, batch); n != hosts {
 		t.Fatalf("s2 finished sharding with the lanes at %d hosts, want %d", n, hosts)
 	}
@@ -540,12 +541,12 @@ func TestPartitionedLeaderIsFenced(t *testing.T) {
 	rev := h.revision(ctx)
 	px.Release()
 	released := time.Now()
-	l := s1.waitLog(t, 15*time.Second, "stopped leading", nil)
+	l := s1.WaitLog(t, 15*time.Second, "stopped leading", nil)
 	// s1 campaigns again once it has stepped down: its new election key
 	// travels on the connection behind its held transactions.
 	h.waitKeys(ctx, h.keys.Election(), "s1 to campaign again", func(r *clientv3.GetResponse) bool { return r.Count == 2 })
 	t.Logf("partition healed; s1 had logged %q (error %q) and campaigns again %s later",
-		l.str("message"), l.str("error"), time.Since(released).Round(time.Millisecond))
+		l.Str("message"), l.Str("error"), time.Since(released).Round(time.Millisecond))
 	// s2 is done with the batch and there are no workers: whatever batch or
 	// task write etcd saw since the heal would be s1's.
 	for _, ev := range h.taskWrites(h.writesSince(ctx, rev)) {

@@ -32,7 +32,7 @@ func TestPrometheusScrapesPatrolDev(t *testing.T) {
 	h := setup(t)
 	etcdAddr := freeAddr(t)
 	dev := h.start("dev", "dev", "--listen-client", etcdAddr, "--data-dir", filepath.Join(t.TempDir(), "etcd"), "--workers", "2")
-	target := dev.metricsAddr(t)
+	target := dev.MetricsAddr(t)
 
 	dir := t.TempDir()
 	config := fmt.Sprintf("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: patrol-dev\n    static_configs:\n      - targets: [%q]\n", target)

@@ -11,6 +11,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/patrol-dev/patrol/internal/proctest"
 	"github.com/patrol-dev/patrol/queue"
 )
 
@@ -21,7 +22,7 @@ import (
 func TestSchedulerKill9Failover(t *testing.T) {
 	h := setup(t)
 	const ttl = 2 * time.Second
-	scheds := map[string]*proc{}
+	scheds := map[string]*proctest.Proc{}
 	for _, id := range []string{"s1", "s2"} {
 		scheds[id] = h.start(id, "scheduler", "--id", id, "--session-ttl", ttl.String())
 	}
@@ -38,9 +39,9 @@ func TestSchedulerKill9Failover(t *testing.T) {
 			next = id
 		}
 	}
-	scheds[first].waitLog(t, 10*time.Second, "leading", nil)
+	scheds[first].WaitLog(t, 10*time.Second, "leading", nil)
 
-	scheds[first].signal(t, syscall.SIGKILL)
+	scheds[first].Signal(t, syscall.SIGKILL)
 	killed := time.Now()
 	wctx, wcancel := context.WithDeadline(ctx, killed.Add(ttl+3*time.Second))
 	defer wcancel()
@@ -52,10 +53,10 @@ func TestSchedulerKill9Failover(t *testing.T) {
 	if failover > ttl+time.Second {
 		t.Errorf("failover took %s, want at most TTL+1s = %s", failover.Round(time.Millisecond), ttl+time.Second)
 	}
-	if err := scheds[first].wait(t, 5*time.Second); exitCode(err) != -1 {
+	if err := scheds[first].Wait(t, 5*time.Second); proctest.ExitCode(err) != -1 {
 		t.Errorf("%s after SIGKILL: %v, want killed by the signal", first, err)
 	}
-	scheds[next].waitLog(t, 10*time.Second, "leading", nil)
+	scheds[next].WaitLog(t, 10*time.Second, "leading", nil)
 	t.Logf("%s logged \"leading\" %s after the kill", next, time.Since(killed).Round(time.Millisecond))
 
 	// The new leader runs a batch submitted after the failover.
@@ -73,9 +74,9 @@ func TestSchedulerKill9Failover(t *testing.T) {
 			t.Errorf("%s: %s after %d attempts, want ok after 1", host, r.Status, r.Attempts)
 		}
 	}
-	fin := scheds[next].waitLog(t, 10*time.Second, "batch finished", func(l logLine) bool { return l.str("batch_id") == "after-failover" })
-	if fin.str("scheduler_id") != next {
-		t.Errorf("batch finished by %q, want the new leader %s", fin.str("scheduler_id"), next)
+	fin := scheds[next].WaitLog(t, 10*time.Second, "batch finished", func(l proctest.LogLine) bool { return l.Str("batch_id") == "after-failover" })
+	if fin.Str("scheduler_id") != next {
+		t.Errorf("batch finished by %q, want the new leader %s", fin.Str("scheduler_id"), next)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/patrol-dev/patrol/internal/etcdtest"
+	"github.com/patrol-dev/patrol/internal/proctest"
 	"github.com/patrol-dev/patrol/queue"
 )
 
@@ -24,7 +25,7 @@ func TestKill9WorkerMidBatch(t *testing.T) {
 	h := setup(t)
 	const batch, hosts, victim = "kill9", 2000, "w2"
 	sched := h.start("scheduler", "scheduler", "--id", "sched")
-	procs := map[string]*proc{}
+	procs := map[string]*proctest.Proc{}
 	for _, id := range []string{"w1", "w2", "w3"} {
 		procs[id] = h.start(id, "worker", "--id", id, "--lease-ttl", "2s", "--concurrency", "16")
 	}
@@ -38,9 +39,9 @@ func TestKill9WorkerMidBatch(t *testing.T) {
 	defer cancel()
 	h.waitKeys(ctx, h.keys.BatchResults(batch), "200 results", func(r *clientv3.GetResponse) bool { return r.Count >= 200 })
 	h.waitKeys(ctx, h.keys.Claims(), "a claim held by "+victim, func(r *clientv3.GetResponse) bool { return len(claimsOf(r, victim)) > 0 })
-	procs[victim].signal(t, syscall.SIGKILL)
+	procs[victim].Signal(t, syscall.SIGKILL)
 	killed := time.Now()
-	if err := procs[victim].wait(t, 5*time.Second); exitCode(err) != -1 {
+	if err := procs[victim].Wait(t, 5*time.Second); proctest.ExitCode(err) != -1 {
 		t.Fatalf("%s after SIGKILL: %v, want killed by the signal", victim, err)
 	}
 	// Dead, it can no longer write, and its claims live until its lease
@@ -49,8 +50,8 @@ func TestKill9WorkerMidBatch(t *testing.T) {
 	t.Logf("killed %s %s after submit, holding %d groups with %d unfinished tasks",
 		victim, killed.Sub(start).Round(time.Millisecond), len(groups), len(lost))
 
-	if err := submit.wait(t, 45*time.Second); err != nil {
-		t.Fatalf("submit --wait: %v (exit %d), want exit 0: every host ok", err, exitCode(err))
+	if err := submit.Wait(t, 45*time.Second); err != nil {
+		t.Fatalf("submit --wait: %v (exit %d), want exit 0: every host ok", err, proctest.ExitCode(err))
 	}
 	t.Logf("batch finished %s after the kill (%s in all)", time.Since(killed).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 
@@ -104,13 +105,13 @@ func TestKill9WorkerMidBatch(t *testing.T) {
 		t.Errorf("%d hosts ran a second attempt, want at least the %d %s left unfinished", retried, len(lost)-landedInFlight, victim)
 	}
 	for id, p := range procs {
-		if id != victim && len(p.logs("zombie completion rejected")) > 0 {
+		if id != victim && len(p.Logs("zombie completion rejected")) > 0 {
 			t.Errorf("%s had completions rejected; only the dead worker lost its claims", id)
 		}
 	}
 
 	// On-call sees it: one lease expired, and the tasks it held requeued.
-	m := sched.scrape(t)
+	m := sched.Scrape(t)
 	t.Logf("scheduler metrics: lease expirations %v, tasks requeued %v, requeues timed %v",
 		m["patrol_scheduler_lease_expirations_total"], m["patrol_scheduler_tasks_requeued_total"], m["patrol_scheduler_requeue_delay_seconds_count"])
 	if got := m["patrol_scheduler_lease_expirations_total"]; got != 1 {
@@ -126,7 +127,7 @@ func TestKill9WorkerMidBatch(t *testing.T) {
 		if id == victim {
 			continue
 		}
-		if got := p.scrape(t)["patrol_worker_zombie_completions_rejected_total"]; got != 0 {
+		if got := p.Scrape(t)["patrol_worker_zombie_completions_rejected_total"]; got != 0 {
 			t.Errorf("%s: patrol_worker_zombie_completions_rejected_total = %v, want 0", id, got)
 		}
 	}
@@ -141,12 +142,12 @@ func TestKill9WorkerMidBatch(t *testing.T) {
 // late commit certain.)
 func TestSIGSTOPZombieIsFenced(t *testing.T) {
 	h := setup(t)
-	var zombie *proc
+	var zombie *proctest.Proc
 	zombieScenario(t, h, zombieCase{
 		sleep: "3s", leaseTTL: "2s",
-		start:  func(args ...string) *proc { zombie = h.start("zombie", args...); return zombie },
-		freeze: func() { zombie.signal(t, syscall.SIGSTOP) },
-		thaw:   func() { zombie.signal(t, syscall.SIGCONT) },
+		start:  func(args ...string) *proctest.Proc { zombie = h.start("zombie", args...); return zombie },
+		freeze: func() { zombie.Signal(t, syscall.SIGSTOP) },
+		thaw:   func() { zombie.Signal(t, syscall.SIGCONT) },
 	})
 }
 
@@ -163,7 +164,7 @@ func TestPartitionedWorkerIsFenced(t *testing.T) {
 		// The checks end 1s after the claim, well inside the 3s lease the
 		// worker still believes it holds: its commit is sent, then held.
 		sleep: "1s", leaseTTL: "3s", allRejected: true,
-		start: func(args ...string) *proc {
+		start: func(args ...string) *proctest.Proc {
 			return h.startEnv("zombie", []string{"PATROL_ENDPOINTS=" + px.Addr()}, args...)
 		},
 		freeze: px.Hold,
@@ -175,7 +176,7 @@ func TestPartitionedWorkerIsFenced(t *testing.T) {
 // resumes) after its lease has expired.
 type zombieCase struct {
 	sleep, leaseTTL string
-	start           func(args ...string) *proc // starts the zombie-to-be
+	start           func(args ...string) *proctest.Proc // starts the zombie-to-be
 	freeze, thaw    func()
 	allRejected     bool // every late completion must reach etcd and be rejected
 }
@@ -224,13 +225,13 @@ func zombieScenario(t *testing.T, h *harness, zc zombieCase) {
 	zc.thaw()
 	thawed := time.Now()
 	// The session it lost ends once every late completion has been tried.
-	zombie.waitLog(t, 20*time.Second, "worker session ended", nil)
+	zombie.WaitLog(t, 20*time.Second, "worker session ended", nil)
 	t.Logf("zombie thawed; its lost session ended %s later", time.Since(thawed).Round(time.Millisecond))
-	rejections := zombie.logs("zombie completion rejected")
+	rejections := zombie.Logs("zombie completion rejected")
 	seen := map[string]bool{}
 	for _, l := range rejections {
-		task := l.str("task_id")
-		if l.str("level") != "warn" || l.str("batch_id") != batch || !held[task] || seen[task] {
+		task := l.Str("task_id")
+		if l.Str("level") != "warn" || l.Str("batch_id") != batch || !held[task] || seen[task] {
 			t.Errorf("unexpected rejection line: %v", l)
 		}
 		seen[task] = true
@@ -259,21 +260,21 @@ func zombieScenario(t *testing.T, h *harness, zc zombieCase) {
 
 	// The metrics agree: each rejection counted, the lease loss seen from
 	// both sides, and the zombie's tasks requeued.
-	zm := zombie.scrape(t)
+	zm := zombie.Scrape(t)
 	if got := zm["patrol_worker_zombie_completions_rejected_total"]; got != float64(len(rejections)) {
 		t.Errorf("zombie's patrol_worker_zombie_completions_rejected_total = %v, want %d (the rejections it logged)", got, len(rejections))
 	}
 	if got := zm["patrol_worker_keepalive_failures_total"]; got != 1 {
 		t.Errorf("zombie's patrol_worker_keepalive_failures_total = %v, want 1", got)
 	}
-	sm := sched.scrape(t)
+	sm := sched.Scrape(t)
 	if got := sm["patrol_scheduler_lease_expirations_total"]; got != 1 {
 		t.Errorf("patrol_scheduler_lease_expirations_total = %v, want 1: the zombie's", got)
 	}
 	if got := sm["patrol_scheduler_tasks_requeued_total"]; got != hosts {
 		t.Errorf("patrol_scheduler_tasks_requeued_total = %v, want %d: every task the zombie held", got, hosts)
 	}
-	if got := rescuer.scrape(t)[`patrol_worker_results_committed_total{check="noop",status="ok"}`]; got != hosts {
+	if got := rescuer.Scrape(t)[`patrol_worker_results_committed_total{check="noop",status="ok"}`]; got != hosts {
 		t.Errorf("rescuer's ok results committed = %v, want %d", got, hosts)
 	}
 	t.Logf("zombie metrics: %v rejected, %v keepalive failures; scheduler: %v lease expirations, %v tasks requeued",
@@ -281,11 +282,11 @@ func zombieScenario(t *testing.T, h *harness, zc zombieCase) {
 		sm["patrol_scheduler_lease_expirations_total"], sm["patrol_scheduler_tasks_requeued_total"])
 
 	// SIGTERM: the zombie exits 0, its counts agreeing with what it logged.
-	zombie.signal(t, syscall.SIGTERM)
-	if err := zombie.wait(t, 15*time.Second); err != nil {
+	zombie.Signal(t, syscall.SIGTERM)
+	if err := zombie.Wait(t, 15*time.Second); err != nil {
 		t.Errorf("zombie after SIGTERM: %v, want exit 0", err)
 	}
-	stopped := zombie.logs("worker stopped")
+	stopped := zombie.Logs("worker stopped")
 	if len(stopped) != 1 {
 		t.Fatalf("zombie logged %d \"worker stopped\" lines, want 1", len(stopped))
 	}
@@ -298,13 +299,13 @@ func zombieScenario(t *testing.T, h *harness, zc zombieCase) {
 		// Frozen between its claim transaction committing and the reply
 		// being read: thawed past the call's deadline, it took the claim
 		// for failed and never ran the checks (see the report).
-		t.Logf("zombie never learnt its claim succeeded: %v", zombie.logs("claim failed"))
+		t.Logf("zombie never learnt its claim succeeded: %v", zombie.Logs("claim failed"))
 	case claimed != hosts:
 		t.Errorf("zombie's final counts %v: want claimed %d", stopped[0], hosts)
 	}
 	t.Logf("zombie: %d of its %d late completions reached etcd and were rejected; none was written", len(rejections), hosts)
-	rescuer.signal(t, syscall.SIGTERM)
-	if err := rescuer.wait(t, 15*time.Second); err != nil {
+	rescuer.Signal(t, syscall.SIGTERM)
+	if err := rescuer.Wait(t, 15*time.Second); err != nil {
 		t.Errorf("rescuer after SIGTERM: %v, want exit 0", err)
 	}
 }

@@ -1,19 +1,14 @@
 package shardbench
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,10 +20,11 @@ import (
 	"github.com/patrol-dev/patrol/internal/etcdserver"
 	"github.com/patrol-dev/patrol/internal/inventory"
 	"github.com/patrol-dev/patrol/internal/logging"
+	"github.com/patrol-dev/patrol/internal/proctest"
 	"github.com/patrol-dev/patrol/queue"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(proctest.Wrap(m)) }
 
 const (
 	hosts = 100000
@@ -51,7 +47,7 @@ func BenchmarkShard100k(b *testing.B) {
 	if runtime.GOOS != "linux" {
 		b.Skip("reads the scheduler's peak RSS from /proc: Linux only")
 	}
-	bin := buildPatrol(b)
+	bin := proctest.Binary(b)
 	srv, err := etcdserver.Start(etcdserver.Config{DataDir: filepath.Join(b.TempDir(), "etcd"), Log: zerolog.Nop()})
 	if err != nil {
 		b.Fatal(err)
@@ -119,9 +115,9 @@ func shardOnce(b *testing.B, bin, endpoint string, cli *clientv3.Client, prefix 
 			b.Error(err)
 		}
 	}()
-	sched := startScheduler(b, bin, endpoint, prefix)
-	defer sched.stop(b)
-	sched.waitLog(b, 30*time.Second, "leading")
+	sched := proctest.Start(b, bin, "scheduler", []string{"PATROL_ENDPOINTS=" + endpoint, "PATROL_PREFIX=" + prefix}, "scheduler", "--id", "shardbench")
+	defer sched.Stop(b)
+	sched.WaitLog(b, 30*time.Second, "leading", nil)
 
 	q := queue.New(cli, prefix)
 	const batch = "shard100k"
@@ -132,15 +128,14 @@ func shardOnce(b *testing.B, bin, endpoint string, cli *clientv3.Client, prefix 
 	}
 	submitted := time.Since(start)
 	if err := progress(hosts); err != nil {
-		sched.dump(b)
-		b.Fatal(err)
+		b.Fatal(err) // the scheduler's cleanup prints its log
 	}
 	sharded := time.Since(start)
-	rss, err := peakRSS(sched.cmd.Process.Pid)
+	rss, err := sched.PeakRSS()
 	if err != nil {
 		b.Fatal(err)
 	}
-	l := sched.waitLog(b, 30*time.Second, "batch sharded")
+	l := sched.WaitLog(b, 30*time.Second, "batch sharded", nil)
 	took, _ := l["took"].(float64) // zerolog writes durations in milliseconds
 	return run{submit: submitted, shard: sharded, took: time.Duration(took * float64(time.Millisecond)), peakRSS: rss}
 }
@@ -187,132 +182,6 @@ func watchProgress(ctx context.Context, b *testing.B, cli *clientv3.Client, pref
 		}
 		return nil
 	}
-}
-
-// peakRSS reads a process's peak resident set size (VmHWM), in bytes.
-func peakRSS(pid int) (int64, error) {
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
-}
-
-// buildPatrol builds cmd/patrol into a temporary directory.
-func buildPatrol(b *testing.B) string {
-	gomod, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		b.Fatalf("go env GOMOD: %v", err)
-	}
-	bin := filepath.Join(b.TempDir(), "patrol")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/patrol")
-	cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("go build ./cmd/patrol: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// scheduler is a `patrol scheduler` child whose JSON log lines are kept.
-type scheduler struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed once it has exited and been reaped
-
-	mu    sync.Mutex
-	lines []string
-	grew  chan struct{} // closed and replaced whenever a line arrives
-}
-
-func startScheduler(b *testing.B, bin, endpoint, prefix string) *scheduler {
-	cmd := exec.Command(bin, "--log-format", "json", "scheduler", "--id", "shardbench")
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "PATROL_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, "PATROL_ENDPOINTS="+endpoint, "PATROL_PREFIX="+prefix, "PATROL_METRICS_ADDR=127.0.0.1:0")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatalf("start patrol scheduler: %v", err)
-	}
-	s := &scheduler{cmd: cmd, done: make(chan struct{}), grew: make(chan struct{})}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
-		for sc.Scan() {
-			s.mu.Lock()
-			s.lines = append(s.lines, sc.Text())
-			close(s.grew)
-			s.grew = make(chan struct{})
-			s.mu.Unlock()
-		}
-		io.Copy(io.Discard, stderr)
-		cmd.Wait()
-		close(s.done)
-	}()
-	return s
-}
-
-// stop kills the scheduler and reaps it.
-func (s *scheduler) stop(b *testing.B) {
-	s.cmd.Process.Kill()
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		b.Errorf("scheduler (pid %d) not reaped 10s after SIGKILL", s.cmd.Process.Pid)
-	}
-}
-
-// waitLog blocks until the scheduler logs a line whose message is msg and
-// returns it; it fails b after timeout or if the scheduler exits first.
-func (s *scheduler) waitLog(b *testing.B, timeout time.Duration, msg string) map[string]any {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	next := 0
-	for {
-		s.mu.Lock()
-		lines, grew := s.lines[next:], s.grew
-		next = len(s.lines)
-		s.mu.Unlock()
-		for _, line := range lines {
-			var l map[string]any
-			if json.Unmarshal([]byte(line), &l) == nil && l["message"] == msg {
-				return l
-			}
-		}
-		select {
-		case <-grew:
-		case <-s.done:
-			s.mu.Lock()
-			more := len(s.lines) > next
-			s.mu.Unlock()
-			if !more {
-				s.dump(b)
-				b.Fatalf("scheduler exited before logging %q", msg)
-			}
-		case <-deadline.C:
-			s.dump(b)
-			b.Fatalf("scheduler logged no %q within %s", msg, timeout)
-		}
-	}
-}
-
-// dump logs the tail of the scheduler's stderr.
-func (s *scheduler) dump(b *testing.B) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	lines := s.lines[max(0, len(s.lines)-40):]
-	b.Logf("scheduler (pid %d): last %d stderr lines\n%s", s.cmd.Process.Pid, len(lines), strings.Join(lines, "\n"))
 }
 
 func medianDur(runs []run, f func(run) time.Duration) time.Duration {

@@ -13,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/patrol-dev/patrol/internal/inventory"
+	"github.com/patrol-dev/patrol/internal/proctest"
 	"github.com/patrol-dev/patrol/queue"
 )
 
@@ -44,7 +45,7 @@ func BenchmarkExecVsXargs5000(b *testing.B) {
 	if err != nil {
 		b.Skip("no xargs on PATH")
 	}
-	bin := buildPatrol(b)
+	bin := proctest.Binary(b)
 	endpoint, cli := startEtcd(b)
 	inv := benchHosts(execHosts)
 	var lines strings.Builder
@@ -116,9 +117,7 @@ func execOnce(b *testing.B, bin, xargs, lines, endpoint string, cli *clientv3.Cl
 	cpu := c.cpuMark(b)
 	r, err := runBatch(ctx, cli, q, queue.SubmitRequest{ID: "exec5k", Check: "exec", Params: map[string]string{"name": "true"}, Hosts: inv})
 	if err != nil {
-		c.worker.dump(b)
-		c.sched.dump(b)
-		b.Fatal(err)
+		b.Fatal(err) // the children's cleanups print their logs
 	}
 	run.batchRun, run.cpu, run.minLimit = r, cpu(), c.minClaimLimit(execParallel)
 	c.stop(b)

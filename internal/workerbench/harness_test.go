@@ -1,19 +1,15 @@
 package workerbench
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,12 +21,13 @@ import (
 	"github.com/patrol-dev/patrol/internal/etcdserver"
 	"github.com/patrol-dev/patrol/internal/inventory"
 	"github.com/patrol-dev/patrol/internal/logging"
+	"github.com/patrol-dev/patrol/internal/proctest"
 	"github.com/patrol-dev/patrol/queue"
 )
 
-// This file is the harness both benchmarks share: the patrol binary, the
-// embedded etcd, child processes and their logs, one batch from submit to
-// summary, and the /proc figures (peak RSS, CPU time).
+// This file is the harness both benchmarks share: the embedded etcd, a
+// scheduler and a worker (proctest children), one batch from submit to
+// summary, and the /proc CPU figures.
 
 func skipUnlessLinux(b *testing.B) {
 	if runtime.GOOS != "linux" {
@@ -56,22 +53,6 @@ func raiseNofile(b *testing.B, need uint64) uint64 {
 		b.Fatalf("RLIMIT_NOFILE is %d (hard limit %d); this benchmark needs %d: raise it (ulimit -n) and rerun", r.Cur, r.Max, need)
 	}
 	return r.Cur
-}
-
-// buildPatrol builds cmd/patrol into a temporary directory.
-func buildPatrol(b *testing.B) string {
-	gomod, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		b.Fatalf("go env GOMOD: %v", err)
-	}
-	bin := filepath.Join(b.TempDir(), "patrol")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/patrol")
-	cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("go build ./cmd/patrol: %v\n%s", err, out)
-	}
-	return bin
 }
 
 // startEtcd starts an embedded etcd with fsync on and a client to it; both
@@ -102,127 +83,11 @@ func benchHosts(n int) []inventory.Host {
 	return inv
 }
 
-// proc is a patrol child process whose JSON log lines are kept.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{} // closed once it has exited and been reaped
-
-	mu    sync.Mutex
-	lines []string
-	grew  chan struct{} // closed and replaced whenever a line arrives
-}
-
-// startProc runs `patrol --log-format json ARGS...` against endpoint and
-// prefix. It is killed and reaped by stop, at the latest in b's cleanup.
-func startProc(b *testing.B, bin, endpoint, prefix string, args ...string) *proc {
-	cmd := exec.Command(bin, append([]string{"--log-format", "json"}, args...)...)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "PATROL_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, "PATROL_ENDPOINTS="+endpoint, "PATROL_PREFIX="+prefix, "PATROL_METRICS_ADDR=127.0.0.1:0")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatalf("start patrol %s: %v", args[0], err)
-	}
-	p := &proc{name: args[0], cmd: cmd, done: make(chan struct{}), grew: make(chan struct{})}
-	b.Cleanup(func() { p.stop(b) })
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.lines = append(p.lines, sc.Text())
-			close(p.grew)
-			p.grew = make(chan struct{})
-			p.mu.Unlock()
-		}
-		io.Copy(io.Discard, stderr)
-		cmd.Wait()
-		close(p.done)
-	}()
-	return p
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-// stop kills the process and reaps it. Calling it again is harmless.
-func (p *proc) stop(b *testing.B) {
-	p.cmd.Process.Kill() // fails harmlessly once it has been reaped
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		b.Errorf("%s (pid %d) not reaped 10s after SIGKILL", p.name, p.pid())
-	}
-}
-
-// waitLog blocks until the process logs a line whose message is msg and
-// for which match (if not nil) holds, and returns it; it fails b after
-// timeout or if the process exits first.
-func (p *proc) waitLog(b *testing.B, timeout time.Duration, msg string, match func(map[string]any) bool) map[string]any {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	next := 0
-	for {
-		p.mu.Lock()
-		lines, grew := p.lines[next:], p.grew
-		next = len(p.lines)
-		p.mu.Unlock()
-		for _, line := range lines {
-			var l map[string]any
-			if json.Unmarshal([]byte(line), &l) == nil && l["message"] == msg && (match == nil || match(l)) {
-				return l
-			}
-		}
-		select {
-		case <-grew:
-		case <-p.done:
-			p.mu.Lock()
-			more := len(p.lines) > next
-			p.mu.Unlock()
-			if !more {
-				p.dump(b)
-				b.Fatalf("%s exited before logging %q", p.name, msg)
-			}
-		case <-deadline.C:
-			p.dump(b)
-			b.Fatalf("%s logged no %q within %s", p.name, msg, timeout)
-		}
-	}
-}
-
-// logs returns every line logged so far whose message is msg.
-func (p *proc) logs(msg string) []map[string]any {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var out []map[string]any
-	for _, line := range p.lines {
-		var l map[string]any
-		if json.Unmarshal([]byte(line), &l) == nil && l["message"] == msg {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
-// dump logs the tail of the process's stderr.
-func (p *proc) dump(b *testing.B) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	lines := p.lines[max(0, len(p.lines)-40):]
-	b.Logf("%s (pid %d): last %d stderr lines\n%s", p.name, p.pid(), len(lines), strings.Join(lines, "\n"))
-}
-
 // cluster is one iteration's scheduler and worker, under a fresh prefix.
 type cluster struct {
 	prefix        string
 	cli           *clientv3.Client
-	sched, worker *proc
+	sched, worker *proctest.Proc
 	stopped       bool
 }
 
@@ -231,11 +96,12 @@ type cluster struct {
 // assigned the zone's shards to the worker.
 func startCluster(b *testing.B, bin, endpoint string, cli *clientv3.Client, prefix string, workerArgs ...string) *cluster {
 	c := &cluster{prefix: prefix, cli: cli}
-	c.sched = startProc(b, bin, endpoint, prefix, "scheduler", "--id", "wb-scheduler")
-	c.worker = startProc(b, bin, endpoint, prefix, append([]string{"worker", "--id", "wb-worker"}, workerArgs...)...)
-	c.sched.waitLog(b, 30*time.Second, "leading", nil)
-	c.worker.waitLog(b, 30*time.Second, "worker started", nil)
-	c.sched.waitLog(b, 30*time.Second, "shards assigned", func(l map[string]any) bool { return l["workers"] == 1.0 })
+	env := []string{"PATROL_ENDPOINTS=" + endpoint, "PATROL_PREFIX=" + prefix}
+	c.sched = proctest.Start(b, bin, "scheduler", env, "scheduler", "--id", "wb-scheduler")
+	c.worker = proctest.Start(b, bin, "worker", env, append([]string{"worker", "--id", "wb-worker"}, workerArgs...)...)
+	c.sched.WaitLog(b, 30*time.Second, "leading", nil)
+	c.worker.WaitLog(b, 30*time.Second, "worker started", nil)
+	c.sched.WaitLog(b, 30*time.Second, "shards assigned", func(l proctest.LogLine) bool { return l["workers"] == 1.0 })
 	return c
 }
 
@@ -246,8 +112,8 @@ func (c *cluster) stop(b *testing.B) {
 		return
 	}
 	c.stopped = true
-	c.worker.stop(b)
-	c.sched.stop(b)
+	c.worker.Stop(b)
+	c.sched.Stop(b)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if _, err := c.cli.Delete(ctx, queue.NewKeys(c.prefix).All(), clientv3.WithPrefix()); err != nil {
@@ -259,7 +125,7 @@ func (c *cluster) stop(b *testing.B) {
 // set (it logs each change), or ceiling if it never cut it.
 func (c *cluster) minClaimLimit(ceiling int) int {
 	low := ceiling
-	for _, l := range c.worker.logs("claim limit changed") {
+	for _, l := range c.worker.Logs("claim limit changed") {
 		if to, ok := l["to"].(float64); ok {
 			low = min(low, int(to))
 		}
@@ -357,21 +223,6 @@ func runBatch(ctx context.Context, cli *clientv3.Client, q *queue.Queue, req que
 	}
 }
 
-// peakRSS reads a process's peak resident set size (VmHWM), in bytes.
-func peakRSS(pid int) (int64, error) {
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.Lines(string(status)) {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
-}
-
 // clockTick is the unit of /proc/<pid>/stat's CPU times: USER_HZ, which
 // is 100 on every Linux architecture Go supports.
 const clockTick = 10 * time.Millisecond
@@ -444,10 +295,10 @@ func (c *cluster) cpuMark(b *testing.B) func() cpuUse {
 	read := func() cpuUse {
 		var u cpuUse
 		var err error
-		if u.worker, u.children, err = procCPU(c.worker.pid()); err != nil {
+		if u.worker, u.children, err = procCPU(c.worker.PID()); err != nil {
 			b.Fatal(err)
 		}
-		if u.sched, _, err = procCPU(c.sched.pid()); err != nil {
+		if u.sched, _, err = procCPU(c.sched.PID()); err != nil {
 			b.Fatal(err)
 		}
 		u.self = selfCPU()

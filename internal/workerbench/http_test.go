@@ -15,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/patrol-dev/patrol/internal/inventory"
+	"github.com/patrol-dev/patrol/internal/proctest"
 	"github.com/patrol-dev/patrol/queue"
 )
 
@@ -57,7 +58,7 @@ func BenchmarkHTTPConcurrency1000(b *testing.B) {
 	// keeps each closed one for up to 500ms more (its RST-avoidance
 	// delay): at several thousand requests/s that is thousands of fds.
 	nofile := raiseNofile(b, 4096)
-	bin := buildPatrol(b)
+	bin := proctest.Binary(b)
 	endpoint, cli := startEtcd(b)
 	inv := benchHosts(httpHosts)
 
@@ -138,12 +139,10 @@ func httpBatch(b *testing.B, c *cluster, id string, delay time.Duration, inv []i
 	r, err := runBatch(ctx, c.cli, queue.New(c.cli, c.prefix), queue.SubmitRequest{ID: id, Check: "http",
 		Params: map[string]string{"url": srv.URL + "/health"}, Hosts: inv})
 	if err != nil {
-		c.worker.dump(b)
-		c.sched.dump(b)
-		b.Fatal(err)
+		b.Fatal(err) // the children's cleanups print their logs
 	}
 	p := httpPhase{batchRun: r, cpu: cpu(), minLimit: c.minClaimLimit(httpConcurrency)}
-	if p.rss, err = peakRSS(c.worker.pid()); err != nil {
+	if p.rss, err = c.worker.PeakRSS(); err != nil {
 		b.Fatal(err)
 	}
 	srv.Close()

@@ -1,6 +1,4 @@
-//go:build linux
-
-package faulttest
+package proctest
 
 import (
 	"bufio"
@@ -11,19 +9,20 @@ import (
 	"time"
 )
 
-// metricsAddr returns where the process serves /metrics: it is started
-// with port 0 and logs the address it got.
-func (p *proc) metricsAddr(t *testing.T) string {
+// MetricsAddr returns where the process serves /metrics: it is started
+// with port 0 and logs the address it got. It fails t if the process has
+// logged none within 10s.
+func (p *Proc) MetricsAddr(t testing.TB) string {
 	t.Helper()
-	return p.waitLog(t, 10*time.Second, "metrics listening", nil).str("addr")
+	return p.WaitLog(t, 10*time.Second, "metrics listening", nil).Str("addr")
 }
 
-// scrape reads the process's /metrics and returns every series by its
+// Scrape reads the process's /metrics and returns every series by its
 // text form (name and labels as printed), e.g.
 // `patrol_worker_results_committed_total{check="noop",status="ok"}`.
-func (p *proc) scrape(t *testing.T) map[string]float64 {
+func (p *Proc) Scrape(t testing.TB) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + p.metricsAddr(t) + "/metrics")
+	resp, err := http.Get("http://" + p.MetricsAddr(t) + "/metrics")
 	if err != nil {
 		t.Fatalf("scrape %s: %v", p.name, err)
 	}
@@ -37,8 +36,11 @@ func (p *proc) scrape(t *testing.T) map[string]float64 {
 			continue
 		}
 		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			t.Fatalf("scrape %s: bad line %q", p.name, line)
+		}
 		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if i < 0 || err != nil {
+		if err != nil {
 			t.Fatalf("scrape %s: bad line %q", p.name, line)
 		}
 		out[line[:i]] = v
