@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -36,6 +37,28 @@ func observeFlags(defaultAddr string) []cli.Flag {
 type observed struct {
 	reg *prometheus.Registry
 	q   *queue.Queue
+}
+
+// openRole connects for a long-running role: it returns the role's
+// metrics and queue (see observe), its --id (default ROLE-HOSTNAME-PID) and
+// a function closing the connection.
+func openRole(c *cli.Context, role string) (o observed, id string, closeQ func(), err error) {
+	q, closeQ, err := openQueue(c.Context, c)
+	if err != nil {
+		return observed{}, "", nil, err
+	}
+	if id = c.String("id"); id == "" {
+		id = defaultID(role)
+	}
+	return observe(role, q), id, closeQ, nil
+}
+
+// checkTTL refuses a lease TTL below etcd's 2s minimum.
+func checkTTL(flag string, ttl, def time.Duration) error {
+	if ttl < 2*time.Second {
+		return usageErr("--%s %s: etcd's minimum lease TTL is 2s; use 2s or more (default %s)", flag, ttl, def)
+	}
+	return nil
 }
 
 // observe returns a registry for role and q reporting its etcd

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"time"
-
 	"github.com/urfave/cli/v2"
 
 	"github.com/patrol-dev/patrol/internal/metrics"
@@ -25,19 +23,14 @@ func schedulerCommand() *cli.Command {
 			if r := c.Duration("retention"); r <= 0 {
 				return usageErr("--retention %s: must be positive, e.g. 168h", r)
 			}
-			if ttl := c.Duration("session-ttl"); ttl < 2*time.Second {
-				return usageErr("--session-ttl %s: etcd's minimum lease TTL is 2s; use 2s or more (default 5s)", ttl)
+			if err := checkTTL("session-ttl", c.Duration("session-ttl"), scheduler.DefaultSessionTTL); err != nil {
+				return err
 			}
-			q, closeQ, err := openQueue(c.Context, c)
+			o, id, closeQ, err := openRole(c, "scheduler")
 			if err != nil {
 				return err
 			}
 			defer closeQ()
-			id := c.String("id")
-			if id == "" {
-				id = defaultID("scheduler")
-			}
-			o := observe("scheduler", q)
 			o.reg.MustRegister(metrics.NewQueueCollector(o.q))
 			s, err := scheduler.New(o.q, scheduler.Config{ID: id, SessionTTL: c.Duration("session-ttl"), Retention: c.Duration("retention"),
 				Log: a.log, Metrics: metrics.NewScheduler(o.reg)})

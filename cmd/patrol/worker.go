@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -43,23 +42,18 @@ func workerCommand() *cli.Command {
 			if err := queue.ValidateZone(c.String("zone")); err != nil {
 				return usageErr("--zone: %v", err)
 			}
-			if ttl := c.Duration("lease-ttl"); ttl < 2*time.Second {
-				return usageErr("--lease-ttl %s: etcd's minimum lease TTL is 2s; use 2s or more (default 10s)", ttl)
+			if err := checkTTL("lease-ttl", c.Duration("lease-ttl"), worker.DefaultLeaseTTL); err != nil {
+				return err
 			}
 			opts, err := checkOptions(c)
 			if err != nil {
 				return err
 			}
-			q, closeQ, err := openQueue(c.Context, c)
+			o, id, closeQ, err := openRole(c, "worker")
 			if err != nil {
 				return err
 			}
 			defer closeQ()
-			id := c.String("id")
-			if id == "" {
-				id = defaultID("worker")
-			}
-			o := observe("worker", q)
 			w, err := worker.New(o.q, worker.Config{
 				Checks:       opts,
 				ID:           id,
