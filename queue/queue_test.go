@@ -359,6 +359,67 @@ func TestClaimFallsBackToWhatIsLeft(t *testing.T) {
 	}
 }
 
+func TestReadyCursorResumesPastClaimedTasksAndWrapsAround(t *testing.T) {
+	f := setup(t)
+	_, fence := f.submitAndShard(t, "b1", 200)
+	s := f.session(t, 10)
+	cur := queue.NewReadyCursor()
+	order := queue.Assignment{}.ShardOrder("", 0)
+	now := time.Now()
+	dl := func(queue.Task) time.Time { return now.Add(time.Minute) }
+	claimed := map[string]bool{}
+	var groups []*queue.Group
+	for {
+		ready, bad, err := f.q.ListReadyFrom(f.ctx, cur, queue.DefaultZone, order, 7)
+		if err != nil || len(bad) > 0 {
+			t.Fatalf("list: %v %v", err, bad)
+		}
+		if len(ready) == 0 {
+			break
+		}
+		g, err := f.q.Claim(f.ctx, s.Lease(), "w", fmt.Sprintf("g%d", groupSeq.Add(1)), ready, now, dl)
+		if err != nil || g == nil || len(g.Running.Tasks) != len(ready) {
+			t.Fatalf("claim %d listed: %+v, err %v", len(ready), g, err)
+		}
+		for _, task := range g.Running.Tasks {
+			if claimed[task.ID] {
+				t.Fatalf("%s listed again after it was claimed", task.ID)
+			}
+			claimed[task.ID] = true
+		}
+		groups = append(groups, g)
+	}
+	if len(claimed) != 200 {
+		t.Fatalf("%d tasks claimed through the cursor, want 200", len(claimed))
+	}
+	// The worker dies; three groups are requeued, behind every cursor.
+	s.Close()
+	want := map[string]bool{}
+	for _, g := range groups[:3] {
+		if req, _, err := f.q.RecoverGroup(f.ctx, fence, g.ID, policyOf(3), "lost", time.Now()); err != nil || req != len(g.Running.Tasks) {
+			t.Fatalf("recover %s: %d, %v", g.ID, req, err)
+		}
+		for _, task := range g.Running.Tasks {
+			want[task.ID] = true
+		}
+	}
+	// Shards found empty are skipped until Reset (the worker resets on a
+	// wake, which every requeue bumps, and once a second).
+	if ready, _, err := f.q.ListReadyFrom(f.ctx, cur, queue.DefaultZone, order, 100); err != nil || len(ready) != 0 {
+		t.Fatalf("before Reset: %d listed, err %v; want the empty shards skipped", len(ready), err)
+	}
+	cur.Reset()
+	ready, _, err := f.q.ListReadyFrom(f.ctx, cur, queue.DefaultZone, order, 100)
+	if err != nil || len(ready) != len(want) {
+		t.Fatalf("after Reset: %d listed, err %v; want the %d requeued", len(ready), err, len(want))
+	}
+	for _, r := range ready {
+		if !want[r.Task.ID] || r.Task.Attempt != 2 {
+			t.Fatalf("listed %s attempt %d, want only the requeued tasks, on attempt 2", r.Task.ID, r.Task.Attempt)
+		}
+	}
+}
+
 func TestCommitIsFencedOnTheClaim(t *testing.T) {
 	f := setup(t)
 	_, fence := f.submitAndShard(t, "b1", 4)

@@ -301,6 +301,7 @@ type run struct {
 func (s *run) claimLoop(ctx, taskCtx context.Context, wake <-chan struct{}, tasks *sync.WaitGroup) error {
 	poll := time.NewTicker(time.Second)
 	defer poll.Stop()
+	cursor := queue.NewReadyCursor() // where listings resume, past the tasks already claimed
 	// Claiming a few tasks at a time costs a transaction and a group's
 	// records each time: wait until a quarter of the slots are free (or
 	// the worker is idle) so that groups stay large under load.
@@ -308,7 +309,7 @@ func (s *run) claimLoop(ctx, taskCtx context.Context, wake <-chan struct{}, task
 		limit := s.w.limit.get()
 		batch := max(1, min(limit/4, queue.MaxClaim))
 		if free := limit - len(s.slots); free > 0 && (free >= batch || len(s.slots) == 0) {
-			n, err := s.claimSome(ctx, taskCtx, min(free, queue.MaxClaim), tasks)
+			n, err := s.claimSome(ctx, taskCtx, cursor, min(free, queue.MaxClaim), tasks)
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -325,7 +326,9 @@ func (s *run) claimLoop(ctx, taskCtx context.Context, wake <-chan struct{}, task
 		case <-ctx.Done():
 			return nil
 		case <-wake:
+			cursor.Reset() // tasks were made ready: look in every shard again
 		case <-poll.C:
+			cursor.Reset()
 		case <-s.freed:
 		}
 	}
@@ -334,7 +337,7 @@ func (s *run) claimLoop(ctx, taskCtx context.Context, wake <-chan struct{}, task
 var errLeaseGone = errors.New("worker: lease lost")
 
 // claimSome claims up to n tasks as one group and starts them.
-func (s *run) claimSome(ctx, taskCtx context.Context, n int, tasks *sync.WaitGroup) (claimed int, err error) {
+func (s *run) claimSome(ctx, taskCtx context.Context, cursor *queue.ReadyCursor, n int, tasks *sync.WaitGroup) (claimed int, err error) {
 	var g *queue.Group
 	w := s.w
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -342,7 +345,7 @@ func (s *run) claimSome(ctx, taskCtx context.Context, n int, tasks *sync.WaitGro
 	s.mu.Lock()
 	order := s.assign.ShardOrder(w.cfg.ID, rand.IntN(max(s.assign.Shards, queue.DefaultShards)))
 	s.mu.Unlock()
-	ready, bad, err := w.q.ListReady(cctx, w.cfg.Zone, order, n)
+	ready, bad, err := w.q.ListReadyFrom(cctx, cursor, w.cfg.Zone, order, n)
 	if err != nil {
 		return 0, err
 	}
