@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -631,6 +632,78 @@ func TestFinishOnceAndPurge(t *testing.T) {
 	keys := etcdtest.Keys(t, f.env.Client, f.env.Prefix+"/")
 	if len(keys) != 2 || !strings.Contains(keys[0], "/election/") || keys[1] != f.q.Keys().Wake() {
 		t.Fatalf("left after purge: %v", keys)
+	}
+}
+
+func TestResultTallyFollowsWhatTallyReads(t *testing.T) {
+	f := setup(t)
+	f.submitAndShard(t, "b1", 30)
+	s := f.session(t, 10)
+	var groups []*queue.Group
+	for range 3 {
+		groups = append(groups, f.claim(t, s.Lease(), "w", 10))
+	}
+	commit := func(outs []queue.Outcome) {
+		t.Helper()
+		if rej, err := f.q.Commit(f.ctx, outs); err != nil || len(rej) != 0 {
+			t.Fatal(rej, err)
+		}
+	}
+	commit(finishAll(groups[0], queue.StatusOK, "w")) // before it starts: listed
+
+	reported := make(chan int, 100)
+	tally := f.q.FollowResults("b1", func(n int) { reported <- n })
+	ctx, cancel := context.WithCancel(f.ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { tally.Run(ctx) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	same := func(want int) {
+		t.Helper()
+		got, err := tally.Current(f.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		read, err := f.q.Tally(f.ctx, "b1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != want || !maps.Equal(got, read) {
+			t.Fatalf("followed tally has %d results, want %d as Tally reads them:\n%v\n%v", len(got), want, got, read)
+		}
+		for {
+			select {
+			case n := <-reported:
+				if n == want {
+					return
+				}
+			case <-f.ctx.Done():
+				t.Fatalf("the tally never reported %d results", want)
+			}
+		}
+	}
+	same(10)
+
+	// Committed while it follows, and a value that does not decode.
+	commit(finishAll(groups[1], queue.StatusFail, "w"))
+	commit(finishAll(groups[2], queue.StatusOK, "w")[:5])
+	if _, err := f.env.Client.Put(f.ctx, f.q.Keys().Result("b1", "garbage"), "{not json"); err != nil {
+		t.Fatal(err)
+	}
+	same(26)
+	// A result deleted (as a retry round does) leaves it.
+	if _, err := f.env.Client.Delete(f.ctx, f.q.Keys().Result("b1", "garbage")); err != nil {
+		t.Fatal(err)
+	}
+	same(25)
+	// Nothing of the batch changes: Current returns once etcd confirms the
+	// watch has seen everything up to now.
+	if _, err := f.env.Client.Put(f.ctx, f.env.Prefix+"/elsewhere", ""); err != nil {
+		t.Fatal(err)
+	}
+	cctx, ccancel := context.WithTimeout(f.ctx, 10*time.Second)
+	defer ccancel()
+	if _, err := tally.Current(cctx); err != nil {
+		t.Fatal(err)
 	}
 }
 
