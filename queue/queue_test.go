@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -778,6 +779,37 @@ func TestAdoptFindsAClaimWhoseReplyWasLost(t *testing.T) {
 	if got, err := f.q.Adopt(f.ctx, "never-claimed"); err != nil || got != nil {
 		t.Fatalf("adopt of a claim that did not land: %+v, %v", got, err)
 	}
+}
+
+func TestRunningRecordHoldsTheClaimedTasks(t *testing.T) {
+	f := setup(t)
+	_, fence := f.submitAndShard(t, "b1", 5)
+	s := f.session(t, 10)
+	g := f.claim(t, s.Lease(), "w", 5)
+	same := func(g *queue.Group) {
+		t.Helper()
+		stored, err := f.q.Adopt(f.ctx, g.ID) // reads the running record back
+		if err != nil || stored == nil {
+			t.Fatalf("adopt: %+v, %v", stored, err)
+		}
+		got, want := stored.Running, g.Running
+		if got.Worker != want.Worker || !got.ClaimedAt.Equal(want.ClaimedAt) || !got.Deadline.Equal(want.Deadline) ||
+			!reflect.DeepEqual(got.Tasks, want.Tasks) {
+			t.Fatalf("running record reads back as\n%+v\nwant\n%+v", got, want)
+		}
+	}
+	same(g)
+	// Requeued tasks carry their history into the next claim's record.
+	s.Close()
+	if _, _, err := f.q.RecoverGroup(f.ctx, fence, g.ID, policyOf(3), "lost", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	s2 := f.session(t, 10)
+	g2 := f.claim(t, s2.Lease(), "w2", 5)
+	if len(g2.Running.Tasks) != 5 || len(g2.Running.Tasks[0].History) != 1 {
+		t.Fatalf("second claim %+v", g2.Running)
+	}
+	same(g2)
 }
 
 func TestTasksOfAMalformedGroupEndDead(t *testing.T) {
