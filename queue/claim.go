@@ -23,6 +23,8 @@ type Ready struct {
 	Task   Task
 	Key    string
 	ModRev int64 // the ready key's revision when listed; the claim compares it
+
+	value []byte // the ready key's value as listed: Task's JSON
 }
 
 // BadValue is a key whose value did not decode, found while listing.
@@ -42,21 +44,47 @@ func (b BadValue) Key() string { return string(b.KV.Key) }
 // is read at the first read's revision, so a listing never sees half of a
 // sharding transaction. Values that do not decode are returned apart.
 func (q *Queue) ListReady(ctx context.Context, zone string, order []int, limit int) ([]Ready, []BadValue, error) {
+	return q.ListReadyFrom(ctx, nil, zone, order, limit)
+}
+
+// ReadyCursor is where a claimer's listings of each shard resume. etcd
+// keeps a deleted key in its index (a tombstone) until compaction and
+// visits it in every range that covers it, so a range from a shard's start
+// would walk every task claimed from it since: near the end of a large
+// batch a listing would cost as much as the batch. The cursor starts each
+// shard's range just after the last key listed there and wraps around to
+// the shard's start when it reaches the end, so every key is still seen;
+// and it remembers the shards a listing found empty and skips them until
+// Reset. A ReadyCursor is owned by one goroutine.
+type ReadyCursor struct {
+	next  map[int]string // shard -> the key its next range starts at
+	empty map[int]bool   // shards found empty since the last Reset
+}
+
+// NewReadyCursor returns a cursor at the start of every shard.
+func NewReadyCursor() *ReadyCursor {
+	return &ReadyCursor{next: map[int]string{}, empty: map[int]bool{}}
+}
+
+// Reset makes the next listing look at every shard again. Call it when
+// tasks may have become ready (the leader bumps Keys.Wake in every
+// transaction that makes a task ready), and now and then in any case.
+func (c *ReadyCursor) Reset() { clear(c.empty) }
+
+// ListReadyFrom is ListReady resuming each shard where cur left it (nil:
+// from each shard's start), and moving cur on.
+func (q *Queue) ListReadyFrom(ctx context.Context, cur *ReadyCursor, zone string, order []int, limit int) ([]Ready, []BadValue, error) {
 	var out []Ready
 	var bad []BadValue
 	var rev int64
-	for _, shard := range order {
-		if len(out) >= limit {
-			break
-		}
-		prefix := q.keys.ReadyShard(zone, shard)
-		opts := []clientv3.OpOption{clientv3.WithRange(prefixEnd(prefix)), clientv3.WithLimit(int64(limit - len(out)))}
+	get := func(from, to string, n int) (*clientv3.GetResponse, error) {
+		opts := []clientv3.OpOption{clientv3.WithRange(to), clientv3.WithLimit(int64(n))}
 		if rev != 0 {
 			opts = append(opts, clientv3.WithRev(rev))
 		}
-		resp, err := q.cli.Get(ctx, prefix, opts...)
+		resp, err := q.cli.Get(ctx, from, opts...)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if rev == 0 {
 			rev = resp.Header.Revision
@@ -67,10 +95,60 @@ func (q *Queue) ListReady(ctx context.Context, zone string, order []int, limit i
 				bad = append(bad, BadValue{KV: kv, Err: err})
 				continue
 			}
-			out = append(out, Ready{Task: t, Key: string(kv.Key), ModRev: kv.ModRevision})
+			out = append(out, Ready{Task: t, Key: string(kv.Key), ModRev: kv.ModRevision, value: kv.Value})
 		}
+		return resp, nil
+	}
+	for _, shard := range order {
+		if len(out) >= limit {
+			break
+		}
+		prefix := q.keys.ReadyShard(zone, shard)
+		end := prefixEnd(prefix)
+		if cur == nil {
+			if _, err := get(prefix, end, limit-len(out)); err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
+		if cur.empty[shard] {
+			continue
+		}
+		from := cur.next[shard]
+		if from <= prefix || from >= end {
+			from = prefix
+		}
+		// From the cursor to the shard's end, then from its start back to
+		// the cursor.
+		resp, err := get(from, end, limit-len(out))
+		if err != nil {
+			return nil, nil, err
+		}
+		found := len(resp.Kvs)
+		last := lastKey(resp.Kvs)
+		if !resp.More && from != prefix && len(out) < limit {
+			if resp, err = get(prefix, from, limit-len(out)); err != nil {
+				return nil, nil, err
+			}
+			found += len(resp.Kvs)
+			if k := lastKey(resp.Kvs); k != "" {
+				last = k
+			}
+		}
+		if found == 0 {
+			cur.empty[shard] = true
+			continue
+		}
+		cur.next[shard] = last + "\x00"
 	}
 	return out, bad, nil
+}
+
+func lastKey(kvs []*mvccpb.KeyValue) string {
+	if len(kvs) == 0 {
+		return ""
+	}
+	return string(kvs[len(kvs)-1].Key)
 }
 
 // Group is a set of tasks claimed together by one worker, under one claim
@@ -112,7 +190,7 @@ func (q *Queue) Claim(ctx context.Context, lease clientv3.LeaseID, worker, group
 		}
 		then = append(then,
 			clientv3.OpPut(claimKey, mustJSON(Claim{Worker: worker, ClaimedAt: run.ClaimedAt}), clientv3.WithLease(lease)),
-			clientv3.OpPut(runKey, mustJSON(run)),
+			clientv3.OpPut(runKey, runningValue(run, ready)),
 		)
 		resp, err := q.txn(ctx, "claim").If(cmps...).Then(then...).Else(els...).Commit()
 		if err != nil {
@@ -135,6 +213,35 @@ func (q *Queue) Claim(ctx context.Context, lease clientv3.LeaseID, worker, group
 		ready = left
 	}
 	return nil, nil
+}
+
+// runningValue is mustJSON(run) with the JSON of each task as it was
+// listed rather than encoded again: a claim writes every task it takes
+// into its running record, and encoding them was a tenth of a worker's
+// time. ready are run.Tasks, in order.
+func runningValue(run Running, ready []Ready) string {
+	tasks := run.Tasks
+	run.Tasks = []Task{}
+	head := mustJSON(run)
+	const tail = `"tasks":[]}`
+	if !strings.HasSuffix(head, tail) {
+		run.Tasks = tasks
+		return mustJSON(run)
+	}
+	var b strings.Builder
+	b.WriteString(head[:len(head)-2])
+	for i, r := range ready {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		if r.value != nil {
+			b.Write(r.value)
+		} else {
+			b.WriteString(mustJSON(tasks[i]))
+		}
+	}
+	b.WriteString("]}")
+	return b.String()
 }
 
 // Outcome is what a worker reports for one task of a group: a final Result,

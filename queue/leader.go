@@ -466,15 +466,9 @@ func (q *Queue) Purge(ctx context.Context, fence Fence, batch string) error {
 func (q *Queue) Tally(ctx context.Context, batch string) (map[string]Status, error) {
 	out := map[string]Status{}
 	_, err := q.rangeAll(ctx, q.keys.BatchResults(batch), func(kv *mvccpb.KeyValue) error {
-		_, task, err := q.keys.ParseResult(string(kv.Key))
-		if err != nil {
-			return nil
+		if task, st, ok := q.resultStatus(kv); ok {
+			out[task] = st
 		}
-		var r Result
-		if err := decodeKV(kv, &r); err != nil {
-			r.Status = StatusError
-		}
-		out[task] = r.Status
 		return nil
 	})
 	return out, err

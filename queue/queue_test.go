@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -359,6 +361,67 @@ func TestClaimFallsBackToWhatIsLeft(t *testing.T) {
 	}
 }
 
+func TestReadyCursorResumesPastClaimedTasksAndWrapsAround(t *testing.T) {
+	f := setup(t)
+	_, fence := f.submitAndShard(t, "b1", 200)
+	s := f.session(t, 10)
+	cur := queue.NewReadyCursor()
+	order := queue.Assignment{}.ShardOrder("", 0)
+	now := time.Now()
+	dl := func(queue.Task) time.Time { return now.Add(time.Minute) }
+	claimed := map[string]bool{}
+	var groups []*queue.Group
+	for {
+		ready, bad, err := f.q.ListReadyFrom(f.ctx, cur, queue.DefaultZone, order, 7)
+		if err != nil || len(bad) > 0 {
+			t.Fatalf("list: %v %v", err, bad)
+		}
+		if len(ready) == 0 {
+			break
+		}
+		g, err := f.q.Claim(f.ctx, s.Lease(), "w", fmt.Sprintf("g%d", groupSeq.Add(1)), ready, now, dl)
+		if err != nil || g == nil || len(g.Running.Tasks) != len(ready) {
+			t.Fatalf("claim %d listed: %+v, err %v", len(ready), g, err)
+		}
+		for _, task := range g.Running.Tasks {
+			if claimed[task.ID] {
+				t.Fatalf("%s listed again after it was claimed", task.ID)
+			}
+			claimed[task.ID] = true
+		}
+		groups = append(groups, g)
+	}
+	if len(claimed) != 200 {
+		t.Fatalf("%d tasks claimed through the cursor, want 200", len(claimed))
+	}
+	// The worker dies; three groups are requeued, behind every cursor.
+	s.Close()
+	want := map[string]bool{}
+	for _, g := range groups[:3] {
+		if req, _, err := f.q.RecoverGroup(f.ctx, fence, g.ID, policyOf(3), "lost", time.Now()); err != nil || req != len(g.Running.Tasks) {
+			t.Fatalf("recover %s: %d, %v", g.ID, req, err)
+		}
+		for _, task := range g.Running.Tasks {
+			want[task.ID] = true
+		}
+	}
+	// Shards found empty are skipped until Reset (the worker resets on a
+	// wake, which every requeue bumps, and once a second).
+	if ready, _, err := f.q.ListReadyFrom(f.ctx, cur, queue.DefaultZone, order, 100); err != nil || len(ready) != 0 {
+		t.Fatalf("before Reset: %d listed, err %v; want the empty shards skipped", len(ready), err)
+	}
+	cur.Reset()
+	ready, _, err := f.q.ListReadyFrom(f.ctx, cur, queue.DefaultZone, order, 100)
+	if err != nil || len(ready) != len(want) {
+		t.Fatalf("after Reset: %d listed, err %v; want the %d requeued", len(ready), err, len(want))
+	}
+	for _, r := range ready {
+		if !want[r.Task.ID] || r.Task.Attempt != 2 {
+			t.Fatalf("listed %s attempt %d, want only the requeued tasks, on attempt 2", r.Task.ID, r.Task.Attempt)
+		}
+	}
+}
+
 func TestCommitIsFencedOnTheClaim(t *testing.T) {
 	f := setup(t)
 	_, fence := f.submitAndShard(t, "b1", 4)
@@ -573,6 +636,78 @@ func TestFinishOnceAndPurge(t *testing.T) {
 	}
 }
 
+func TestResultTallyFollowsWhatTallyReads(t *testing.T) {
+	f := setup(t)
+	f.submitAndShard(t, "b1", 30)
+	s := f.session(t, 10)
+	var groups []*queue.Group
+	for range 3 {
+		groups = append(groups, f.claim(t, s.Lease(), "w", 10))
+	}
+	commit := func(outs []queue.Outcome) {
+		t.Helper()
+		if rej, err := f.q.Commit(f.ctx, outs); err != nil || len(rej) != 0 {
+			t.Fatal(rej, err)
+		}
+	}
+	commit(finishAll(groups[0], queue.StatusOK, "w")) // before it starts: listed
+
+	reported := make(chan int, 100)
+	tally := f.q.FollowResults("b1", func(n int) { reported <- n })
+	ctx, cancel := context.WithCancel(f.ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { tally.Run(ctx) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	same := func(want int) {
+		t.Helper()
+		got, err := tally.Current(f.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		read, err := f.q.Tally(f.ctx, "b1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != want || !maps.Equal(got, read) {
+			t.Fatalf("followed tally has %d results, want %d as Tally reads them:\n%v\n%v", len(got), want, got, read)
+		}
+		for {
+			select {
+			case n := <-reported:
+				if n == want {
+					return
+				}
+			case <-f.ctx.Done():
+				t.Fatalf("the tally never reported %d results", want)
+			}
+		}
+	}
+	same(10)
+
+	// Committed while it follows, and a value that does not decode.
+	commit(finishAll(groups[1], queue.StatusFail, "w"))
+	commit(finishAll(groups[2], queue.StatusOK, "w")[:5])
+	if _, err := f.env.Client.Put(f.ctx, f.q.Keys().Result("b1", "garbage"), "{not json"); err != nil {
+		t.Fatal(err)
+	}
+	same(26)
+	// A result deleted (as a retry round does) leaves it.
+	if _, err := f.env.Client.Delete(f.ctx, f.q.Keys().Result("b1", "garbage")); err != nil {
+		t.Fatal(err)
+	}
+	same(25)
+	// Nothing of the batch changes: Current returns once etcd confirms the
+	// watch has seen everything up to now.
+	if _, err := f.env.Client.Put(f.ctx, f.env.Prefix+"/elsewhere", ""); err != nil {
+		t.Fatal(err)
+	}
+	cctx, ccancel := context.WithTimeout(f.ctx, 10*time.Second)
+	defer ccancel()
+	if _, err := tally.Current(cctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestMalformedReadyIsQuarantinedAndEndsDead(t *testing.T) {
 	f := setup(t)
 	f.submitAndShard(t, "b1", 3)
@@ -644,6 +779,37 @@ func TestAdoptFindsAClaimWhoseReplyWasLost(t *testing.T) {
 	if got, err := f.q.Adopt(f.ctx, "never-claimed"); err != nil || got != nil {
 		t.Fatalf("adopt of a claim that did not land: %+v, %v", got, err)
 	}
+}
+
+func TestRunningRecordHoldsTheClaimedTasks(t *testing.T) {
+	f := setup(t)
+	_, fence := f.submitAndShard(t, "b1", 5)
+	s := f.session(t, 10)
+	g := f.claim(t, s.Lease(), "w", 5)
+	same := func(g *queue.Group) {
+		t.Helper()
+		stored, err := f.q.Adopt(f.ctx, g.ID) // reads the running record back
+		if err != nil || stored == nil {
+			t.Fatalf("adopt: %+v, %v", stored, err)
+		}
+		got, want := stored.Running, g.Running
+		if got.Worker != want.Worker || !got.ClaimedAt.Equal(want.ClaimedAt) || !got.Deadline.Equal(want.Deadline) ||
+			!reflect.DeepEqual(got.Tasks, want.Tasks) {
+			t.Fatalf("running record reads back as\n%+v\nwant\n%+v", got, want)
+		}
+	}
+	same(g)
+	// Requeued tasks carry their history into the next claim's record.
+	s.Close()
+	if _, _, err := f.q.RecoverGroup(f.ctx, fence, g.ID, policyOf(3), "lost", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	s2 := f.session(t, 10)
+	g2 := f.claim(t, s2.Lease(), "w2", 5)
+	if len(g2.Running.Tasks) != 5 || len(g2.Running.Tasks[0].History) != 1 {
+		t.Fatalf("second claim %+v", g2.Running)
+	}
+	same(g2)
 }
 
 func TestTasksOfAMalformedGroupEndDead(t *testing.T) {

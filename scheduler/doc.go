@@ -19,8 +19,10 @@
 //     the task), up to MaxAttempts;
 //   - sweeps active batches periodically for orphaned tasks, the safety net
 //     for deletions no scheduler saw (for example while none was leading);
-//   - counts results and writes each batch's summary exactly once when every
-//     host has a result.
+//   - follows each active batch's results (queue.ResultTally: a list, then
+//     a watch) and writes the batch's summary exactly once when every host
+//     has a result, as soon as the last one is committed, from a tally
+//     confirmed current against etcd (or, failing that, a full read).
 //
 // What it does not guarantee: leadership is a lease, and two processes may
 // both believe they lead for up to a session TTL; fencing makes that harmless

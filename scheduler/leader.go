@@ -35,6 +35,10 @@ type batchState struct {
 	retried   bool      // a pending retry request was carried out
 	lastTall  time.Time // when failures were last counted
 	lastCount int       // how many results there were then
+	// results follows the batch's results from when it is loaded: its
+	// last result wakes the loop, and the summary is built from it.
+	results  *queue.ResultTally
+	unfollow context.CancelFunc // stops results
 }
 
 // leader is the state of one leadership term. Every etcd write goes
@@ -53,6 +57,8 @@ type leader struct {
 	leaving map[string]bool             // workers that said they are stopping cleanly
 	written map[string]string           // zone -> the assignment this term last wrote
 	wake    chan struct{}
+
+	following sync.WaitGroup // the batches' result tallies
 }
 
 func (l *leader) poke() {
@@ -71,6 +77,9 @@ func (l *leader) onActive(ev queue.Event) {
 	}
 	l.mu.Lock()
 	if ev.Delete {
+		if b, ok := l.active[id]; ok && b.unfollow != nil {
+			b.unfollow()
+		}
 		delete(l.active, id)
 	} else if _, ok := l.active[id]; !ok {
 		l.active[id] = &batchState{}
@@ -199,6 +208,8 @@ func (l *leader) loop(ctx context.Context) {
 	defer sweep.Stop()
 	retain := time.NewTicker(time.Minute)
 	defer retain.Stop()
+	// The batches' result tallies end with ctx.
+	defer l.following.Wait()
 	l.sweep(ctx) // catch up on what happened while no one led
 	l.purge(ctx)
 	for {
@@ -297,6 +308,9 @@ func (l *leader) handle(ctx context.Context, id string) error {
 		st.spec, st.loaded, st.stopped, st.cancel = spec, true, stop != "", st.cancel || cancelled
 		l.set(id, func(b *batchState) { b.spec, b.loaded, b.stopped, b.cancel = spec, true, st.stopped, st.cancel })
 	}
+	if st.results == nil {
+		st.results = l.follow(ctx, id, st.spec.Hosts)
+	}
 	if !st.retried {
 		req, err := q.PendingRetry(cctx, id)
 		if err != nil {
@@ -349,7 +363,27 @@ func (l *leader) handle(ctx context.Context, id string) error {
 	if n < st.spec.Hosts {
 		return l.checkFailures(ctx, st, n)
 	}
-	return l.finish(cctx, st.spec)
+	return l.finish(cctx, st)
+}
+
+// follow starts following a batch's results until it leaves the active
+// set or the term ends. The last result pokes the loop, so that the batch
+// finishes as soon as it is done rather than at the next tick.
+func (l *leader) follow(ctx context.Context, id string, hosts int) *queue.ResultTally {
+	fctx, cancel := context.WithCancel(ctx)
+	t := l.s.q.FollowResults(id, func(n int) {
+		if n >= hosts {
+			l.poke()
+		}
+	})
+	active := false
+	l.set(id, func(b *batchState) { b.results, b.unfollow, active = t, cancel, true })
+	if !active {
+		cancel()
+		return nil
+	}
+	l.following.Go(func() { t.Run(fctx) })
+	return t
 }
 
 // checkFailures stops a batch with --max-failures once it is exceeded.
@@ -404,8 +438,9 @@ func (l *leader) stop(ctx context.Context, spec queue.BatchSpec, why queue.Statu
 }
 
 // finish writes the batch summary once every host has a result.
-func (l *leader) finish(ctx context.Context, spec queue.BatchSpec) error {
-	tally, err := l.s.q.Tally(ctx, spec.ID)
+func (l *leader) finish(ctx context.Context, st batchState) error {
+	spec := st.spec
+	tally, err := l.tally(ctx, st)
 	if err != nil || len(tally) < spec.Hosts {
 		return err
 	}
@@ -420,6 +455,24 @@ func (l *leader) finish(ctx context.Context, spec queue.BatchSpec) error {
 	}
 	ev.Msg("batch finished")
 	return nil
+}
+
+// tally returns each host's result status: from the batch's result tally
+// once it has caught up with etcd, which is immediate at the end of a
+// batch; otherwise by reading every result.
+func (l *leader) tally(ctx context.Context, st batchState) (map[string]queue.Status, error) {
+	if st.results != nil {
+		if n, ok := st.results.Count(); ok && n >= st.spec.Hosts {
+			tctx, cancel := context.WithTimeout(ctx, time.Second)
+			tally, err := st.results.Current(tctx)
+			cancel()
+			if err == nil {
+				return tally, nil
+			}
+			l.log.Debug().Err(err).Str("batch_id", st.spec.ID).Msg("result tally did not catch up; reading every result")
+		}
+	}
+	return l.s.q.Tally(ctx, st.spec.ID)
 }
 
 // policy returns a batch's retry policy, for recovery.

@@ -345,9 +345,17 @@ type run struct {
 func (s *run) claimLoop(ctx, taskCtx context.Context, wake <-chan struct{}, tasks *sync.WaitGroup) error {
 	poll := time.NewTicker(time.Second)
 	defer poll.Stop()
+	settle := time.NewTimer(0)
+	defer settle.Stop()
+	cl := &claiming{cursor: queue.NewReadyCursor(), roundTrip: 5 * time.Millisecond}
+	var settling time.Time // since when enough slots are free to claim while more keep freeing
 	// Claiming a few tasks at a time costs a transaction and a group's
 	// records each time: wait until a quarter of the slots are free (or
-	// the worker is idle) so that groups stay large under load.
+	// the worker is idle) so that groups stay large under load. And while
+	// checks keep finishing faster than a claim's round trip (a slot freed
+	// within the last one), wait for them too, for up to a few round
+	// trips: otherwise the loop claims the few slots free the moment a
+	// claim returns, and the group after it the rest, at twice the cost.
 	for {
 		limit := s.w.limit.get()
 		if d := limit - s.w.shownLimit; d != 0 {
@@ -355,8 +363,26 @@ func (s *run) claimLoop(ctx, taskCtx context.Context, wake <-chan struct{}, task
 			s.w.shownLimit = limit
 		}
 		batch := max(1, min(limit/4, queue.MaxClaim))
-		if free := limit - len(s.slots); free > 0 && (free >= batch || len(s.slots) == 0) {
-			n, err := s.claimSome(ctx, taskCtx, min(free, queue.MaxClaim), tasks)
+		free := limit - len(s.slots)
+		if free > 0 && (free >= batch || len(s.slots) == 0) {
+			now := time.Now()
+			sinceFreed := now.Sub(time.Unix(0, cl.freedAt.Load()))
+			if settling.IsZero() {
+				settling = now
+			}
+			if free < min(limit, queue.MaxClaim) && sinceFreed < cl.roundTrip && now.Sub(settling) < 4*cl.roundTrip {
+				settle.Reset(cl.roundTrip - sinceFreed)
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-s.freed:
+				case <-settle.C:
+				}
+				continue
+			}
+			settling = time.Time{}
+			start := time.Now()
+			n, err := s.claimSome(ctx, taskCtx, cl, min(free, queue.MaxClaim), tasks)
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -366,6 +392,7 @@ func (s *run) claimLoop(ctx, taskCtx context.Context, wake <-chan struct{}, task
 				}
 				s.w.log.Warn().Err(err).Msg("claim failed")
 			} else if n > 0 {
+				cl.roundTrip = (3*cl.roundTrip + time.Since(start)) / 4
 				continue // there may be more
 			}
 		}
@@ -373,16 +400,25 @@ func (s *run) claimLoop(ctx, taskCtx context.Context, wake <-chan struct{}, task
 		case <-ctx.Done():
 			return nil
 		case <-wake:
+			cl.cursor.Reset() // tasks were made ready: look in every shard again
 		case <-poll.C:
+			cl.cursor.Reset()
 		case <-s.freed:
 		}
 	}
 }
 
+// claiming is the claim loop's own state, shared with the checks it starts.
+type claiming struct {
+	cursor    *queue.ReadyCursor // where listings resume, past the tasks already claimed
+	roundTrip time.Duration      // a claim's listing and transaction, averaged
+	freedAt   atomic.Int64       // when a check last gave its slot back (Unix ns)
+}
+
 var errLeaseGone = errors.New("worker: lease lost")
 
 // claimSome claims up to n tasks as one group and starts them.
-func (s *run) claimSome(ctx, taskCtx context.Context, n int, tasks *sync.WaitGroup) (claimed int, err error) {
+func (s *run) claimSome(ctx, taskCtx context.Context, cl *claiming, n int, tasks *sync.WaitGroup) (claimed int, err error) {
 	var g *queue.Group
 	w := s.w
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -390,7 +426,7 @@ func (s *run) claimSome(ctx, taskCtx context.Context, n int, tasks *sync.WaitGro
 	s.mu.Lock()
 	order := s.assign.ShardOrder(w.cfg.ID, rand.IntN(max(s.assign.Shards, queue.DefaultShards)))
 	s.mu.Unlock()
-	ready, bad, err := w.q.ListReady(cctx, w.cfg.Zone, order, n)
+	ready, bad, err := w.q.ListReadyFrom(cctx, cl.cursor, w.cfg.Zone, order, n)
 	if err != nil {
 		return 0, err
 	}
@@ -462,6 +498,7 @@ func (s *run) claimSome(ctx, taskCtx context.Context, n int, tasks *sync.WaitGro
 			w.m.RunningChecks.Inc()
 			defer func() {
 				w.m.RunningChecks.Dec()
+				cl.freedAt.Store(time.Now().UnixNano())
 				<-s.slots
 				select {
 				case s.freed <- struct{}{}:

@@ -414,3 +414,26 @@ func TestKillEndsADrainAtOnce(t *testing.T) {
 		t.Fatalf("stats %+v, want the group released", s)
 	}
 }
+
+func TestALongCheckDoesNotHoldBackClaims(t *testing.T) {
+	f := setup(t)
+	w, _ := f.worker(t, "w", 4)
+	// One check that outlives the test holds a slot...
+	f.submit(t, "slow", "noop", map[string]string{"sleep": "1h"}, names(1))
+	etcdtest.WaitFor(t, f.env.Client, f.q.Keys().Claims(), 30*time.Second, "the slow task claimed", func(n int) bool { return n == 1 })
+	// ...and fast checks go through the other three, the worker claiming
+	// as they finish rather than waiting for a full group of four.
+	f.submit(t, "fast", "noop", nil, names(40))
+	rows := f.waitDone(t, "fast")
+	if len(rows) != 40 {
+		t.Fatalf("%d results, want 40", len(rows))
+	}
+	for _, r := range rows {
+		if r.Status != queue.StatusOK {
+			t.Fatalf("%s: %s %s", r.Task, r.Status, r.Message)
+		}
+	}
+	if s := w.Stats(); s.Claimed != 41 {
+		t.Fatalf("stats %+v, want the slow task and the 40 fast ones claimed", s)
+	}
+}

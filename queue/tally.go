@@ -1,0 +1,187 @@
+package queue
+
+import (
+	"context"
+	"maps"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// ResultTally follows one batch's results as they are committed, so that
+// the leader learns of the last one at once and writes the summary without
+// reading every result again (Tally, which costs as much as the batch is
+// large, at the very end of it). It lists the results at one revision,
+// then watches them from the next; when the watch breaks it lists again.
+//
+// The tally is exact at a revision: the list's, then that of each event it
+// applied (etcd delivers a revision's events together and in order), or
+// the one a progress notification reports. Current asks etcd for a
+// revision no older than the call and waits until the tally has caught up
+// with it, so what it returns is what Tally would have read.
+type ResultTally struct {
+	q        *Queue
+	prefix   string
+	onChange func(results int)
+
+	mu     sync.Mutex
+	status map[string]Status // task -> its result's status
+	rev    int64             // status is exact at this revision; 0 while listing
+	wctx   context.Context   // the watch's context, which names its stream for progress requests
+	moved  chan struct{}     // closed and replaced whenever rev advances
+}
+
+// FollowResults returns a tally of batch's results; Run keeps it current.
+// onChange, if set, is called on Run's goroutine with the number of
+// results after each change.
+func (q *Queue) FollowResults(batch string, onChange func(results int)) *ResultTally {
+	return &ResultTally{q: q, prefix: q.keys.BatchResults(batch), onChange: onChange, moved: make(chan struct{})}
+}
+
+// Run lists and watches the results until ctx ends.
+func (t *ResultTally) Run(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		if t.follow(ctx) {
+			backoff = 100 * time.Millisecond
+		}
+		t.mu.Lock()
+		t.rev, t.wctx = 0, nil
+		t.mu.Unlock()
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// follow lists the results and applies the watch's events until it breaks.
+// It reports whether the list succeeded.
+func (t *ResultTally) follow(ctx context.Context) bool {
+	status := map[string]Status{}
+	rev, err := t.q.rangeAll(ctx, t.prefix, func(kv *mvccpb.KeyValue) error {
+		if task, st, ok := t.q.resultStatus(kv); ok {
+			status[task] = st
+		}
+		return nil
+	})
+	if err != nil {
+		return false
+	}
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	t.mu.Lock()
+	t.status, t.wctx = status, wctx
+	t.advance(rev)
+	t.mu.Unlock()
+	t.changed(len(status))
+	for resp := range t.q.cli.Watch(wctx, t.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
+		if resp.Err() != nil {
+			return true // compacted, or the etcd leader was lost: list again
+		}
+		t.mu.Lock()
+		for _, ev := range resp.Events {
+			if ev.Type == mvccpb.DELETE {
+				if _, task, err := t.q.keys.ParseResult(string(ev.Kv.Key)); err == nil {
+					delete(t.status, task)
+				}
+			} else if task, st, ok := t.q.resultStatus(ev.Kv); ok {
+				t.status[task] = st
+			}
+			t.advance(ev.Kv.ModRevision)
+		}
+		if resp.IsProgressNotify() {
+			// Sent only once every event up to this revision was.
+			t.advance(resp.Header.Revision)
+		}
+		n := len(t.status)
+		t.mu.Unlock()
+		if len(resp.Events) > 0 {
+			t.changed(n)
+		}
+	}
+	return true
+}
+
+// advance records that the tally is exact at rev. t.mu is held.
+func (t *ResultTally) advance(rev int64) {
+	if rev > t.rev {
+		t.rev = rev
+		close(t.moved)
+		t.moved = make(chan struct{})
+	}
+}
+
+func (t *ResultTally) changed(n int) {
+	if t.onChange != nil {
+		t.onChange(n)
+	}
+}
+
+// Count returns how many results the tally holds, and false while it is
+// not following (listing, or the watch broke).
+func (t *ResultTally) Count() (int, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.status), t.rev != 0
+}
+
+// Current returns each task's result status as of a revision no older
+// than the call: it reads etcd's current revision (a linearizable read),
+// then waits until the tally has caught up with it, asking etcd for a
+// progress notification when no event will say so. It gives up when ctx
+// ends; the caller then reads the results itself (Tally).
+func (t *ResultTally) Current(ctx context.Context) (map[string]Status, error) {
+	resp, err := t.q.cli.Get(ctx, t.prefix) // one key: only its revision is wanted
+	if err != nil {
+		return nil, err
+	}
+	want := resp.Header.Revision
+	retry := time.NewTicker(50 * time.Millisecond)
+	defer retry.Stop()
+	for asked := false; ; {
+		t.mu.Lock()
+		rev, wctx, moved := t.rev, t.wctx, t.moved
+		var out map[string]Status
+		if rev >= want {
+			out = maps.Clone(t.status)
+		}
+		t.mu.Unlock()
+		if out != nil {
+			return out, nil
+		}
+		if !asked && wctx != nil {
+			// Answered once every event up to now was sent. etcd drops
+			// the request while any watch sharing the stream is catching
+			// up, so the retry tick asks again.
+			if err := t.q.cli.RequestProgress(wctx); err != nil && ctx.Err() == nil && wctx.Err() == nil {
+				return nil, err
+			}
+			asked = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-moved:
+		case <-retry.C:
+			asked = false
+		}
+	}
+}
+
+// resultStatus is the task and status a result key holds, as Tally counts
+// it: a value that does not decode ends its task as an error.
+func (q *Queue) resultStatus(kv *mvccpb.KeyValue) (task string, st Status, ok bool) {
+	_, task, err := q.keys.ParseResult(string(kv.Key))
+	if err != nil {
+		return "", "", false
+	}
+	var r Result
+	if err := decodeKV(kv, &r); err != nil {
+		r.Status = StatusError
+	}
+	return task, r.Status, true
+}
