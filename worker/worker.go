@@ -519,7 +519,6 @@ func (s *run) claimSome(ctx, taskCtx context.Context, cl *claiming, n int, tasks
 func (s *run) runTask(ctx context.Context, g *queue.Group, i int) (queue.Outcome, bool) {
 	w := s.w
 	t := g.Running.Tasks[i]
-	log := w.log.With().Str("batch_id", t.Batch).Str("task_id", t.ID).Str("host", t.Host.Name).Int("attempt", t.Attempt).Logger()
 	b, err := w.batch(ctx, t.Batch)
 	if err != nil {
 		return queue.Outcome{}, false // etcd unreachable: the group is released and retried
@@ -562,7 +561,7 @@ func (s *run) runTask(ctx context.Context, g *queue.Group, i int) (queue.Outcome
 		next.Attempt++
 		next.NotBefore = now.Add(b.policy.Backoff(next.Attempt, queue.Jitter))
 		o.Retry = &next
-		log.Debug().Str("status", string(res.Status)).Time("not_before", next.NotBefore).Msg("will retry")
+		taskFields(w.log.Debug(), t).Str("status", string(res.Status)).Time("not_before", next.NotBefore).Msg("will retry")
 	}
 	return o, true
 }
@@ -648,7 +647,7 @@ func (s *run) commit(ctx context.Context, outs []queue.Outcome) {
 		}
 		zombie[o.Group][o.Index] = true
 		t := o.Group.Running.Tasks[o.Index]
-		w.log.Warn().Str("batch_id", t.Batch).Str("task_id", t.ID).Str("host", t.Host.Name).Int("attempt", t.Attempt).
+		taskFields(w.log.Warn(), t).
 			Str("group", o.Group.ID).Int64("claim_rev", o.Group.ClaimRev).
 			Msg("zombie completion rejected: the claim is no longer ours")
 	}
@@ -664,6 +663,13 @@ func (s *run) commit(ctx context.Context, outs []queue.Outcome) {
 		}
 	}
 	s.mu.Unlock()
+}
+
+// taskFields adds what names a task to a log line about it (the worker's
+// logger adds worker_id). It is built per line, not per task: a task that
+// succeeds logs nothing at info level, and must cost nothing for it.
+func taskFields(e *zerolog.Event, t queue.Task) *zerolog.Event {
+	return e.Str("batch_id", t.Batch).Str("task_id", t.ID).Str("host", t.Host.Name).Int("attempt", t.Attempt)
 }
 
 // countOutcome records a committed outcome in the metrics.

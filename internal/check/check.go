@@ -179,9 +179,26 @@ func Validate(typ string, params map[string]string, hosts []inventory.Host) erro
 
 // result builds a Result whose Duration runs from start to now.
 func result(start time.Time, s Status, format string, args ...any) Result {
-	msg := fmt.Sprintf(format, args...)
-	msg = strings.Join(strings.Fields(msg), " ") // one line, whatever went in
-	return Result{Status: s, Message: msg, Duration: time.Since(start)}
+	return Result{Status: s, Message: oneLine(fmt.Sprintf(format, args...)), Duration: time.Since(start)}
+}
+
+// oneLine collapses every run of white space in msg to one space and trims
+// it, so that a message is one line whatever went in. Most messages are one
+// line already and are returned as they are.
+func oneLine(msg string) string {
+	clean := msg == "" || msg[0] != ' ' && msg[len(msg)-1] != ' '
+	for i := 0; clean && i < len(msg); i++ {
+		switch c := msg[i]; {
+		case c == ' ':
+			clean = i+1 < len(msg) && msg[i+1] != ' '
+		case c < ' ' || c == 0x7f || c >= 0x80:
+			clean = false // control characters, and non-ASCII space such as U+00A0, take the slow path
+		}
+	}
+	if clean {
+		return msg
+	}
+	return strings.Join(strings.Fields(msg), " ")
 }
 
 // recoverResult turns a panic in Run into a StatusError result, so that one
