@@ -71,7 +71,7 @@ func TestPrometheusScrapesPatrolDev(t *testing.T) {
 	}{
 		{`patrol_queue_worker_leases{zone="default"}`, 2},                          // leases: both dev workers
 		{`patrol_scheduler_leader`, 1},                                             // leadership
-		{`sum(patrol_queue_tasks{zone="default"})`, 0},                             // queue: drained
+		{`count(patrol_queue_tasks{zone="default"})`, 4},                           // queue: its four states
 		{`sum(patrol_worker_results_committed_total{status="ok"})`, 50},            // throughput's source
 		{`patrol_queue_up`, 1},                                                     // etcd read at scrape time
 		{`count(patrol_etcd_txn_duration_seconds_bucket{op="claim"}) > bool 0`, 1}, // etcd latency, by op
