@@ -82,7 +82,9 @@ func (q *Queue) ListReadyFrom(ctx context.Context, cur *ReadyCursor, zone string
 		if rev != 0 {
 			opts = append(opts, clientv3.WithRev(rev))
 		}
+		start := time.Now()
 		resp, err := q.cli.Get(ctx, from, opts...)
+		q.observe("list_ready", start, err)
 		if err != nil {
 			return nil, err
 		}

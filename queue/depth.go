@@ -41,7 +41,8 @@ func (d *Depth) zone(name string) *ZoneDepth {
 	return z
 }
 
-// Depth reads the queue's depth. spec returns a batch's spec (callers
+// Depth reads the queue's depth, every state at the revision the ready
+// listing began at (workers at the current one). spec returns a batch's spec (callers
 // cache them: specs never change); retrying and held tasks of a batch in a
 // single zone are counted without reading their values.
 func (q *Queue) Depth(ctx context.Context, spec func(ctx context.Context, batch string) (BatchSpec, error)) (Depth, error) {
@@ -71,12 +72,12 @@ func (q *Queue) Depth(ctx context.Context, spec func(ctx context.Context, batch 
 		d.zone(w.Zone).Workers++
 	}
 
-	if err := q.depthRunning(ctx, &d); err != nil {
+	if err := q.depthRunning(ctx, &d, rev); err != nil {
 		return Depth{}, err
 	}
 
 	var batches []string
-	if _, err := q.rangeAllAt(ctx, q.keys.Active(), 0, func(kv *mvccpb.KeyValue) error {
+	if _, err := q.rangeAllAt(ctx, q.keys.Active(), rev, func(kv *mvccpb.KeyValue) error {
 		if b, err := q.keys.ParseActive(string(kv.Key)); err == nil {
 			batches = append(batches, b)
 		}
@@ -97,7 +98,7 @@ func (q *Queue) Depth(ctx context.Context, spec func(ctx context.Context, batch 
 			{q.keys.BatchDelayed(b), func(z *ZoneDepth) *int { return &z.Retrying }},
 			{q.keys.BatchHeld(b), func(z *ZoneDepth) *int { return &z.Held }},
 		} {
-			if err := q.depthWaiting(ctx, &d, s, part.prefix, part.count); err != nil {
+			if err := q.depthWaiting(ctx, &d, rev, s, part.prefix, part.count); err != nil {
 				return Depth{}, err
 			}
 		}
@@ -107,9 +108,9 @@ func (q *Queue) Depth(ctx context.Context, spec func(ctx context.Context, batch 
 
 // depthWaiting counts the tasks under prefix into their zones: by count
 // alone when the batch has one zone, else by reading each task's zone.
-func (q *Queue) depthWaiting(ctx context.Context, d *Depth, s BatchSpec, prefix string, count func(*ZoneDepth) *int) error {
+func (q *Queue) depthWaiting(ctx context.Context, d *Depth, rev int64, s BatchSpec, prefix string, count func(*ZoneDepth) *int) error {
 	if len(s.Zones) == 1 {
-		n, err := q.count(ctx, prefix)
+		n, err := q.count(ctx, prefix, clientv3.WithRev(rev))
 		if err != nil {
 			return err
 		}
@@ -118,7 +119,7 @@ func (q *Queue) depthWaiting(ctx context.Context, d *Depth, s BatchSpec, prefix 
 		}
 		return nil
 	}
-	_, err := q.rangeAll(ctx, prefix, func(kv *mvccpb.KeyValue) error {
+	_, err := q.rangeAllAt(ctx, prefix, rev, func(kv *mvccpb.KeyValue) error {
 		var t Task
 		if decodeKV(kv, &t) == nil {
 			*count(d.zone(t.Zone))++
@@ -128,10 +129,10 @@ func (q *Queue) depthWaiting(ctx context.Context, d *Depth, s BatchSpec, prefix 
 	return err
 }
 
-// depthRunning counts claimed tasks not yet finished, by zone.
-func (q *Queue) depthRunning(ctx context.Context, d *Depth) error {
+// depthRunning counts claimed tasks not yet finished, by zone, at rev.
+func (q *Queue) depthRunning(ctx context.Context, d *Depth, rev int64) error {
 	done := map[string]int{} // group → finished tasks; -1: released
-	if _, err := q.rangeAll(ctx, q.keys.Done(), func(kv *mvccpb.KeyValue) error {
+	if _, err := q.rangeAllAt(ctx, q.keys.Done(), rev, func(kv *mvccpb.KeyValue) error {
 		g, err := q.keys.ParseGroup(string(kv.Key))
 		if err != nil {
 			return nil
@@ -145,7 +146,7 @@ func (q *Queue) depthRunning(ctx context.Context, d *Depth) error {
 	}); err != nil {
 		return err
 	}
-	_, err := q.rangeAll(ctx, q.keys.Running(), func(kv *mvccpb.KeyValue) error {
+	_, err := q.rangeAllAt(ctx, q.keys.Running(), rev, func(kv *mvccpb.KeyValue) error {
 		g, err := q.keys.ParseGroup(string(kv.Key))
 		if err != nil || done[g] < 0 {
 			return nil

@@ -23,6 +23,14 @@ func (q *Queue) WithObserver(o Observer) *Queue {
 	return &c
 }
 
+// observe reports a request other than a transaction, such as the claim
+// path's ready listing, as op.
+func (q *Queue) observe(op string, start time.Time, err error) {
+	if q.obs != nil {
+		q.obs.ObserveTxn(op, time.Since(start), err)
+	}
+}
+
 // txn starts a transaction that counts as op for the Observer.
 func (q *Queue) txn(ctx context.Context, op string) clientv3.Txn {
 	t := q.cli.Txn(ctx)

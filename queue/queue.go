@@ -70,9 +70,10 @@ func (q *Queue) rangeAllAt(ctx context.Context, prefix string, rev int64, fn fun
 	}
 }
 
-// count returns how many keys lie under prefix.
-func (q *Queue) count(ctx context.Context, prefix string) (int64, error) {
-	resp, err := q.cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+// count returns how many keys lie under prefix (with extra options such
+// as clientv3.WithRev).
+func (q *Queue) count(ctx context.Context, prefix string, extra ...clientv3.OpOption) (int64, error) {
+	resp, err := q.cli.Get(ctx, prefix, append([]clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithCountOnly()}, extra...)...)
 	if err != nil {
 		return 0, err
 	}

@@ -32,7 +32,9 @@ type LiveWorker struct {
 
 // Register records a worker under its lease.
 func (q *Queue) Register(ctx context.Context, lease clientv3.LeaseID, w WorkerInfo) error {
+	start := time.Now()
 	_, err := q.cli.Put(ctx, q.keys.Worker(w.ID), mustJSON(w), clientv3.WithLease(lease))
+	q.observe("register", start, err)
 	return err
 }
 

@@ -660,8 +660,10 @@ func (l *leader) endLost(ctx context.Context) {
 			var n int
 			n, err = l.s.q.EndLost(cctx, l.fence, spec.ID, lost, "task record lost: it was malformed and moved under "+
 				l.s.q.Keys().Quarantine("")+", or deleted by hand")
-			l.s.m.DeadLetters(metrics.DeadLost, n)
-			l.log.Warn().Str("batch_id", spec.ID).Int("tasks", n).Msg("ended lost tasks dead")
+			if err == nil {
+				l.s.m.DeadLetters(metrics.DeadLost, n)
+				l.log.Warn().Str("batch_id", spec.ID).Int("tasks", n).Msg("ended lost tasks dead")
+			}
 		}
 		cancel()
 		if !l.check(err, "lost-task check", noFields) {

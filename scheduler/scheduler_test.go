@@ -19,6 +19,7 @@ import (
 	"github.com/patrol-dev/patrol/internal/metrics"
 	"github.com/patrol-dev/patrol/queue"
 	"github.com/patrol-dev/patrol/scheduler"
+	"github.com/patrol-dev/patrol/worker"
 )
 
 type fixture struct {
@@ -308,4 +309,64 @@ func (f *fixture) claim(t *testing.T, lease clientv3.LeaseID, n int) *queue.Grou
 		t.Fatal(err)
 	}
 	return g
+}
+
+// TestCleanStopIsNotALeaseExpiry: a worker that stops cleanly says so
+// before revoking its lease, and the leader does not count it; a worker
+// whose lease goes without that (a crash) is counted. The crash comes
+// second, so once it is counted the clean stop has been seen too.
+func TestCleanStopIsNotALeaseExpiry(t *testing.T) {
+	f := setup(t)
+	m := metrics.NewScheduler(prometheus.NewRegistry())
+	s := f.startWith(t, "s", func(c *scheduler.Config) { c.Metrics = m })
+	s.leading(t)
+
+	w, err := worker.New(queue.New(etcdtest.NewClient(t), f.env.Prefix), worker.Config{ID: "clean", LeaseTTL: 2 * time.Second, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { w.Run(ctx) })
+	// The leader knows the worker once it has given it shards.
+	if _, err := etcdtest.Wait(f.ctx, f.env.Client, f.q.Keys().Assignment(queue.DefaultZone), func(r *clientv3.GetResponse) bool {
+		if len(r.Kvs) != 1 {
+			return false
+		}
+		a, err := queue.DecodeAssignment(r.Kvs[0].Value)
+		return err == nil && len(a.Workers["clean"]) > 0
+	}); err != nil {
+		t.Fatalf("waiting for the leader to assign shards to the worker: %v", err)
+	}
+	cancel()
+	wg.Wait() // drained, marked stopping, lease revoked
+
+	crashed, err := concurrency.NewSession(f.env.Client, concurrency.WithTTL(30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.q.Register(f.ctx, crashed.Lease(), queue.WorkerInfo{ID: "crashed", Zone: queue.DefaultZone}); err != nil {
+		t.Fatal(err)
+	}
+	etcdtest.WaitFor(t, f.env.Client, f.q.Keys().Workers(), 30*time.Second, "the crashed worker's registration", func(n int) bool { return n == 1 })
+	crashed.Orphan()
+	if _, err := f.env.Client.Revoke(f.ctx, crashed.Lease()); err != nil { // as etcd does when the lease expires
+		t.Fatal(err)
+	}
+
+	deadline := time.Now().Add(30 * time.Second)
+	for testutil.ToFloat64(m.LeaseExpirations) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the crashed worker's lease expiry was not counted within 30s")
+		}
+		select {
+		case <-f.ctx.Done():
+			t.Fatal(f.ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	s.stop()
+	if got := testutil.ToFloat64(m.LeaseExpirations); got != 1 {
+		t.Fatalf("patrol_scheduler_lease_expirations_total = %v, want 1: the crash, not the clean stop", got)
+	}
 }

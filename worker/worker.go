@@ -226,13 +226,15 @@ func (w *Worker) session(ctx context.Context) error {
 	}
 	info := queue.WorkerInfo{ID: w.cfg.ID, Zone: w.cfg.Zone, Capacity: w.cfg.Concurrency, Version: w.cfg.Version, StartedAt: time.Now().UTC()}
 	registered := false
+	leaseGone := false // etcd answered that the lease is not found
 	defer func() {
 		// Revoke the lease, unless it expired on its own (the session ended
-		// while life was still alive): then there is nothing to revoke.
-		expired := false
+		// while life was still alive, or etcd said it is gone before the
+		// keepalive loop noticed): then there is nothing to revoke.
+		expired := leaseGone
 		select {
 		case <-sess.Done():
-			expired = life.Err() == nil
+			expired = expired || life.Err() == nil
 		default:
 		}
 		if expired {
@@ -289,6 +291,7 @@ func (w *Worker) session(ctx context.Context) error {
 	go func() { defer close(committed); s.commitLoop(ctx) }()
 
 	err = s.claimLoop(claimCtx, taskCtx, wake, &tasks)
+	leaseGone = errors.Is(err, errLeaseGone)
 	endClaims()
 	if ctx.Err() != nil && taskCtx.Err() == nil {
 		s.drain(&tasks, endTasks)
@@ -533,10 +536,14 @@ func (s *run) runTask(ctx context.Context, g *queue.Group, i int) (queue.Outcome
 		res = b.check.Run(tctx, t.Host)
 		stop()
 		cancel()
-		w.m.CheckDone(b.checkType, string(res.Status), time.Since(start))
 	}
 	if ctx.Err() != nil {
-		return queue.Outcome{}, false
+		return queue.Outcome{}, false // cut short: says nothing about the host, and is not timed
+	}
+	if b.ctx.Err() != nil {
+		w.m.CheckDone(b.checkType, string(queue.StatusCancelled), time.Since(start))
+	} else {
+		w.m.CheckDone(b.checkType, string(res.Status), time.Since(start))
 	}
 	now := time.Now().UTC()
 	attempt := queue.Attempt{Attempt: t.Attempt, Round: t.Round, Status: queue.Status(res.Status), Message: res.Message, Worker: w.cfg.ID,

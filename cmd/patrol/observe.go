@@ -116,6 +116,8 @@ func (o observed) serve(ctx context.Context, c *cli.Context, log zerolog.Logger,
 // the cluster has no quorum or cannot be reached. It reads a key under the
 // prefix, which a user limited to the prefix may read.
 func etcdAnswers(ctx context.Context, q *queue.Queue) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
 	if _, err := q.Client().Get(ctx, q.Keys().Wake(), clientv3.WithCountOnly()); err != nil {
 		return fmt.Errorf("etcd does not answer: %w", err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"runtime"
-	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -68,7 +67,7 @@ func NewEtcd(reg prometheus.Registerer) *Etcd {
 	e := &Etcd{
 		txn: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Subsystem: "etcd", Name: "txn_duration_seconds",
-			Help:    "Latency of Patrol's etcd transactions, by the Patrol operation they belong to.",
+			Help:    "Latency of Patrol's etcd transactions (and of the ready listing and registration), by the Patrol operation they belong to.",
 			Buckets: etcdBuckets,
 		}, []string{"op"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -123,8 +122,17 @@ func ErrorKind(err error) string {
 // checkLabel is a check type as a label value: a known type, or "other",
 // so that a typo in a batch cannot add a series.
 func checkLabel(typ string) string {
-	if slices.Contains(check.Types(), typ) {
+	if _, ok := checkTypes[typ]; ok {
 		return typ
 	}
 	return "other"
 }
+
+// checkTypes holds the known check types, looked up for every task.
+var checkTypes = func() map[string]bool {
+	m := map[string]bool{}
+	for _, t := range check.Types() {
+		m[t] = true
+	}
+	return m
+}()

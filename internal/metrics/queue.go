@@ -104,7 +104,9 @@ func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// refresh reads etcd unless the last reading is fresh enough.
+// refresh reads etcd unless the last reading is fresh enough. A scrape
+// that arrives while another reads gets the last reading (before the
+// first one, only up, at 0).
 func (c *QueueCollector) refresh() {
 	c.mu.Lock()
 	if c.reading || (!c.readAt.IsZero() && c.now().Sub(c.readAt) < c.cacheFor) {
@@ -116,7 +118,6 @@ func (c *QueueCollector) refresh() {
 
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	start := c.now()
 	d, err := c.q.Depth(ctx, c.spec)
 	var db dbStatus
 	if err == nil {
@@ -126,7 +127,7 @@ func (c *QueueCollector) refresh() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.reading = false
-	c.readAt = c.now()
+	c.readAt = c.now() // d.Revision was current before now: dating it now keeps ages lower bounds
 	c.ok = err == nil
 	if err != nil {
 		return
@@ -138,7 +139,7 @@ func (c *QueueCollector) refresh() {
 			need = z.OldestPendingRev
 		}
 	}
-	c.clock.add(d.Revision, start, need)
+	c.clock.add(d.Revision, c.readAt, need)
 }
 
 // spec returns a batch's spec, cached: specs never change.

@@ -40,7 +40,7 @@ func NewScheduler(reg prometheus.Registerer) *Scheduler {
 		LeaderChanges: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Subsystem: sub, Name: "leader_changes_total",
 			Help: "Times this scheduler became leader; summed over schedulers, the leader changes."}),
 		CampaignDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Subsystem: sub, Name: "campaign_duration_seconds",
-			Help: "Time from starting an election campaign to winning it.", Buckets: slowBuckets}),
+			Help: "Time from starting an election campaign to winning it; for a standby, the whole time it stood by.", Buckets: slowBuckets}),
 		LeaseExpirations: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Subsystem: sub, Name: "lease_expirations_total",
 			Help: "Worker leases that expired: the worker stopped without revoking its lease (crash, kill -9, pause, partition)."}),
 		ClaimsRevoked: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Subsystem: sub, Name: "claims_revoked_total",

@@ -87,6 +87,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	err := s.srv.Shutdown(sctx)
+	if err != nil {
+		s.srv.Close() // a long request (a CPU profile) is cut off, not left running
+	}
 	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) && err == nil {
 		err = serr
 	}

@@ -62,7 +62,7 @@ func NewWorker(reg prometheus.Registerer) *Worker {
 		ClaimLimit: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Subsystem: sub, Name: "claim_limit",
 			Help: "The adaptive claim limit: the capacity, lowered while claim transactions are slow."}),
 		claims: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Subsystem: sub, Name: "claim_transactions_total",
-			Help: "Claim transactions by outcome: won (took tasks), conflict (others took them all first), error."}, []string{"outcome"}),
+			Help: "Claims by outcome: won (took tasks), conflict (others took them all first), error."}, []string{"outcome"}),
 		committed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Subsystem: sub, Name: "results_committed_total",
 			Help: "Results committed, by status and check type."}, []string{"status", "check"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Subsystem: sub, Name: "retries_total",
