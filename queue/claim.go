@@ -74,7 +74,7 @@ func (c *ReadyCursor) Reset() { clear(c.empty) }
 // ListReadyFrom is ListReady resuming each shard where cur left it (nil:
 // from each shard's start), and moving cur on.
 func (q *Queue) ListReadyFrom(ctx context.Context, cur *ReadyCursor, zone string, order []int, limit int) ([]Ready, []BadValue, error) {
-	var out []Ready
+	out := make([]Ready, 0, max(0, min(limit, MaxClaim)))
 	var bad []BadValue
 	var rev int64
 	get := func(from, to string, n int) (*clientv3.GetResponse, error) {
@@ -294,7 +294,7 @@ func (q *Queue) Commit(ctx context.Context, outs []Outcome) (rejected []Outcome,
 		batch := outs[:n]
 		cmps := make([]clientv3.Cmp, 0, len(groups))
 		els := make([]clientv3.Op, 0, len(groups))
-		ops := make([]clientv3.Op, 0, 128)
+		ops := make([]clientv3.Op, 0, n+3*len(groups))
 		newDone := map[*Group]map[int]bool{}
 		for _, g := range groups {
 			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(q.keys.Claim(g.ID)), "=", g.ClaimRev)) // fenced on our claim
