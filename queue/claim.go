@@ -74,7 +74,7 @@ func (c *ReadyCursor) Reset() { clear(c.empty) }
 // ListReadyFrom is ListReady resuming each shard where cur left it (nil:
 // from each shard's start), and moving cur on.
 func (q *Queue) ListReadyFrom(ctx context.Context, cur *ReadyCursor, zone string, order []int, limit int) ([]Ready, []BadValue, error) {
-	var out []Ready
+	out := make([]Ready, 0, max(0, min(limit, MaxClaim)))
 	var bad []BadValue
 	var rev int64
 	get := func(from, to string, n int) (*clientv3.GetResponse, error) {
@@ -167,9 +167,9 @@ type Group struct {
 // in one transaction per round: every ready key must be unchanged since it
 // was listed; then all are deleted, the group's claim key is put bound to
 // lease, and its running record (the tasks, durable) is put beside it.
-// When another worker took some, the Else branch reads which are still
-// there and the next round claims those. deadline gives each task's
-// attempt deadline. It returns nil when nothing could be claimed.
+// When another worker took some, a read finds which are still there and
+// the next round claims those. deadline gives each task's attempt
+// deadline. It returns nil when nothing could be claimed.
 func (q *Queue) Claim(ctx context.Context, lease clientv3.LeaseID, worker, group string, ready []Ready, now time.Time, deadline func(Task) time.Time) (*Group, error) {
 	if len(ready) > MaxClaim {
 		ready = ready[:MaxClaim]
@@ -179,12 +179,11 @@ func (q *Queue) Claim(ctx context.Context, lease clientv3.LeaseID, worker, group
 		run := Running{Worker: worker, ClaimedAt: now.UTC()}
 		cmps := make([]clientv3.Cmp, 0, len(ready)+1)
 		then := make([]clientv3.Op, 0, len(ready)+2)
-		els := make([]clientv3.Op, 0, len(ready))
+		run.Tasks = make([]Task, 0, len(ready))
 		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(claimKey), "=", 0))
 		for _, r := range ready {
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(r.Key), "=", r.ModRev)) // still ready, as listed
 			then = append(then, clientv3.OpDelete(r.Key))
-			els = append(els, clientv3.OpGet(r.Key, clientv3.WithKeysOnly()))
 			run.Tasks = append(run.Tasks, r.Task)
 			if d := deadline(r.Task); d.After(run.Deadline) {
 				run.Deadline = d.UTC()
@@ -194,20 +193,19 @@ func (q *Queue) Claim(ctx context.Context, lease clientv3.LeaseID, worker, group
 			clientv3.OpPut(claimKey, mustJSON(Claim{Worker: worker, ClaimedAt: run.ClaimedAt}), clientv3.WithLease(lease)),
 			clientv3.OpPut(runKey, runningValue(run, ready)),
 		)
-		resp, err := q.txn(ctx, "claim").If(cmps...).Then(then...).Else(els...).Commit()
+		// No Else branch: etcd logs and applies the whole request, Else
+		// included, and most claims succeed. A claim that fails reads
+		// which keys changed afterwards instead.
+		resp, err := q.txn(ctx, "claim").If(cmps...).Then(then...).Commit()
 		if err != nil {
 			return nil, fmt.Errorf("claim %d tasks: %w", len(ready), err)
 		}
 		if resp.Succeeded {
 			return &Group{ID: group, Running: run, ClaimRev: resp.Header.Revision, done: map[int]bool{}}, nil
 		}
-		// Keep those whose ready key is still at the listed revision.
-		left := ready[:0]
-		for i, r := range ready {
-			kvs := resp.Responses[i].GetResponseRange().Kvs
-			if len(kvs) == 1 && kvs[0].ModRevision == r.ModRev {
-				left = append(left, r)
-			}
+		left, err := q.stillReady(ctx, claimKey, ready)
+		if err != nil {
+			return nil, fmt.Errorf("claim %d tasks: %w", len(ready), err)
 		}
 		if len(left) == len(ready) {
 			return nil, fmt.Errorf("claim group %s: its claim key already exists; group IDs must be unique", group)
@@ -215,6 +213,34 @@ func (q *Queue) Claim(ctx context.Context, lease clientv3.LeaseID, worker, group
 		ready = left
 	}
 	return nil, nil
+}
+
+// stillReady returns those of ready whose key is still at the listed
+// revision, after a claim of them failed. A key's mod revision only grows,
+// so a key that failed the claim's compare fails it here too, and the
+// next round is not tried with all of them again. When the claim key
+// exists, which only a reused group ID explains, it returns ready whole.
+func (q *Queue) stillReady(ctx context.Context, claimKey string, ready []Ready) ([]Ready, error) {
+	ops := make([]clientv3.Op, 0, len(ready)+1)
+	ops = append(ops, clientv3.OpGet(claimKey, clientv3.WithKeysOnly()))
+	for _, r := range ready {
+		ops = append(ops, clientv3.OpGet(r.Key, clientv3.WithKeysOnly()))
+	}
+	resp, err := q.txn(ctx, "read").Then(ops...).Commit()
+	if err != nil {
+		return nil, err
+	}
+	if len(resp.Responses[0].GetResponseRange().Kvs) > 0 {
+		return ready, nil
+	}
+	left := ready[:0]
+	for i, r := range ready {
+		kvs := resp.Responses[i+1].GetResponseRange().Kvs
+		if len(kvs) == 1 && kvs[0].ModRevision == r.ModRev {
+			left = append(left, r)
+		}
+	}
+	return left, nil
 }
 
 // runningValue is mustJSON(run) with the JSON of each task as it was
@@ -268,7 +294,7 @@ func (q *Queue) Commit(ctx context.Context, outs []Outcome) (rejected []Outcome,
 		batch := outs[:n]
 		cmps := make([]clientv3.Cmp, 0, len(groups))
 		els := make([]clientv3.Op, 0, len(groups))
-		ops := make([]clientv3.Op, 0, 128)
+		ops := make([]clientv3.Op, 0, n+3*len(groups))
 		newDone := map[*Group]map[int]bool{}
 		for _, g := range groups {
 			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(q.keys.Claim(g.ID)), "=", g.ClaimRev)) // fenced on our claim

@@ -76,11 +76,17 @@ func laneRange(hosts, l, n int) (int, int) { return hosts * l / n, hosts * (l + 
 
 // StopReason returns why a batch stops early ("" while it runs normally).
 func (q *Queue) StopReason(ctx context.Context, batch string) (Status, error) {
+	st, _, err := q.stopState(ctx, batch)
+	return st, err
+}
+
+// stopState is StopReason and the stop record's mod revision (0: none).
+func (q *Queue) stopState(ctx context.Context, batch string) (Status, int64, error) {
 	resp, err := q.cli.Get(ctx, q.keys.BatchStop(batch))
 	if err != nil || len(resp.Kvs) == 0 {
-		return "", err
+		return "", 0, err
 	}
-	return Status(resp.Kvs[0].Value), nil
+	return Status(resp.Kvs[0].Value), resp.Kvs[0].ModRevision, nil
 }
 
 // Shard writes the batch's ready keys, resuming from the stored progress.
@@ -127,12 +133,15 @@ func (q *Queue) Shard(ctx context.Context, fence Fence, spec BatchSpec) error {
 }
 
 func (q *Queue) shardLane(ctx context.Context, fence Fence, spec BatchSpec, lane int, hosts []inventory.Host, done int) error {
-	progKey := q.keys.BatchLane(spec.ID, lane)
+	progKey, stopKey := q.keys.BatchLane(spec.ID, lane), q.keys.BatchStop(spec.ID)
+	// Each transaction holds only while the stop record is as read, so
+	// the record is read once, not before every chunk, and a stop never
+	// slips in between the read and the write.
+	stop, stopRev, err := q.stopState(ctx, spec.ID)
+	if err != nil {
+		return err
+	}
 	for done < len(hosts) {
-		stop, err := q.StopReason(ctx, spec.ID)
-		if err != nil {
-			return err
-		}
 		end := min(done+shardChunk, len(hosts))
 		ops := make([]clientv3.Op, 0, end-done+2)
 		now := time.Now().UTC()
@@ -152,13 +161,22 @@ func (q *Queue) shardLane(ctx context.Context, fence Fence, spec BatchSpec, lane
 			progressIs = clientv3.Compare(clientv3.CreateRevision(progKey), "=", 0)
 		}
 		resp, err := q.txn(ctx, "shard").
-			If(fence.Cmp(), progressIs). // still the leader; nobody wrote this range
+			If(fence.Cmp(), progressIs, // still the leader; nobody wrote this range
+				clientv3.Compare(clientv3.ModRevision(stopKey), "=", stopRev)). // stopped (or not) as read
 			Then(ops...).
 			Commit()
 		if err != nil {
 			return fmt.Errorf("shard batch %s lane %d hosts %d-%d: %w", spec.ID, lane, done, end, err)
 		}
 		if !resp.Succeeded {
+			st, rev, err := q.stopState(ctx, spec.ID)
+			if err != nil {
+				return err
+			}
+			if rev != stopRev {
+				stop, stopRev = st, rev // write the chunk again as the stop now has it
+				continue
+			}
 			return q.whyRejected(ctx, fence)
 		}
 		done = end

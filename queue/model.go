@@ -312,14 +312,66 @@ func digest(check string, params map[string]string, policy Policy, hosts []inven
 
 // decode unmarshals an etcd value, wrapping failures in ErrBadValue with the key.
 func decode(key string, val []byte, v any) error {
-	if err := json.Unmarshal(val, v); err != nil {
+	var err error
+	// A versioned record's UnmarshalJSON unmarshals val itself, checking
+	// it as json.Unmarshal does; through json.Unmarshal, val would be
+	// checked and scanned twice more before the method is called, for
+	// every task listed and every result followed.
+	switch r := v.(type) {
+	case *Task:
+		if r != nil {
+			err = r.UnmarshalJSON(val)
+			break
+		}
+		err = json.Unmarshal(val, v)
+	case *Result:
+		if r != nil {
+			err = r.UnmarshalJSON(val)
+			break
+		}
+		err = json.Unmarshal(val, v)
+	case *Running:
+		if r != nil {
+			err = r.UnmarshalJSON(val)
+			break
+		}
+		err = json.Unmarshal(val, v)
+	default:
+		err = json.Unmarshal(val, v)
+	}
+	if err != nil {
 		return fmt.Errorf("%w at %s: %v", ErrBadValue, key, err)
 	}
 	return nil
 }
 
 func mustJSON(v any) string {
-	b, err := json.Marshal(v)
+	var b []byte
+	var err error
+	// A versioned record's MarshalJSON writes compact, escaped JSON, which
+	// json.Marshal would only scan again to compact it: call it directly.
+	switch r := v.(type) {
+	case Task:
+		b, err = r.MarshalJSON()
+	case Result:
+		b, err = r.MarshalJSON()
+	case Running:
+		b, err = r.MarshalJSON()
+	case *Task:
+		if r != nil {
+			b, err = r.MarshalJSON()
+			break
+		}
+		b, err = json.Marshal(v)
+	case *Result:
+		if r != nil {
+			b, err = r.MarshalJSON()
+			break
+		}
+		b, err = json.Marshal(v)
+	default:
+		b, err = json.Marshal(v)
+	}
 	if err != nil {
 		panic(fmt.Sprintf("queue: marshal %T: %v", v, err)) // only plain structs are marshalled
 	}

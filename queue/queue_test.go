@@ -904,3 +904,22 @@ func TestCommitOfAZombieAndItsReclaimForOneTask(t *testing.T) {
 		t.Fatalf("rows %+v, err %v", rows, err)
 	}
 }
+
+func TestShardOfAStoppedBatchWritesResults(t *testing.T) {
+	f := setup(t)
+	spec := f.submit(t, "b1", 300) // more than one transaction's worth
+	fence, _ := f.lead(t)
+	if err := f.q.StopBatch(f.ctx, fence, "b1", queue.StatusCancelled); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.q.Shard(f.ctx, fence, spec); err != nil {
+		t.Fatal(err)
+	}
+	tally, err := f.q.Tally(f.ctx, "b1")
+	if err != nil || queue.SummaryOf(300, tally, time.Now()).Counts[queue.StatusCancelled] != 300 {
+		t.Fatalf("tally %d results, err %v", len(tally), err)
+	}
+	if n := f.count(t, f.q.Keys().Ready()); n != 0 {
+		t.Fatalf("%d ready keys for a stopped batch", n)
+	}
+}
