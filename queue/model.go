@@ -312,68 +312,61 @@ func digest(check string, params map[string]string, policy Policy, hosts []inven
 
 // decode unmarshals an etcd value, wrapping failures in ErrBadValue with the key.
 func decode(key string, val []byte, v any) error {
-	var err error
-	// A versioned record's UnmarshalJSON unmarshals val itself, checking
-	// it as json.Unmarshal does; through json.Unmarshal, val would be
-	// checked and scanned twice more before the method is called, for
-	// every task listed and every result followed.
-	switch r := v.(type) {
-	case *Task:
-		if r != nil {
-			err = r.UnmarshalJSON(val)
-			break
-		}
-		err = json.Unmarshal(val, v)
-	case *Result:
-		if r != nil {
-			err = r.UnmarshalJSON(val)
-			break
-		}
-		err = json.Unmarshal(val, v)
-	case *Running:
-		if r != nil {
-			err = r.UnmarshalJSON(val)
-			break
-		}
-		err = json.Unmarshal(val, v)
-	default:
-		err = json.Unmarshal(val, v)
-	}
-	if err != nil {
+	if err := unmarshal(val, v); err != nil {
 		return fmt.Errorf("%w at %s: %v", ErrBadValue, key, err)
 	}
 	return nil
 }
 
-func mustJSON(v any) string {
-	var b []byte
-	var err error
-	// A versioned record's MarshalJSON writes compact, escaped JSON, which
-	// json.Marshal would only scan again to compact it: call it directly.
+// unmarshal is json.Unmarshal, calling a versioned record's UnmarshalJSON
+// directly: it checks val as json.Unmarshal does, and through
+// json.Unmarshal val would be scanned twice more first, for every task
+// listed and every result followed.
+func unmarshal(val []byte, v any) error {
 	switch r := v.(type) {
-	case Task:
-		b, err = r.MarshalJSON()
-	case Result:
-		b, err = r.MarshalJSON()
-	case Running:
-		b, err = r.MarshalJSON()
 	case *Task:
 		if r != nil {
-			b, err = r.MarshalJSON()
-			break
+			return r.UnmarshalJSON(val)
 		}
-		b, err = json.Marshal(v)
 	case *Result:
 		if r != nil {
-			b, err = r.MarshalJSON()
-			break
+			return r.UnmarshalJSON(val)
 		}
-		b, err = json.Marshal(v)
-	default:
-		b, err = json.Marshal(v)
+	case *Running:
+		if r != nil {
+			return r.UnmarshalJSON(val)
+		}
 	}
+	return json.Unmarshal(val, v) // also what a nil record pointer gets: json's error
+}
+
+func mustJSON(v any) string {
+	b, err := marshal(v)
 	if err != nil {
 		panic(fmt.Sprintf("queue: marshal %T: %v", v, err)) // only plain structs are marshalled
 	}
 	return string(b)
+}
+
+// marshal is json.Marshal, calling a versioned record's MarshalJSON
+// directly: it writes compact, escaped JSON, which json.Marshal would only
+// scan again to compact it.
+func marshal(v any) ([]byte, error) {
+	switch r := v.(type) {
+	case Task:
+		return r.MarshalJSON()
+	case Result:
+		return r.MarshalJSON()
+	case Running:
+		return r.MarshalJSON()
+	case *Task:
+		if r != nil {
+			return r.MarshalJSON()
+		}
+	case *Result:
+		if r != nil {
+			return r.MarshalJSON()
+		}
+	}
+	return json.Marshal(v) // a nil record pointer marshals as null
 }
