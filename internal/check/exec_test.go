@@ -213,9 +213,10 @@ func TestExecKillsProcessGroup(t *testing.T) {
 }
 
 // readFifo returns what a program running under a check writes to fifo.
-// It fails the test if the check ends first: a reader of a fifo nobody
-// opens would wait forever.
-func readFifo(t *testing.T, fifo string, done <-chan Result) string {
+// It fails the test if the check ends before its program wrote: a reader
+// of a fifo nobody opens would wait forever. done must have room for one
+// result: one taken while the program's words were arriving is put back.
+func readFifo(t *testing.T, fifo string, done chan Result) string {
 	t.Helper()
 	got := make(chan string, 1)
 	go func() {
@@ -226,10 +227,17 @@ func readFifo(t *testing.T, fifo string, done <-chan Result) string {
 	case s := <-got:
 		return s
 	case res := <-done:
-		if f, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil { // release the reader
+		// A program that writes and exits can end the check before the
+		// reader returns: both channels are then ready. Release a reader
+		// still waiting in open (non-blocking: a reader that has finished
+		// leaves no one to open for), and keep what was written, if any.
+		if f, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
 			f.Close()
 		}
-		<-got
+		if s := <-got; s != "" {
+			done <- res // the caller still waits for the result
+			return s
+		}
 		t.Fatalf("the check ended before its program wrote to the fifo: %s %q", res.Status, res.Message)
 		return ""
 	}
