@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/patrol-dev/patrol/internal/nettest"
 )
 
 // Loopback targets for checks to run against: real sockets, no fakes.
@@ -18,6 +20,16 @@ type target struct {
 
 // Close stops the target and waits for its goroutines.
 func (t target) Close() { t.stop() }
+
+// closedTCP returns a loopback port that refuses connections until Close,
+// held so that no other test's listener takes it meanwhile.
+func closedTCP() (target, error) {
+	port, release, err := nettest.ClosedPort()
+	if err != nil {
+		return target{}, err
+	}
+	return target{Port: port, stop: release}, nil
+}
 
 // openTCP listens on a loopback port and accepts (and closes) every
 // connection: a tcp check against it passes.

@@ -91,7 +91,7 @@ func TestExec(t *testing.T) {
 				"PATROL_VAR_MOUNT_POINT=/var/lib\nPATROL_VAR_MY_VAR=x=y\nPATROL_VAR_ZONE=dc 1\n"}},
 		{"killed by a signal", map[string]string{"name": "signal"}, StatusFail, "exec signal: killed by signal terminated: about to die",
 			map[string]string{"signal": "terminated", "output": "about to die\n"}},
-		{"timeout", map[string]string{"name": "slow", "timeout": "100ms"}, StatusError,
+		{"timeout", map[string]string{"name": "slow", "timeout": "1s"}, StatusError,
 			"exec slow: timed out after ", map[string]string{"output": "started\n"}},
 		{"not allowed", map[string]string{"name": "rm"}, StatusError,
 			`exec command "rm" is not in this worker's allowlist; add --allow-exec rm=/path/to/program to the worker, or run the job where it is allowed`, nil},
@@ -174,7 +174,7 @@ func TestExecKillsProcessGroup(t *testing.T) {
 		message string
 	}{
 		{"cancelled", `sleep 1000 & echo "$$ $!" > "$1"; wait`, "1h", true, StatusError, "exec spawner: cancelled; process group killed"},
-		{"timeout", `sleep 1000 & echo "$$ $!" > "$1"; wait`, "200ms", false, StatusError, "exec spawner: timed out after "},
+		{"timeout", `sleep 1000 & echo "$$ $!" > "$1"; wait`, "2s", false, StatusError, "exec spawner: timed out after "},
 		{"exits, leaving a child holding its stdout", `sleep 1000 & echo "$$ $!" > "$1"; exit 0`, "1h", false, StatusOK, "exec spawner: exit 0"},
 	}
 	for _, tt := range tests {

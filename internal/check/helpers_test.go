@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/patrol-dev/patrol/internal/inventory"
+	"github.com/patrol-dev/patrol/internal/nettest"
 )
 
 // hostAt returns the inventory host for a "host:port" listener address, as
@@ -37,17 +38,16 @@ func openPort(t *testing.T, network, addr string) string {
 	return ln.Addr().String()
 }
 
-// closedPort returns the address of a loopback port that was listened on
-// and closed again, so connecting to it is refused.
+// closedPort returns the address of a loopback port that refuses
+// connections until the test ends, held so that no other listener takes it.
 func closedPort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, release, err := nettest.ClosedPort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	t.Cleanup(release)
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 }
 
 // skipWithoutIPv6 skips a test on machines without an IPv6 loopback.

@@ -208,7 +208,7 @@ func TestHTTPSlowBody(t *testing.T) {
 	})
 	t.Cleanup(func() { close(release) })
 
-	res := mustNew(t, "http", map[string]string{"body": "complete", "timeout": "100ms"}).Run(context.Background(), h)
+	res := mustNew(t, "http", map[string]string{"body": "complete", "timeout": "1s"}).Run(context.Background(), h)
 	expect(t, res, StatusError, "GET http://"+h.Name+"/: status 200, reading body: timed out after ")
 	if res.Details["status_code"] != "200" || res.Details["ttfb_ms"] == "" {
 		t.Errorf("Details = %v, want status_code 200 and ttfb_ms", res.Details)

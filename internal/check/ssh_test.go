@@ -200,10 +200,17 @@ func readFile(t *testing.T, path string) string {
 }
 
 // freePort returns a loopback port nothing listens on, for a server that
-// cannot be handed a listener.
+// cannot be handed a listener: one the kernel picked a moment ago and that
+// is free again. Another process could take it before the server binds it;
+// the kernel's choice of ephemeral ports makes that rare.
 func freePort(t *testing.T) int {
 	t.Helper()
-	return hostAt(t, closedPort(t)).Port
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func TestSSH(t *testing.T) {
@@ -344,8 +351,8 @@ func TestSSHCancel(t *testing.T) {
 func TestSSHTimeout(t *testing.T) {
 	s := startSSHD(t)
 	t.Setenv("SSH_AUTH_SOCK", "")
-	opts := s.with(map[string]string{"slow": "sleep 3"}) // ends by itself where KILL is refused (root)
-	res := mustNewWith(t, "ssh", map[string]string{"name": "slow", "timeout": "300ms"}, opts).Run(context.Background(), s.host)
+	opts := s.with(map[string]string{"slow": "sleep 5"}) // ends by itself where KILL is refused (root)
+	res := mustNewWith(t, "ssh", map[string]string{"name": "slow", "timeout": "2s"}, opts).Run(context.Background(), s.host)
 	expect(t, res, StatusError, "ssh ")
 	if !strings.Contains(res.Message, ": timed out after ") || !strings.HasSuffix(res.Message, "; sent KILL to the remote command") &&
 		!strings.Contains(res.Message, "handshake") {

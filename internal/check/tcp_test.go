@@ -128,16 +128,16 @@ func TestTCPSendExpect(t *testing.T) {
 	}{
 		{"banner matches", map[string]string{"expect": `^220 `}, smtp,
 			StatusOK, smtp.Name + ` replied "220 mail.example.com ESMTP\r\n", matching /^220 /, in `, `"220 mail.example.com ESMTP\r\n"`},
-		{"banner does not match: judged at the timeout", map[string]string{"expect": `^SSH-2\.0`, "timeout": "200ms"}, smtp,
+		{"banner does not match: judged at the timeout", map[string]string{"expect": `^SSH-2\.0`, "timeout": "1s"}, smtp,
 			StatusFail, smtp.Name + ` replied "220 mail.example.com ESMTP\r\n", which does not match /^SSH-2\.0/`, `"220 mail.example.com ESMTP\r\n"`},
 		{"send then expect the echo", map[string]string{"send": `HELO {{.Vars.me}}\r\n`, "expect": `echo: HELO patrol-\w+\r\n`},
 			withVars(smtp, "me", "patrol-worker1"),
 			StatusOK, smtp.Name + ` replied "220 mail.example.com ESMTP\r\necho: HELO patrol-worker1\r\n", matching`, ""},
-		{"binary reply is quoted on one line", map[string]string{"expect": `^SSH-2`, "timeout": "200ms"}, binary,
+		{"binary reply is quoted on one line", map[string]string{"expect": `^SSH-2`, "timeout": "1s"}, binary,
 			StatusFail, binary.Name + ` replied "\x00\x01SSH-1.0\x1b[31m\r\n", which does not match /^SSH-2/`, ""},
 		{"send only", map[string]string{"send": `QUIT\r\n`}, smtp,
 			StatusOK, "connected to " + smtp.Name + " and sent 6 bytes in ", ""},
-		{"silent host times out", map[string]string{"expect": "^220", "timeout": "100ms"}, silent,
+		{"silent host times out", map[string]string{"expect": "^220", "timeout": "1s"}, silent,
 			StatusError, silent.Name + ": no reply matching /^220/: timed out after ", `""`},
 	}
 	for _, tt := range tests {
