@@ -51,7 +51,7 @@ func (f *fixture) startWith(t *testing.T, id string, adjust func(*scheduler.Conf
 	t.Helper()
 	r := &running{fences: make(chan queue.Fence, 16)}
 	cfg := scheduler.Config{
-		ID: id, SessionTTL: 2 * time.Second, Log: zerolog.Nop(),
+		ID: id, SessionTTL: 10 * time.Second, Log: zerolog.Nop(),
 		OnLeading: func(fc queue.Fence) { r.fences <- fc },
 	}
 	adjust(&cfg)
@@ -131,7 +131,9 @@ func TestOneLeaderAndFailover(t *testing.T) {
 
 func TestLeaderWhoseSessionIsRevokedStepsDownAndCampaignsAgain(t *testing.T) {
 	f := setup(t)
-	a := f.start(t, "a")
+	// A short TTL: the session learns of the revoke at its next keepalive,
+	// a third of the TTL later.
+	a := f.startWith(t, "a", func(c *scheduler.Config) { c.SessionTTL = 2 * time.Second })
 	first := a.leading(t)
 	// Revoke the leader's lease from outside, as etcd does when it expires.
 	resp, err := f.env.Client.Get(f.ctx, first.Key)
@@ -321,7 +323,7 @@ func TestCleanStopIsNotALeaseExpiry(t *testing.T) {
 	s := f.startWith(t, "s", func(c *scheduler.Config) { c.Metrics = m })
 	s.leading(t)
 
-	w, err := worker.New(queue.New(etcdtest.NewClient(t), f.env.Prefix), worker.Config{ID: "clean", LeaseTTL: 2 * time.Second, Log: zerolog.Nop()})
+	w, err := worker.New(queue.New(etcdtest.NewClient(t), f.env.Prefix), worker.Config{ID: "clean", LeaseTTL: 10 * time.Second, Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}

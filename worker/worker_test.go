@@ -36,7 +36,7 @@ func setup(t *testing.T) *fixture {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	f := &fixture{env: env, q: queue.New(env.Client, env.Prefix), ctx: ctx}
-	s, err := scheduler.New(queue.New(etcdtest.NewClient(t), env.Prefix), scheduler.Config{ID: "s", SessionTTL: 2 * time.Second, Log: zerolog.Nop()})
+	s, err := scheduler.New(queue.New(etcdtest.NewClient(t), env.Prefix), scheduler.Config{ID: "s", SessionTTL: 10 * time.Second, Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func (f *fixture) worker(t *testing.T, id string, concurrency int) (*worker.Work
 
 func (f *fixture) workerWith(t *testing.T, cfg worker.Config) (*worker.Worker, func()) {
 	t.Helper()
-	cfg.LeaseTTL, cfg.Log = 2*time.Second, zerolog.Nop()
+	cfg.LeaseTTL, cfg.Log = 10*time.Second, zerolog.Nop()
 	w, err := worker.New(queue.New(etcdtest.NewClient(t), f.env.Prefix), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -239,7 +239,7 @@ func TestStopReleasesClaimsForImmediateRequeue(t *testing.T) {
 	if s := w.Stats(); s.Released != 1 || s.Claimed != 6 {
 		t.Fatalf("stats %+v, want 6 claimed in 1 group, released", s)
 	}
-	// Requeued by the scheduler's claim watch, long before a 2s lease TTL
+	// Requeued by the scheduler's claim watch, long before a 10s lease TTL
 	// would matter. The worker gave the tasks back rather than lost them,
 	// so the same attempt runs again, with no lost attempt in its history.
 	etcdtest.WaitFor(t, f.env.Client, f.q.Keys().Ready(), 30*time.Second, "6 requeued tasks", func(n int) bool { return n == 6 })
@@ -258,7 +258,7 @@ func TestTasksRunOnlyInTheirHostsZone(t *testing.T) {
 	f := setup(t)
 	for _, id := range []string{"dc1-a", "dc1-b", "dc2-a"} {
 		w, err := worker.New(queue.New(etcdtest.NewClient(t), f.env.Prefix), worker.Config{
-			ID: id, Zone: id[:3], Concurrency: 4, LeaseTTL: 2 * time.Second, Log: zerolog.Nop(),
+			ID: id, Zone: id[:3], Concurrency: 4, LeaseTTL: 10 * time.Second, Log: zerolog.Nop(),
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -26,7 +26,7 @@ func TestSchedulerKill9Failover(t *testing.T) {
 	for _, id := range []string{"s1", "s2"} {
 		scheds[id] = h.start(id, "scheduler", "--id", id, "--session-ttl", ttl.String())
 	}
-	h.start("worker", "worker", "--id", "w1", "--lease-ttl", "2s", "--concurrency", "16")
+	h.start("worker", "worker", "--id", "w1", "--lease-ttl", "10s", "--concurrency", "16")
 
 	// Both candidates are campaigning: the leader holds the oldest key.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -43,15 +43,18 @@ func TestSchedulerKill9Failover(t *testing.T) {
 
 	scheds[first].Signal(t, syscall.SIGKILL)
 	killed := time.Now()
-	wctx, wcancel := context.WithDeadline(ctx, killed.Add(ttl+3*time.Second))
+	wctx, wcancel := context.WithDeadline(ctx, killed.Add(ttl+10*time.Second))
 	defer wcancel()
 	h.waitKeys(wctx, h.keys.Election(), next+" to lead", func(r *clientv3.GetResponse) bool {
 		return r.Count > 0 && leaderOf(t, r) == next
 	})
 	failover := time.Since(killed)
 	t.Logf("failover: %s leads %s after SIGKILL of %s (session TTL %s)", next, failover.Round(time.Millisecond), first, ttl)
-	if failover > ttl+time.Second {
-		t.Errorf("failover took %s, want at most TTL+1s = %s", failover.Round(time.Millisecond), ttl+time.Second)
+	// Failover is driven by the session's expiry: here it takes about TTL
+	// plus etcd's 500ms expiry tick. The bound leaves room for a loaded
+	// machine, and still fails a failover that waits for anything slower.
+	if bound := ttl + 3*time.Second; failover > bound {
+		t.Errorf("failover took %s, want at most TTL+3s = %s", failover.Round(time.Millisecond), bound)
 	}
 	if err := scheds[first].Wait(t, 5*time.Second); proctest.ExitCode(err) != -1 {
 		t.Errorf("%s after SIGKILL: %v, want killed by the signal", first, err)

@@ -27,7 +27,11 @@ func TestKill9WorkerMidBatch(t *testing.T) {
 	sched := h.start("scheduler", "scheduler", "--id", "sched")
 	procs := map[string]*proctest.Proc{}
 	for _, id := range []string{"w1", "w2", "w3"} {
-		procs[id] = h.start(id, "worker", "--id", id, "--lease-ttl", "2s", "--concurrency", "16")
+		ttl := "10s" // survivors: a stall on a loaded machine must not expire them
+		if id == victim {
+			ttl = "2s"
+		}
+		procs[id] = h.start(id, "worker", "--id", id, "--lease-ttl", ttl, "--concurrency", "16")
 	}
 	inv, names := inventory(t, "k", hosts)
 	start := time.Now()
@@ -161,9 +165,11 @@ func TestPartitionedWorkerIsFenced(t *testing.T) {
 	h := setup(t)
 	px := newProxy(t, h.env.Endpoint)
 	zombieScenario(t, h, zombieCase{
-		// The checks end 1s after the claim, well inside the 3s lease the
+		// The checks end 2s after the claim, well inside the 4s lease the
 		// worker still believes it holds: its commit is sent, then held.
-		sleep: "1s", leaseTTL: "3s", allRejected: true,
+		// The test holds the partition once it sees the claims, which
+		// leaves it 2s before the commit is sent.
+		sleep: "2s", leaseTTL: "4s", allRejected: true,
 		start: func(args ...string) *proctest.Proc {
 			return h.startEnv("zombie", []string{"PATROL_ENDPOINTS=" + px.Addr()}, args...)
 		},
@@ -210,7 +216,7 @@ func zombieScenario(t *testing.T, h *harness, zc zombieCase) {
 	if len(held) != hosts {
 		t.Fatalf("zombie holds %d unfinished tasks when frozen, want %d (its checks take %s)", len(held), hosts, zc.sleep)
 	}
-	rescuer := h.start("rescuer", "worker", "--id", "rescuer", "--lease-ttl", "2s", "--concurrency", "32")
+	rescuer := h.start("rescuer", "worker", "--id", "rescuer", "--lease-ttl", "10s", "--concurrency", "32")
 
 	// The lease expires: etcd deletes the zombie's claims.
 	h.waitKeys(ctx, h.keys.Claims(), "the zombie's claims to expire", func(r *clientv3.GetResponse) bool {

@@ -1,7 +1,9 @@
 package sdnotify
 
 import (
+	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -31,11 +33,13 @@ func receive(t *testing.T, conn *net.UnixConn) string {
 }
 
 func TestNotifySendsTheStateToTheSocket(t *testing.T) {
+	// Abstract names are machine-wide: the pid keeps two runs apart.
+	abstract := fmt.Sprintf("patrol-sdnotify-test-%d-%s", os.Getpid(), t.Name())
 	for _, tc := range []struct {
 		name, env, listen string
 	}{
 		{"path", "", ""},
-		{"abstract", "@patrol-sdnotify-test-" + t.Name(), "\x00patrol-sdnotify-test-" + t.Name()},
+		{"abstract", "@" + abstract, "\x00" + abstract},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env, addr := tc.env, tc.listen
