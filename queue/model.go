@@ -61,6 +61,13 @@ func (s Status) Final() bool {
 	return false
 }
 
+// Failed reports whether a result with this status counts against a
+// batch's --max-failures: the host failed the check, or it could not be
+// checked.
+func (s Status) Failed() bool {
+	return s == StatusFail || s == StatusDead || s == StatusError
+}
+
 // DefaultShards is how many ready queues a batch is spread over, and
 // MaxShards the most a batch may ask for.
 const (

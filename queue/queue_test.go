@@ -671,6 +671,15 @@ func TestResultTallyFollowsWhatTallyReads(t *testing.T) {
 		if len(got) != want || !maps.Equal(got, read) {
 			t.Fatalf("followed tally has %d results, want %d as Tally reads them:\n%v\n%v", len(got), want, got, read)
 		}
+		wantFailed := 0
+		for _, st := range read {
+			if st.Failed() {
+				wantFailed++
+			}
+		}
+		if failed, n, ok := tally.Failed(); !ok || failed != wantFailed || n != want {
+			t.Fatalf("tally.Failed() = %d of %d (following %v), want %d of %d", failed, n, ok, wantFailed, want)
+		}
 		for {
 			select {
 			case n := <-reported:
@@ -690,7 +699,7 @@ func TestResultTallyFollowsWhatTallyReads(t *testing.T) {
 	if _, err := f.env.Client.Put(f.ctx, f.q.Keys().Result("b1", "garbage"), "{not json"); err != nil {
 		t.Fatal(err)
 	}
-	same(26)
+	same(26) // 10 fail and the malformed one, an error, count as failed
 	// A result deleted (as a retry round does) leaves it.
 	if _, err := f.env.Client.Delete(f.ctx, f.q.Keys().Result("b1", "garbage")); err != nil {
 		t.Fatal(err)

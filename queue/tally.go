@@ -130,6 +130,21 @@ func (t *ResultTally) Count() (int, bool) {
 	return len(t.status), t.rev != 0
 }
 
+// Failed returns how many results the tally holds whose status counts
+// against --max-failures (Status.Failed) and how many it holds in all, and
+// false while it is not following. The counts are as of the last event the
+// tally applied: they may lag etcd by the watch's delay, never run ahead.
+func (t *ResultTally) Failed() (failed, results int, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, st := range t.status {
+		if st.Failed() {
+			failed++
+		}
+	}
+	return failed, len(t.status), t.rev != 0
+}
+
 // Current returns each task's result status as of a revision no older
 // than the call: it reads etcd's current revision (a linearizable read),
 // then waits until the tally has caught up with it, asking etcd for a

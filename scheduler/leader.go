@@ -33,8 +33,8 @@ type batchState struct {
 	stopped   bool      // pending tasks were ended (cancel, max failures)
 	cancel    bool      // a cancel was requested
 	retried   bool      // a pending retry request was carried out
-	lastTall  time.Time // when failures were last counted
-	lastCount int       // how many results there were then
+	lastTall  time.Time // when failures were last counted by reading every result
+	lastCount int       // how many results there were when failures were last counted
 	// results follows the batch's results from when it is loaded: its
 	// last result wakes the loop, and the summary is built from it.
 	results  *queue.ResultTally
@@ -387,33 +387,43 @@ func (l *leader) follow(ctx context.Context, id string, hosts int) *queue.Result
 }
 
 // checkFailures stops a batch with --max-failures once it is exceeded.
-// Counting failures reads every result, so it runs only when results have
-// arrived since the last count, and for large batches at most once a second.
+// It counts the failures in the batch's result tally, which the leader
+// follows anyway; while the tally is not following (listing, or its watch
+// broke) it reads every result instead, and for a large batch at most once
+// a second. Either way it counts only when results have arrived since.
 func (l *leader) checkFailures(ctx context.Context, st batchState, results int) error {
-	every := time.Duration(0)
-	if st.spec.Hosts > 5000 {
-		every = time.Second
-	}
-	if st.spec.Policy.MaxFailures == "" || st.stopped || results == st.lastCount || time.Since(st.lastTall) < every {
+	if st.spec.Policy.MaxFailures == "" || st.stopped || results == st.lastCount {
 		return nil
 	}
-	l.set(st.spec.ID, func(b *batchState) { b.lastTall, b.lastCount = time.Now(), results })
 	limit, err := queue.ParseMaxFailures(st.spec.Policy.MaxFailures, st.spec.Hosts)
 	if err != nil {
 		return err
 	}
-	cctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	tally, err := l.s.q.Tally(cctx, st.spec.ID)
-	if err != nil {
-		return err
+	failed, counted, ok := 0, results, false
+	if st.results != nil {
+		// The tally may lag the count just read: remember how many results
+		// it had, so that the next pass counts again once it catches up.
+		failed, counted, ok = st.results.Failed()
 	}
-	failed := 0
-	for _, s := range tally {
-		if s == queue.StatusFail || s == queue.StatusDead || s == queue.StatusError {
-			failed++
+	if !ok {
+		failed, counted = 0, results
+		if st.spec.Hosts > 5000 && time.Since(st.lastTall) < time.Second {
+			return nil
+		}
+		l.set(st.spec.ID, func(b *batchState) { b.lastTall = time.Now() })
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		defer cancel()
+		tally, err := l.s.q.Tally(cctx, st.spec.ID)
+		if err != nil {
+			return err
+		}
+		for _, s := range tally {
+			if s.Failed() {
+				failed++
+			}
 		}
 	}
+	l.set(st.spec.ID, func(b *batchState) { b.lastCount = counted })
 	if failed <= limit {
 		return nil
 	}
