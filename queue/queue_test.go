@@ -700,6 +700,25 @@ func TestResultTallyFollowsWhatTallyReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	same(26) // 10 fail and the malformed one, an error, count as failed
+	// A result whose status is no result's (a task state here) is an
+	// error, in the tally as in Results.
+	odd := groups[0].Running.Tasks[0]
+	if _, err := f.env.Client.Put(f.ctx, f.q.Keys().Result("b1", odd.ID), `{"v":1,"status":"pending"}`); err != nil {
+		t.Fatal(err)
+	}
+	same(26)
+	if read, err := f.q.Tally(f.ctx, "b1"); err != nil || read[odd.ID] != queue.StatusError {
+		t.Fatalf("Tally counts the malformed result as %q (err %v), want error", read[odd.ID], err)
+	}
+	rows, bad, err := f.q.Results(f.ctx, "b1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if r.Task == odd.ID && (r.Status != queue.StatusError || !strings.Contains(r.Message, `status "pending" is not a result's`) || len(bad) != 1) {
+			t.Fatalf("Results shows %+v (bad values %v), want an error row for the malformed result", r, bad)
+		}
+	}
 	// A result deleted (as a retry round does) leaves it.
 	if _, err := f.env.Client.Delete(f.ctx, f.q.Keys().Result("b1", "garbage")); err != nil {
 		t.Fatal(err)

@@ -80,7 +80,11 @@ func (q *Queue) Results(ctx context.Context, batch string) (rows []HostResult, b
 		task := taskOf(kv)
 		overlay(task, func(row *HostResult) {
 			host := row.Host
-			if err := decodeKV(kv, &row.Result); err != nil {
+			err := decodeKV(kv, &row.Result)
+			if err == nil && !row.Result.Status.Final() {
+				err = fmt.Errorf("%w at %s: status %q is not a result's", ErrBadValue, kv.Key, row.Result.Status)
+			}
+			if err != nil {
 				bad = append(bad, BadValue{KV: kv, Err: err})
 				row.Result = Result{Host: host, Status: StatusError, Message: "stored result is malformed: " + err.Error()}
 			}

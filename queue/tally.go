@@ -190,9 +190,10 @@ func (t *ResultTally) Current(ctx context.Context) (map[string]Status, error) {
 
 // resultStatus is the task and status a result key holds, as Tally counts
 // it: a value that does not decode (not JSON, a newer schema version, a
-// status that is not a string) ends its task as an error. Only the version
-// and status are decoded: the leader follows every result of a batch, and
-// decoding each whole was most of what following cost.
+// status that is not a string, or not a final status) ends its task as an
+// error, as Results shows it. Only the version and status are decoded:
+// the leader follows every result of a batch, and decoding each whole was
+// most of what following cost.
 func (q *Queue) resultStatus(kv *mvccpb.KeyValue) (task string, st Status, ok bool) {
 	_, task, err := q.keys.ParseResult(string(kv.Key))
 	if err != nil {
@@ -202,7 +203,7 @@ func (q *Queue) resultStatus(kv *mvccpb.KeyValue) (task string, st Status, ok bo
 		V      int    `json:"v"`
 		Status Status `json:"status"`
 	}
-	if err := json.Unmarshal(kv.Value, &r); err != nil || checkVersion(r.V) != nil {
+	if err := json.Unmarshal(kv.Value, &r); err != nil || checkVersion(r.V) != nil || !r.Status.Final() {
 		return task, StatusError, true
 	}
 	return task, r.Status, true
