@@ -29,6 +29,7 @@ type ResultTally struct {
 
 	mu     sync.Mutex
 	status map[string]Status // task -> its result's status
+	failed int               // how many of status are Failed
 	rev    int64             // status is exact at this revision; 0 while listing
 	wctx   context.Context   // the watch's context, which names its stream for progress requests
 	moved  chan struct{}     // closed and replaced whenever rev advances
@@ -62,10 +63,13 @@ func (t *ResultTally) Run(ctx context.Context) {
 // follow lists the results and applies the watch's events until it breaks.
 // It reports whether the list succeeded.
 func (t *ResultTally) follow(ctx context.Context) bool {
-	status := map[string]Status{}
+	status, failed := map[string]Status{}, 0
 	rev, err := t.q.rangeAll(ctx, t.prefix, func(kv *mvccpb.KeyValue) error {
 		if task, st, ok := t.q.resultStatus(kv); ok {
 			status[task] = st
+			if st.Failed() {
+				failed++
+			}
 		}
 		return nil
 	})
@@ -75,7 +79,7 @@ func (t *ResultTally) follow(ctx context.Context) bool {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	t.mu.Lock()
-	t.status, t.wctx = status, wctx
+	t.status, t.failed, t.wctx = status, failed, wctx
 	t.advance(rev)
 	t.mu.Unlock()
 	t.changed(len(status))
@@ -87,10 +91,10 @@ func (t *ResultTally) follow(ctx context.Context) bool {
 		for _, ev := range resp.Events {
 			if ev.Type == mvccpb.DELETE {
 				if _, task, err := t.q.keys.ParseResult(string(ev.Kv.Key)); err == nil {
-					delete(t.status, task)
+					t.set(task, "")
 				}
 			} else if task, st, ok := t.q.resultStatus(ev.Kv); ok {
-				t.status[task] = st
+				t.set(task, st)
 			}
 			t.advance(ev.Kv.ModRevision)
 		}
@@ -105,6 +109,21 @@ func (t *ResultTally) follow(ctx context.Context) bool {
 		}
 	}
 	return true
+}
+
+// set records task's result status, or its deletion for "". t.mu is held.
+func (t *ResultTally) set(task string, st Status) {
+	if old, ok := t.status[task]; ok && old.Failed() {
+		t.failed--
+	}
+	if st == "" {
+		delete(t.status, task)
+		return
+	}
+	t.status[task] = st
+	if st.Failed() {
+		t.failed++
+	}
 }
 
 // advance records that the tally is exact at rev. t.mu is held.
@@ -137,12 +156,7 @@ func (t *ResultTally) Count() (int, bool) {
 func (t *ResultTally) Failed() (failed, results int, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, st := range t.status {
-		if st.Failed() {
-			failed++
-		}
-	}
-	return failed, len(t.status), t.rev != 0
+	return t.failed, len(t.status), t.rev != 0
 }
 
 // Current returns each task's result status as of a revision no older
