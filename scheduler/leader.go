@@ -399,29 +399,24 @@ func (l *leader) checkFailures(ctx context.Context, st batchState, results int) 
 	if err != nil {
 		return err
 	}
-	failed, counted, ok := 0, results, false
+	var (
+		failed, counted int // counted: how many results failed is out of
+		ok              bool
+	)
 	if st.results != nil {
 		// The tally may lag the count just read: remember how many results
 		// it had, so that the next pass counts again once it catches up.
 		failed, counted, ok = st.results.Failed()
 	}
 	if !ok {
-		failed, counted = 0, results
 		if st.spec.Hosts > 5000 && time.Since(st.lastTall) < time.Second {
 			return nil
 		}
 		l.set(st.spec.ID, func(b *batchState) { b.lastTall = time.Now() })
-		cctx, cancel := context.WithTimeout(ctx, callTimeout)
-		defer cancel()
-		tally, err := l.s.q.Tally(cctx, st.spec.ID)
-		if err != nil {
+		if failed, err = l.countFailed(ctx, st.spec.ID); err != nil {
 			return err
 		}
-		for _, s := range tally {
-			if s.Failed() {
-				failed++
-			}
-		}
+		counted = results
 	}
 	l.set(st.spec.ID, func(b *batchState) { b.lastCount = counted })
 	if failed <= limit {
@@ -429,6 +424,20 @@ func (l *leader) checkFailures(ctx context.Context, st batchState, results int) 
 	}
 	l.log.Warn().Str("batch_id", st.spec.ID).Int("failed", failed).Int("max_failures", limit).Msg("too many failures: skipping the hosts not yet started")
 	return l.stop(ctx, st.spec, queue.StatusSkipped)
+}
+
+// countFailed reads every result of a batch and returns how many failed.
+func (l *leader) countFailed(ctx context.Context, batch string) (int, error) {
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	tally, err := l.s.q.Tally(cctx, batch)
+	failed := 0
+	for _, s := range tally {
+		if s.Failed() {
+			failed++
+		}
+	}
+	return failed, err
 }
 
 // stop ends a batch's not-yet-started tasks with why.
