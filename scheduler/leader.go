@@ -400,7 +400,7 @@ func (l *leader) checkFailures(ctx context.Context, st batchState, results int) 
 		return err
 	}
 	var (
-		failed, counted int // counted: how many results failed is out of
+		failed, counted int // failed out of counted results
 		ok              bool
 	)
 	if st.results != nil {
