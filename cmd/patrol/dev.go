@@ -58,6 +58,7 @@ func dev(c *cli.Context) error {
 			err, c.String("listen-client"))
 	}
 	defer srv.Close()
+	a.log.Info().Str("endpoint", srv.Endpoint()).Str("data_dir", dir).Msg("embedded etcd serving clients")
 
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   []string{srv.Endpoint()},

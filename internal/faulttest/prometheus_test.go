@@ -30,8 +30,8 @@ func TestPrometheusScrapesPatrolDev(t *testing.T) {
 		t.Skip(msg)
 	}
 	h := setup(t)
-	etcdAddr := freeAddr(t)
-	dev := h.start("dev", "dev", "--listen-client", etcdAddr, "--data-dir", filepath.Join(t.TempDir(), "etcd"), "--workers", "2")
+	dev := h.start("dev", "dev", "--listen-client", "127.0.0.1:0", "--data-dir", filepath.Join(t.TempDir(), "etcd"), "--workers", "2")
+	etcdAddr := dev.WaitLog(t, 10*time.Second, "embedded etcd serving clients", nil).Str("endpoint")
 	target := dev.MetricsAddr(t)
 
 	dir := t.TempDir()
@@ -124,7 +124,8 @@ func promQuery(t *testing.T, addr, query string, want float64, timeout time.Dura
 	return 0, fmt.Errorf("want %v; last: %s", want, last)
 }
 
-// freeAddr returns a loopback address with a port free at the time.
+// freeAddr returns a loopback address with a port free at the time, for a
+// server that cannot say which port it took when given port 0.
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
