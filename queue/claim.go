@@ -40,9 +40,10 @@ func (b BadValue) Key() string { return string(b.KV.Key) }
 // shards in the order given (a worker's assigned shards first), so that
 // workers rarely race for the same keys. Each range covers one shard only:
 // etcd counts every key in a range even when a limit is set, so a range
-// over the whole zone would cost as much as the queue is long. Every shard
-// is read at the first read's revision, so a listing never sees half of a
-// sharding transaction. Values that do not decode are returned apart.
+// over the whole zone would cost as much as the queue is long. The shards
+// are read together, in one transaction of ranges (one round trip, at one
+// revision, so a listing never sees half of a sharding transaction).
+// Values that do not decode are returned apart.
 func (q *Queue) ListReady(ctx context.Context, zone string, order []int, limit int) ([]Ready, []BadValue, error) {
 	return q.ListReadyFrom(ctx, nil, zone, order, limit)
 }
@@ -54,16 +55,22 @@ func (q *Queue) ListReady(ctx context.Context, zone string, order []int, limit i
 // batch a listing would cost as much as the batch. The cursor starts each
 // shard's range just after the last key listed there and wraps around to
 // the shard's start when it reaches the end, so every key is still seen;
-// and it remembers the shards a listing found empty and skips them until
-// Reset. A ReadyCursor is owned by one goroutine.
+// it remembers the shards a listing found empty and skips them until
+// Reset, and how many keys each shard held, so that a listing reads only
+// as many shards as it likely needs. Keys it has listed are not listed
+// again until Forget: a claimer may list its next group while the claim
+// of the last one is in flight. A ReadyCursor is owned by one goroutine.
 type ReadyCursor struct {
-	next  map[int]string // shard -> the key its next range starts at
-	empty map[int]bool   // shards found empty since the last Reset
+	next  map[int]string  // shard -> the key its next range starts at
+	empty map[int]bool    // shards found empty since the last Reset
+	found map[int]int     // shard -> keys the last listing of it found
+	full  map[int]bool    // shards whose last range stopped at its limit
+	taken map[string]bool // keys listed and not yet forgotten
 }
 
 // NewReadyCursor returns a cursor at the start of every shard.
 func NewReadyCursor() *ReadyCursor {
-	return &ReadyCursor{next: map[int]string{}, empty: map[int]bool{}}
+	return &ReadyCursor{next: map[int]string{}, empty: map[int]bool{}, found: map[int]int{}, full: map[int]bool{}, taken: map[string]bool{}}
 }
 
 // Reset makes the next listing look at every shard again. Call it when
@@ -71,86 +78,141 @@ func NewReadyCursor() *ReadyCursor {
 // transaction that makes a task ready), and now and then in any case.
 func (c *ReadyCursor) Reset() { clear(c.empty) }
 
+// Forget lets listings return ready's keys again: call it once their
+// claim has returned, whatever it took.
+func (c *ReadyCursor) Forget(ready []Ready) {
+	for _, r := range ready {
+		delete(c.taken, r.Key)
+	}
+}
+
+// maxListRanges is the most ranges one listing transaction holds, within
+// etcd's 128 operations per branch.
+const maxListRanges = 64
+
+// shardRange is one range of a listing: a shard from a key to another.
+type shardRange struct {
+	shard    int
+	from, to string
+	wrap     bool // the part of the shard before the cursor
+}
+
 // ListReadyFrom is ListReady resuming each shard where cur left it (nil:
-// from each shard's start), and moving cur on.
+// from each shard's start), and moving cur on. With a cursor it reads the
+// shards it expects to need to fill limit (those not found empty, each
+// counted at what the last listing left there, one not seen yet at one
+// key), in one
+// transaction, and reads further shards in another only when that found
+// nothing; without one, every shard in order. Either way the ranges go out
+// together, at most maxListRanges to a transaction.
 func (q *Queue) ListReadyFrom(ctx context.Context, cur *ReadyCursor, zone string, order []int, limit int) ([]Ready, []BadValue, error) {
 	out := make([]Ready, 0, max(0, min(limit, MaxClaim)))
 	var bad []BadValue
 	var rev int64
-	get := func(from, to string, n int) (*clientv3.GetResponse, error) {
-		opts := []clientv3.OpOption{clientv3.WithRange(to), clientv3.WithLimit(int64(n))}
-		if rev != 0 {
-			opts = append(opts, clientv3.WithRev(rev))
+	for len(order) > 0 && len(out) < limit {
+		var plan []shardRange
+		need := limit - len(out)
+		for len(order) > 0 && need > 0 && len(plan)+2 <= maxListRanges {
+			shard := order[0]
+			order = order[1:]
+			prefix := q.keys.ReadyShard(zone, shard)
+			end := prefixEnd(prefix)
+			if cur == nil {
+				plan = append(plan, shardRange{shard: shard, from: prefix, to: end})
+				continue
+			}
+			if cur.empty[shard] {
+				continue
+			}
+			from := cur.next[shard]
+			if from <= prefix || from >= end {
+				from = prefix
+			}
+			// From the cursor to the shard's end, then from its start back
+			// to the cursor.
+			plan = append(plan, shardRange{shard: shard, from: from, to: end})
+			if from != prefix && !cur.full[shard] {
+				plan = append(plan, shardRange{shard: shard, from: prefix, to: from, wrap: true})
+			}
+			switch n, seen := cur.found[shard]; {
+			case cur.full[shard]:
+				need -= limit
+			case seen:
+				need -= n
+			default:
+				need-- // not seen yet: read it, and the shards after it
+			}
 		}
-		start := time.Now()
-		resp, err := q.cli.Get(ctx, from, opts...)
-		q.observe("list_ready", start, err)
+		if len(plan) == 0 {
+			break
+		}
+		ops := make([]clientv3.Op, len(plan))
+		for i, r := range plan {
+			// Keys this cursor handed out are skipped, not counted: a wrap
+			// range, which covers what was listed before, reads that many
+			// more.
+			n := int64(limit - len(out))
+			if r.wrap {
+				n += int64(min(len(cur.taken), limit))
+			}
+			opts := []clientv3.OpOption{clientv3.WithRange(r.to), clientv3.WithLimit(n)}
+			if rev != 0 {
+				opts = append(opts, clientv3.WithRev(rev))
+			}
+			ops[i] = clientv3.OpGet(r.from, opts...)
+		}
+		resp, err := q.txn(ctx, "list_ready").Then(ops...).Commit()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if rev == 0 {
 			rev = resp.Header.Revision
 		}
-		for _, kv := range resp.Kvs {
-			var t Task
-			if err := decodeKV(kv, &t); err != nil {
-				bad = append(bad, BadValue{KV: kv, Err: err})
+		found, left := map[int]int{}, map[int]int{}
+		for i, r := range plan {
+			rr := resp.Responses[i].GetResponseRange()
+			if cur != nil && !r.wrap {
+				cur.full[r.shard] = rr.More
+			}
+			for _, kv := range rr.Kvs {
+				found[r.shard]++
+				if cur != nil && cur.taken[string(kv.Key)] {
+					continue
+				}
+				if len(out) >= limit {
+					left[r.shard]++ // there for the next listing
+					continue
+				}
+				var t Task
+				if err := decodeKV(kv, &t); err != nil {
+					bad = append(bad, BadValue{KV: kv, Err: err})
+					continue
+				}
+				out = append(out, Ready{Task: t, Key: string(kv.Key), ModRev: kv.ModRevision, value: kv.Value})
+				if cur != nil {
+					cur.taken[string(kv.Key)] = true
+					// Resume past the last key listed, wherever it was.
+					cur.next[r.shard] = string(kv.Key) + "\x00"
+				}
+			}
+		}
+		if cur == nil {
+			continue
+		}
+		if len(out) > 0 {
+			order = nil // a listing costs one round trip when it finds tasks
+		}
+		for _, r := range plan {
+			if r.wrap {
 				continue
 			}
-			out = append(out, Ready{Task: t, Key: string(kv.Key), ModRev: kv.ModRevision, value: kv.Value})
-		}
-		return resp, nil
-	}
-	for _, shard := range order {
-		if len(out) >= limit {
-			break
-		}
-		prefix := q.keys.ReadyShard(zone, shard)
-		end := prefixEnd(prefix)
-		if cur == nil {
-			if _, err := get(prefix, end, limit-len(out)); err != nil {
-				return nil, nil, err
-			}
-			continue
-		}
-		if cur.empty[shard] {
-			continue
-		}
-		from := cur.next[shard]
-		if from <= prefix || from >= end {
-			from = prefix
-		}
-		// From the cursor to the shard's end, then from its start back to
-		// the cursor.
-		resp, err := get(from, end, limit-len(out))
-		if err != nil {
-			return nil, nil, err
-		}
-		found := len(resp.Kvs)
-		last := lastKey(resp.Kvs)
-		if !resp.More && from != prefix && len(out) < limit {
-			if resp, err = get(prefix, from, limit-len(out)); err != nil {
-				return nil, nil, err
-			}
-			found += len(resp.Kvs)
-			if k := lastKey(resp.Kvs); k != "" {
-				last = k
+			cur.found[r.shard] = left[r.shard]
+			if found[r.shard] == 0 {
+				cur.empty[r.shard] = true
 			}
 		}
-		if found == 0 {
-			cur.empty[shard] = true
-			continue
-		}
-		cur.next[shard] = last + "\x00"
 	}
 	return out, bad, nil
-}
-
-func lastKey(kvs []*mvccpb.KeyValue) string {
-	if len(kvs) == 0 {
-		return ""
-	}
-	return string(kvs[len(kvs)-1].Key)
 }
 
 // Group is a set of tasks claimed together by one worker, under one claim

@@ -383,6 +383,7 @@ func TestReadyCursorResumesPastClaimedTasksAndWrapsAround(t *testing.T) {
 		if err != nil || g == nil || len(g.Running.Tasks) != len(ready) {
 			t.Fatalf("claim %d listed: %+v, err %v", len(ready), g, err)
 		}
+		cur.Forget(ready)
 		for _, task := range g.Running.Tasks {
 			if claimed[task.ID] {
 				t.Fatalf("%s listed again after it was claimed", task.ID)
@@ -419,6 +420,62 @@ func TestReadyCursorResumesPastClaimedTasksAndWrapsAround(t *testing.T) {
 		if !want[r.Task.ID] || r.Task.Attempt != 2 {
 			t.Fatalf("listed %s attempt %d, want only the requeued tasks, on attempt 2", r.Task.ID, r.Task.Attempt)
 		}
+	}
+}
+
+// opCounter counts the queue's etcd requests by operation.
+type opCounter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *opCounter) ObserveTxn(op string, _ time.Duration, _ error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n[op]++
+}
+
+func (c *opCounter) get(op string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[op]
+}
+
+// TestListingReadsEveryShardInOneRoundTrip: however many shards a listing
+// must look at to fill its limit, empty ones included, it is one request;
+// and a listing made while the last one's keys are still being claimed
+// does not hand them out again.
+func TestListingReadsEveryShardInOneRoundTrip(t *testing.T) {
+	f := setup(t)
+	f.submitAndShard(t, "b1", 40) // a few per shard: a full group needs many shards
+	ops := &opCounter{n: map[string]int{}}
+	q := f.q.WithObserver(ops)
+	cur := queue.NewReadyCursor()
+	order := queue.Assignment{}.ShardOrder("", 0)
+	first, _, err := q.ListReadyFrom(f.ctx, cur, queue.DefaultZone, order, 30)
+	if err != nil || len(first) != 30 {
+		t.Fatalf("first listing: %d tasks, err %v; want 30", len(first), err)
+	}
+	if n := ops.get("list_ready"); n != 1 {
+		t.Fatalf("a listing over %d shards took %d requests, want 1", queue.DefaultShards, n)
+	}
+	cur.Reset() // as a wake would: every shard again, the taken keys too
+	second, _, err := q.ListReadyFrom(f.ctx, cur, queue.DefaultZone, order, 30)
+	if err != nil || len(second) != 10 {
+		t.Fatalf("second listing: %d tasks, err %v; want the 10 not listed yet", len(second), err)
+	}
+	seen := map[string]bool{}
+	for _, r := range append(first, second...) {
+		if seen[r.Key] {
+			t.Fatalf("%s listed twice while its claim was in flight", r.Key)
+		}
+		seen[r.Key] = true
+	}
+	cur.Forget(first)
+	cur.Reset()
+	third, _, err := q.ListReadyFrom(f.ctx, cur, queue.DefaultZone, order, 64)
+	if err != nil || len(third) != 30 {
+		t.Fatalf("after Forget: %d tasks, err %v; want the 30 unclaimed first ones again", len(third), err)
 	}
 }
 
