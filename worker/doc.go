@@ -1,27 +1,43 @@
 // Package worker runs Patrol's stateless workers.
 //
-// A worker holds one etcd session (one lease, kept alive by the client). Its
-// claim loop lists ready keys, starting at a random shard so that workers
-// spread out, and claims up to its free capacity (at most queue.MaxClaim) in
-// one transaction, once a quarter of its slots are free; while checks
-// finish faster than a claim's round trip, it waits (a few round trips at
-// most) for the rest to free, so that fast checks go in full groups. Its
-// listings resume in each shard past the keys it already listed (a
-// queue.ReadyCursor), so they do not walk the tombstones of claimed tasks,
-// and skip shards found empty until the next wake. Each claim key is
-// attached to the worker's lease, so if the worker dies, etcd deletes all
-// its claims when the lease expires and the scheduler requeues those
-// tasks.
+// A worker holds one etcd session (one lease, kept alive by the client).
+// Its cost per task is set by round trips to etcd, so that a worker far
+// from etcd keeps its slots as busy as one next to it (docs/architecture.md,
+// "The claim pipeline"):
 //
-// A claimed task runs its check under a deadline. The result is committed in
-// a transaction that compares the claim key's create revision with the one
-// the claim returned: if the claim is gone (lease expired, claim revoked,
-// the worker was paused past its TTL) the commit is rejected, counted as a
-// zombie completion and logged, and the committed state is untouched.
+//   - The claim loop (claim.go) lists ready keys of its zone in one
+//     transaction of ranges over the shards it expects to need (its
+//     assigned shards first, then the rest from a random one), through a
+//     queue.ReadyCursor that resumes each shard past the keys it listed,
+//     skips shards found empty until the next wake, and does not hand a
+//     key out twice while its claim is in flight. It claims the listed
+//     tasks as one group in a transaction sent beside the loop, and lists
+//     the next group while that claim is in flight, up to the request
+//     limit of claims at once. It claims once a quarter of its budget is
+//     free: --concurrency plus a claim-ahead of as many tasks as its
+//     checks finish in two round trips (at most --concurrency more).
+//   - Each claimed task waits for one of --concurrency slots and runs its
+//     check under the batch's timeout. Each claim key is attached to the
+//     worker's lease, so if the worker dies, etcd deletes all its claims
+//     when the lease expires and the scheduler requeues those tasks.
+//   - The committer (commit.go) commits outcomes in batches, several in
+//     flight (up to the request limit), a group in one at a time. Each
+//     commit compares the claim key's create revision with the one the
+//     claim returned: if the claim is gone (lease expired, claim revoked,
+//     the worker was paused past its TTL) the commit is rejected, counted
+//     as a zombie completion and logged, and the committed state is
+//     untouched.
+//   - The request limit (limit.go) is a gradient limit on claims and on
+//     commits in flight, following etcd's latency relative to the worker's
+//     own baseline: a far etcd keeps the whole pipeline, a saturated one
+//     gets fewer, larger transactions. It never lowers --concurrency.
+//     Deadlines of the claim and commit path are the larger of
+//     CallTimeout and twenty times the slowest recent transaction.
 //
 // The loop wakes on a watch of new ready keys and, as a safety net, once a
 // second. When the session is lost, running checks are cancelled, nothing
 // they produce is committed, and the worker opens a new session. When the
-// worker's context ends it cancels running checks, releases their claims so
-// the scheduler requeues them at once, and revokes its lease.
+// worker's context ends it drains: it stops claiming, lets running checks
+// finish for up to DrainTimeout, releases the claims of what did not run
+// or finish so the scheduler requeues them at once, and revokes its lease.
 package worker

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -8,56 +9,125 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// adaptiveLimit is how many checks a worker lets run at once. It follows
-// the latency of the worker's claim transactions: when their p95 over the
-// last window is above slow, etcd is struggling and the limit is cut by
-// 30%; when it is under half of slow, the limit grows by a quarter again,
-// never below a floor (a sixteenth of the ceiling) nor above the
-// configured concurrency.
-type adaptiveLimit struct {
-	floor, ceiling int
-	slow           time.Duration
-	log            zerolog.Logger
+// requestLimit is how many claim transactions, and apart from them how
+// many commit transactions, a worker keeps in flight at once. It follows
+// the latency of those transactions relative to the worker's own
+// baseline, not to a fixed figure, so that a worker 100 ms from a healthy
+// etcd, or on a busy machine, keeps its pipeline full, and a worker whose
+// etcd is saturated sends fewer, larger transactions until it recovers.
+//
+// It is a gradient limit, after Netflix's concurrency-limits (Gradient2):
+// every window of samples gives a current latency (their median); the
+// baseline is the lowest current latency seen, drifting up slowly (so a
+// lasting change of link, such as a move to a farther etcd, becomes the
+// new normal within a few hundred transactions); the gradient is
+// tolerance × baseline / current, clamped to [0.5, 1]. While latency
+// stays within tolerance of the baseline (gradient 1) the limit grows by
+// √limit a window, up to MaxRequestLimit; when it rises past that, the limit
+// is multiplied by the gradient, down to 1.
+//
+// Check concurrency is never lowered: a worker's --concurrency is what
+// it runs. What loads etcd is the worker's requests, and fewer requests in
+// flight means fewer and larger transactions for the same tasks.
+type requestLimit struct {
+	log zerolog.Logger
+	// onChange is told each new limit (for the metric).
+	onChange func(limit int)
 
-	mu      sync.Mutex
-	current int
-	window  []time.Duration
+	mu       sync.Mutex
+	fixed    bool // set by fix: latency is still sampled, the limit stays
+	limit    float64
+	shown    int
+	baseline time.Duration
+	window   []time.Duration
+	recent   [64]time.Duration // a ring of the last samples, for deadlines
+	samples  int
 }
 
-// window is how many claim latencies one decision looks at.
-const window = 20
+const (
+	MaxRequestLimit  = 8   // the ceiling: transactions of each kind in flight
+	latencyWindow    = 10  // samples per limit decision
+	latencyTolerance = 2.0 // current latency may be this many times the baseline
+	baselineDrift    = 50  // windows for the baseline to follow a lasting rise most of the way
+)
 
-func newAdaptiveLimit(ceiling int, slow time.Duration, log zerolog.Logger) *adaptiveLimit {
-	return &adaptiveLimit{floor: max(1, ceiling/16), ceiling: ceiling, slow: slow, log: log, current: ceiling}
+func newRequestLimit(log zerolog.Logger, onChange func(int)) *requestLimit {
+	return &requestLimit{log: log, onChange: onChange, limit: MaxRequestLimit, shown: MaxRequestLimit}
 }
 
-func (a *adaptiveLimit) get() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.current
+// fix pins the limit at n.
+func (l *requestLimit) fix(n int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.fixed, l.limit, l.shown = true, float64(n), n
 }
 
-// observe records one claim latency and adjusts the limit once a window
-// is full.
-func (a *adaptiveLimit) observe(d time.Duration) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.window = append(a.window, d)
-	if len(a.window) < window {
+// get returns the current limit.
+func (l *requestLimit) get() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.shown
+}
+
+// observe records one transaction's latency and, once a window is full,
+// moves the limit.
+func (l *requestLimit) observe(d time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.recent[l.samples%len(l.recent)] = d
+	l.samples++
+	l.window = append(l.window, d)
+	if len(l.window) < latencyWindow {
 		return
 	}
-	sorted := slices.Clone(a.window)
-	slices.Sort(sorted)
-	p95 := sorted[len(sorted)*95/100]
-	a.window = a.window[:0]
-	old := a.current
-	switch {
-	case p95 > a.slow:
-		a.current = max(a.floor, a.current*7/10)
-	case p95 < a.slow/2:
-		a.current = min(a.ceiling, a.current+max(1, a.current/4))
+	slices.Sort(l.window)
+	cur := l.window[len(l.window)/2]
+	l.window = l.window[:0]
+	if l.fixed {
+		return
 	}
-	if a.current != old {
-		a.log.Info().Int("from", old).Int("to", a.current).Dur("claim_p95", p95).Msg("claim limit changed")
+	if l.baseline == 0 || cur < l.baseline {
+		l.baseline = cur
+	} else {
+		l.baseline += (cur - l.baseline) / baselineDrift
+	}
+	gradient := math.Max(0.5, math.Min(1, latencyTolerance*float64(l.baseline)/float64(max(cur, 1))))
+	if gradient < 1 {
+		l.limit = math.Max(1, math.Floor(l.limit*gradient))
+	} else {
+		l.limit = math.Min(MaxRequestLimit, l.limit+math.Sqrt(l.limit))
+	}
+	next := int(l.limit)
+	if next == l.shown {
+		return
+	}
+	reason := "etcd latency back within tolerance of the baseline"
+	if gradient < 1 {
+		reason = "etcd latency rose above the baseline: sending fewer, larger transactions"
+	}
+	l.log.Info().Int("from", l.shown).Int("to", next).Dur("latency", cur).Dur("baseline", l.baseline).
+		Float64("ratio", math.Round(float64(cur)/float64(l.baseline)*10)/10).Str("reason", reason).Msg("etcd request limit changed")
+	l.shown = next
+	if l.onChange != nil {
+		l.onChange(next)
 	}
 }
+
+// timeout is the deadline for one etcd call of the claim and commit path:
+// twenty times the slowest of the recent transactions, and never below
+// floor. A link that is merely slow never runs it out; one that has
+// stopped answering does, after about floor.
+func (l *requestLimit) timeout(floor time.Duration) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := min(l.samples, len(l.recent))
+	if n == 0 {
+		return floor
+	}
+	slowest := slices.Max(l.recent[:n])
+	return min(max(floor, 20*slowest), MaxCallTimeout)
+}
+
+// MaxCallTimeout caps a derived deadline, and CallTimeout: a call this
+// slow is stuck.
+const MaxCallTimeout = 2 * time.Minute

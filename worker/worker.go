@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +23,9 @@ const (
 	DefaultConcurrency  = 64
 	DefaultLeaseTTL     = 10 * time.Second
 	DefaultDrainTimeout = 30 * time.Second
+	DefaultCallTimeout  = 5 * time.Second
+	// MinCallTimeout is the least CallTimeout accepted.
+	MinCallTimeout = 500 * time.Millisecond
 )
 
 // Config configures a Worker. Zero fields take the defaults noted.
@@ -43,10 +45,15 @@ type Config struct {
 	// DrainTimeout is how long running checks may go on once Run's context
 	// ends; then they are cut short and their tasks released. Default 30s.
 	DrainTimeout time.Duration
-	// SlowClaims is the claim-transaction p95 latency above which the
-	// worker claims less (its limit is cut by 30%), and below half of
-	// which it claims more again. Default 50ms.
-	SlowClaims time.Duration
+	// CallTimeout is the least time an etcd call of the claim and commit
+	// path is given. The deadline actually used is twenty times the
+	// slowest recent transaction when that is longer, so a far or busy
+	// etcd never fails a call for being slow. Default 5s.
+	CallTimeout time.Duration
+	// RequestLimit, when above 0, fixes how many claim transactions (and
+	// how many commit transactions) are kept in flight, at most 8, in
+	// place of the adaptive limit. Default 0: adaptive.
+	RequestLimit int
 	// Log receives the worker's log lines.
 	Log zerolog.Logger
 	// Checks carries what checks need from the worker's own configuration:
@@ -65,9 +72,10 @@ type Stats struct {
 	Committed int64 // outcomes committed (results and retries)
 	Rejected  int64 // zombie completions rejected by the claim fence
 	Released  int64 // groups given back unfinished
-	// ClaimLimit is how many checks the worker currently lets run at once:
-	// its concurrency, lowered while etcd is slow.
-	ClaimLimit int
+	// RequestLimit is how many claim transactions, and how many commit
+	// transactions, the worker keeps in flight now: lowered while etcd's
+	// latency is well above the worker's own baseline.
+	RequestLimit int
 }
 
 // Worker claims and runs tasks.
@@ -78,16 +86,15 @@ type Worker struct {
 
 	claimed, committed, rejected, released atomic.Int64
 	groupSeq                               atomic.Int64
-	limit                                  *adaptiveLimit
+	limit                                  *requestLimit
 
 	killOnce sync.Once
 	kill     chan struct{} // closed by Kill
 
-	m          *metrics.Worker
-	shownLimit int           // the claim limit last added to m.ClaimLimit (claim loop only)
-	live       atomic.Bool   // a session is open and registered
-	started    chan struct{} // closed once the first session is registered
-	startOnce  sync.Once
+	m         *metrics.Worker
+	live      atomic.Bool   // a session is open and registered
+	started   chan struct{} // closed once the first session is registered
+	startOnce sync.Once
 
 	mu      sync.Mutex
 	batches map[string]*batchEntry // by batch ID
@@ -127,8 +134,14 @@ func New(q *queue.Queue, cfg Config) (*Worker, error) {
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = DefaultDrainTimeout
 	}
-	if cfg.SlowClaims == 0 {
-		cfg.SlowClaims = 50 * time.Millisecond
+	if cfg.CallTimeout == 0 {
+		cfg.CallTimeout = DefaultCallTimeout
+	}
+	if cfg.CallTimeout < MinCallTimeout || cfg.CallTimeout > MaxCallTimeout {
+		return nil, fmt.Errorf("worker: call timeout %s is out of range: give %s to %s", cfg.CallTimeout, MinCallTimeout, MaxCallTimeout)
+	}
+	if cfg.RequestLimit < 0 || cfg.RequestLimit > MaxRequestLimit {
+		return nil, fmt.Errorf("worker: request limit %d is out of range: give 1 to %d, or 0 for the adaptive limit", cfg.RequestLimit, MaxRequestLimit)
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.NewWorker(nil)
@@ -141,19 +154,28 @@ func New(q *queue.Queue, cfg Config) (*Worker, error) {
 	}
 	w := &Worker{q: q, cfg: cfg, log: cfg.Log.With().Str("worker_id", cfg.ID).Logger(), batches: map[string]*batchEntry{},
 		kill: make(chan struct{}), m: cfg.Metrics, started: make(chan struct{})}
-	w.limit = newAdaptiveLimit(cfg.Concurrency, cfg.SlowClaims, w.log)
+	shown := max(cfg.RequestLimit, 0)
+	if shown == 0 {
+		shown = MaxRequestLimit
+	}
+	w.limit = newRequestLimit(w.log, func(n int) {
+		w.m.RequestLimit.Add(float64(n - shown))
+		shown = n
+	})
 	// Gauges are added to, not set: workers sharing one Metrics (as in
 	// `patrol dev`) report their sum.
 	w.m.Capacity.Add(float64(cfg.Concurrency))
-	w.m.ClaimLimit.Add(float64(cfg.Concurrency))
-	w.shownLimit = cfg.Concurrency
+	if cfg.RequestLimit > 0 {
+		w.limit.fix(cfg.RequestLimit)
+	}
+	w.m.RequestLimit.Add(float64(w.limit.get()))
 	return w, nil
 }
 
 // Stats returns the worker's counts so far.
 func (w *Worker) Stats() Stats {
 	return Stats{Claimed: w.claimed.Load(), Committed: w.committed.Load(), Rejected: w.rejected.Load(), Released: w.released.Load(),
-		ClaimLimit: w.limit.get()}
+		RequestLimit: w.limit.get()}
 }
 
 // Ready returns nil while the worker holds a live, registered session, and
@@ -280,8 +302,7 @@ func (w *Worker) session(ctx context.Context) error {
 	stopClaims := context.AfterFunc(ctx, endClaims)
 	defer stopClaims()
 
-	s := &run{w: w, lease: sess.Lease(), slots: make(chan struct{}, w.cfg.Concurrency), freed: make(chan struct{}, 1),
-		outcomes: make(chan queue.Outcome, w.cfg.Concurrency), groups: map[*queue.Group]struct{}{}}
+	s := newRun(w, sess.Lease())
 	wake := make(chan struct{}, 1)
 	var watchers, tasks sync.WaitGroup
 	watchers.Go(func() { w.watchWake(claimCtx, wake) })
@@ -330,190 +351,6 @@ func (s *run) drain(tasks *sync.WaitGroup, cut func()) {
 	}
 	cut()
 	<-done
-}
-
-// run is one session's state.
-type run struct {
-	w        *Worker
-	lease    clientv3.LeaseID
-	slots    chan struct{}
-	freed    chan struct{} // poked when a slot frees up
-	outcomes chan queue.Outcome
-
-	mu     sync.Mutex
-	groups map[*queue.Group]struct{} // claimed groups not yet finished
-	assign queue.Assignment          // the zone's shard assignment, as last read
-}
-
-func (s *run) claimLoop(ctx, taskCtx context.Context, wake <-chan struct{}, tasks *sync.WaitGroup) error {
-	poll := time.NewTicker(time.Second)
-	defer poll.Stop()
-	settle := time.NewTimer(0)
-	defer settle.Stop()
-	cl := &claiming{cursor: queue.NewReadyCursor(), roundTrip: 5 * time.Millisecond}
-	var settling time.Time // since when enough slots are free to claim while more keep freeing
-	// Claiming a few tasks at a time costs a transaction and a group's
-	// records each time: wait until a quarter of the slots are free (or
-	// the worker is idle) so that groups stay large under load. And while
-	// checks keep finishing faster than a claim's round trip (a slot freed
-	// within the last one), wait for them too, for up to a few round
-	// trips: otherwise the loop claims the few slots free the moment a
-	// claim returns, and the group after it the rest, at twice the cost.
-	for {
-		limit := s.w.limit.get()
-		if d := limit - s.w.shownLimit; d != 0 {
-			s.w.m.ClaimLimit.Add(float64(d))
-			s.w.shownLimit = limit
-		}
-		batch := max(1, min(limit/4, queue.MaxClaim))
-		free := limit - len(s.slots)
-		if free > 0 && (free >= batch || len(s.slots) == 0) {
-			now := time.Now()
-			sinceFreed := now.Sub(time.Unix(0, cl.freedAt.Load()))
-			if settling.IsZero() {
-				settling = now
-			}
-			if free < min(limit, queue.MaxClaim) && sinceFreed < cl.roundTrip && now.Sub(settling) < 4*cl.roundTrip {
-				settle.Reset(cl.roundTrip - sinceFreed)
-				select {
-				case <-ctx.Done():
-					return nil
-				case <-s.freed:
-				case <-settle.C:
-				}
-				continue
-			}
-			settling = time.Time{}
-			start := time.Now()
-			n, err := s.claimSome(ctx, taskCtx, cl, min(free, queue.MaxClaim), tasks)
-			if ctx.Err() != nil {
-				return nil
-			}
-			if err != nil {
-				if errors.Is(err, errLeaseGone) {
-					return err
-				}
-				s.w.log.Warn().Err(err).Msg("claim failed")
-			} else if n > 0 {
-				cl.roundTrip = (3*cl.roundTrip + time.Since(start)) / 4
-				continue // there may be more
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-wake:
-			cl.cursor.Reset() // tasks were made ready: look in every shard again
-		case <-poll.C:
-			cl.cursor.Reset()
-		case <-s.freed:
-		}
-	}
-}
-
-// claiming is the claim loop's own state, shared with the checks it starts.
-type claiming struct {
-	cursor    *queue.ReadyCursor // where listings resume, past the tasks already claimed
-	roundTrip time.Duration      // a claim's listing and transaction, averaged
-	freedAt   atomic.Int64       // when a check last gave its slot back (Unix ns)
-}
-
-var errLeaseGone = errors.New("worker: lease lost")
-
-// claimSome claims up to n tasks as one group and starts them.
-func (s *run) claimSome(ctx, taskCtx context.Context, cl *claiming, n int, tasks *sync.WaitGroup) (claimed int, err error) {
-	var g *queue.Group
-	w := s.w
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	s.mu.Lock()
-	order := s.assign.ShardOrder(w.cfg.ID, rand.IntN(max(s.assign.Shards, queue.DefaultShards)))
-	s.mu.Unlock()
-	ready, bad, err := w.q.ListReadyFrom(cctx, cl.cursor, w.cfg.Zone, order, n)
-	if err != nil {
-		return 0, err
-	}
-	for _, b := range bad {
-		w.log.Error().Str("key", b.Key()).Err(b.Err).Msg("malformed ready task: quarantining it and ending it dead")
-		if err := w.q.QuarantineReady(cctx, b); err != nil {
-			w.log.Warn().Err(err).Str("key", b.Key()).Msg("quarantine failed")
-		}
-	}
-	if len(ready) == 0 {
-		return 0, nil
-	}
-	for _, r := range ready {
-		if _, err := w.batch(cctx, r.Task.Batch); err != nil {
-			return 0, err
-		}
-	}
-	now := time.Now()
-	defer func() {
-		took := time.Since(now)
-		switch {
-		case err != nil:
-			w.m.Claimed(metrics.ClaimError)
-		case g == nil:
-			w.m.Claimed(metrics.ClaimConflict)
-		default:
-			w.m.Claimed(metrics.ClaimWon)
-		}
-		if err == nil {
-			w.limit.observe(took)
-			w.m.ClaimDuration.Observe(took.Seconds())
-		}
-		if g != nil && w.cfg.OnClaim != nil {
-			w.cfg.OnClaim(took, len(g.Running.Tasks))
-		}
-	}()
-	group := fmt.Sprintf("%x-%d", s.lease, w.groupSeq.Add(1))
-	g, err = w.q.Claim(cctx, s.lease, w.cfg.ID, group, ready, now, func(t queue.Task) time.Time {
-		b, _ := w.batch(cctx, t.Batch)
-		return now.Add(b.policy.Timeout())
-	})
-	if err != nil {
-		if isLeaseNotFound(err) {
-			return 0, errLeaseGone
-		}
-		// Unknown outcome: the claim may have committed. Re-read it rather
-		// than leave a group nobody runs until the leader revokes it.
-		// Even when stopping: an adopted group is then released properly.
-		actx, acancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		adopted, aerr := w.q.Adopt(actx, group)
-		acancel()
-		if aerr != nil || adopted == nil {
-			return 0, err
-		}
-		w.log.Warn().Err(err).Str("group", group).Msg("claim outcome was unknown; it had committed, running it")
-		g = adopted
-	}
-	if g == nil {
-		return 0, nil
-	}
-	w.claimed.Add(int64(len(g.Running.Tasks)))
-	w.m.TasksClaimed.Add(float64(len(g.Running.Tasks)))
-	s.mu.Lock()
-	s.groups[g] = struct{}{}
-	s.mu.Unlock()
-	for i := range g.Running.Tasks {
-		s.slots <- struct{}{}
-		tasks.Go(func() {
-			w.m.RunningChecks.Inc()
-			defer func() {
-				w.m.RunningChecks.Dec()
-				cl.freedAt.Store(time.Now().UnixNano())
-				<-s.slots
-				select {
-				case s.freed <- struct{}{}:
-				default:
-				}
-			}()
-			if o, ok := s.runTask(taskCtx, g, i); ok {
-				s.outcomes <- o
-			}
-		})
-	}
-	return len(g.Running.Tasks), nil
 }
 
 // runTask runs one claimed task's check and decides its outcome. It reports
@@ -592,84 +429,6 @@ func withoutOutput(a queue.Attempt) queue.Attempt {
 func result(t queue.Task, a queue.Attempt) *queue.Result {
 	return &queue.Result{Host: t.Host.Name, Status: a.Status, Attempts: t.Attempt, Message: a.Message, DurationMS: a.DurationMS,
 		Worker: a.Worker, FinishedAt: a.FinishedAt, Round: t.Round, History: t.History, Details: a.Details}
-}
-
-// commitLoop commits outcomes in batches: whatever has arrived while the
-// previous commit was in flight goes in the next one. When outcomes closes
-// it commits the rest and releases every group with unfinished tasks.
-func (s *run) commitLoop(ctx context.Context) {
-	w := s.w
-	buf := make([]queue.Outcome, 0, 256)
-	for o := range s.outcomes {
-		buf = append(buf[:0], o)
-	drain:
-		for len(buf) < cap(buf) {
-			select {
-			case o, ok := <-s.outcomes:
-				if !ok {
-					break drain
-				}
-				buf = append(buf, o)
-			default:
-				break drain
-			}
-		}
-		s.commit(ctx, buf)
-	}
-	// Give back what was claimed and not finished, so that it is requeued
-	// now rather than when the lease expires.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for g := range s.groups {
-		if !g.Finished() {
-			if ok, err := w.q.Release(cctx, g); err == nil && ok {
-				w.released.Add(1)
-				w.m.GroupsReleased.Inc()
-			}
-		}
-		delete(s.groups, g)
-	}
-}
-
-func (s *run) commit(ctx context.Context, outs []queue.Outcome) {
-	w := s.w
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	rejected, err := w.q.Commit(cctx, outs)
-	if err != nil {
-		// The outcome is unknown: if it did not land, the claims go with
-		// the lease and the scheduler requeues.
-		w.log.Warn().Err(err).Int("outcomes", len(outs)).Msg("commit failed")
-		return
-	}
-	w.committed.Add(int64(len(outs) - len(rejected)))
-	zombie := make(map[*queue.Group]map[int]bool, len(rejected))
-	for _, o := range rejected {
-		w.rejected.Add(1)
-		w.m.ZombiesRejected.Inc()
-		if zombie[o.Group] == nil {
-			zombie[o.Group] = map[int]bool{}
-		}
-		zombie[o.Group][o.Index] = true
-		t := o.Group.Running.Tasks[o.Index]
-		taskFields(w.log.Warn(), t).
-			Str("group", o.Group.ID).Int64("claim_rev", o.Group.ClaimRev).
-			Msg("zombie completion rejected: the claim is no longer ours")
-	}
-	for _, o := range outs {
-		if !zombie[o.Group][o.Index] {
-			w.countOutcome(cctx, o)
-		}
-	}
-	s.mu.Lock()
-	for _, o := range outs {
-		if o.Group.Finished() {
-			delete(s.groups, o.Group)
-		}
-	}
-	s.mu.Unlock()
 }
 
 // taskFields adds what names a task to a log line about it (the worker's

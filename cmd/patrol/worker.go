@@ -31,6 +31,10 @@ func workerCommand() *cli.Command {
 			&cli.StringFlag{Name: "known-hosts", Usage: "known_hosts file to verify SSH host keys against (default ~/.ssh/known_hosts)"},
 			&cli.StringFlag{Name: "zone", Value: "default", EnvVars: []string{"PATROL_ZONE"},
 				Usage: "the zone this worker runs in: it only checks hosts whose zone variable is this zone"},
+			&cli.DurationFlag{Name: "call-timeout", Value: worker.DefaultCallTimeout,
+				Usage: "the least time a claim or commit call to etcd is given; the worker allows 20x its slowest recent call when that is longer, so a far etcd is never cut off for being slow"},
+			&cli.IntFlag{Name: "request-limit", Value: 0,
+				Usage: "claim (and commit) transactions kept in flight, 1-8; 0 adapts it to etcd's latency against the worker's own baseline"},
 			&cli.DurationFlag{Name: "lease-ttl", Value: worker.DefaultLeaseTTL,
 				Usage: "lease TTL: a dead worker's tasks are requeued about this long after it died (minimum 2s)"},
 		}, observeFlags(workerMetricsAddr)...),
@@ -38,6 +42,12 @@ func workerCommand() *cli.Command {
 			a := appOf(c)
 			if n := c.Int("concurrency"); n < 1 {
 				return usageErr("--concurrency %d: must be at least 1", n)
+			}
+			if d := c.Duration("call-timeout"); d < worker.MinCallTimeout || d > worker.MaxCallTimeout {
+				return usageErr("--call-timeout %s: give %s to %s (default %s)", d, worker.MinCallTimeout, worker.MaxCallTimeout, worker.DefaultCallTimeout)
+			}
+			if n := c.Int("request-limit"); n < 0 || n > worker.MaxRequestLimit {
+				return usageErr("--request-limit %d: give 1 to %d, or 0 to adapt it to etcd's latency", n, worker.MaxRequestLimit)
 			}
 			if err := queue.ValidateZone(c.String("zone")); err != nil {
 				return usageErr("--zone: %v", err)
@@ -61,6 +71,8 @@ func workerCommand() *cli.Command {
 				LeaseTTL:     c.Duration("lease-ttl"),
 				Zone:         c.String("zone"),
 				DrainTimeout: c.Duration("drain-timeout"),
+				CallTimeout:  c.Duration("call-timeout"),
+				RequestLimit: c.Int("request-limit"),
 				Version:      version,
 				Log:          a.log,
 				Metrics:      metrics.NewWorker(o.reg),

@@ -24,8 +24,9 @@ type Worker struct {
 	RunningChecks prometheus.Gauge
 	// Capacity is the worker's --concurrency.
 	Capacity prometheus.Gauge
-	// ClaimLimit is the adaptive claim limit.
-	ClaimLimit prometheus.Gauge
+	// RequestLimit is the adaptive limit on claim (and on commit)
+	// transactions in flight.
+	RequestLimit prometheus.Gauge
 
 	claims        *prometheus.CounterVec
 	committed     *prometheus.CounterVec
@@ -59,8 +60,8 @@ func NewWorker(reg prometheus.Registerer) *Worker {
 			Help: "Checks running now."}),
 		Capacity: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Subsystem: sub, Name: "capacity",
 			Help: "How many checks the worker may run at once (--concurrency)."}),
-		ClaimLimit: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Subsystem: sub, Name: "claim_limit",
-			Help: "The adaptive claim limit: the capacity, lowered while claim transactions are slow."}),
+		RequestLimit: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Subsystem: sub, Name: "etcd_request_limit",
+			Help: "The adaptive limit on claim transactions in flight, and apart from them on commit transactions: lowered while etcd's latency is well above the worker's own baseline."}),
 		claims: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Subsystem: sub, Name: "claim_transactions_total",
 			Help: "Claims by outcome: won (took tasks), conflict (others took them all first), error."}, []string{"outcome"}),
 		committed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Subsystem: sub, Name: "results_committed_total",
@@ -80,7 +81,7 @@ func NewWorker(reg prometheus.Registerer) *Worker {
 		m.deadLetters.WithLabelValues(c)
 	}
 	register(reg, m.ClaimDuration, m.TasksClaimed, m.ZombiesRejected, m.GroupsReleased, m.KeepaliveFailures,
-		m.RunningChecks, m.Capacity, m.ClaimLimit, m.claims, m.committed, m.retries, m.deadLetters, m.checkDuration)
+		m.RunningChecks, m.Capacity, m.RequestLimit, m.claims, m.committed, m.retries, m.deadLetters, m.checkDuration)
 	return m
 }
 

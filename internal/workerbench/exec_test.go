@@ -75,7 +75,7 @@ func BenchmarkExecVsXargs5000(b *testing.B) {
 		"  median of %d runs (each: patrol/xargs runs/s %s); embedded etcd with fsync on\n"+
 		"  median run: xargs %.2fs (mean of the runs before and after Patrol), %.2f CPU-s, other processes %.2f CPU-s\n"+
 		"    Patrol: submit %.2fs, sharded %.2fs, first claim %.2fs, summary %.2fs\n"+
-		"    first claim to summary: %.2fs = %.0f runs/s; %d claims (%.1f tasks each, one every %.1fms), %.2f etcd revisions/task; worker claim limit went as low as %d\n"+
+		"    first claim to summary: %.2fs = %.0f runs/s; %d claims (%.1f tasks each, one every %.1fms), %.2f etcd revisions/task; etcd request limit went as low as %d (of 8)\n"+
 		"    CPU, Patrol: %s\n",
 		execHosts, execParallel, xr, pr, ratio, targetExecRatio, verdict,
 		len(runs), strings.Join(each, " "),
@@ -119,7 +119,7 @@ func execOnce(b *testing.B, bin, xargs, lines, endpoint string, cli *clientv3.Cl
 	if err != nil {
 		b.Fatal(err) // the children's cleanups print their logs
 	}
-	run.batchRun, run.cpu, run.minLimit = r, cpu(), c.minClaimLimit(execParallel)
+	run.batchRun, run.cpu, run.minLimit = r, cpu(), c.minRequestLimit()
 	c.stop(b)
 
 	after := runXargs(b, xargs, lines)

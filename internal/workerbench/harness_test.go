@@ -121,11 +121,11 @@ func (c *cluster) stop(b *testing.B) {
 	}
 }
 
-// minClaimLimit is the lowest claim limit the worker's adaptive limiter
-// set (it logs each change), or ceiling if it never cut it.
-func (c *cluster) minClaimLimit(ceiling int) int {
-	low := ceiling
-	for _, l := range c.worker.Logs("claim limit changed") {
+// minRequestLimit is the lowest etcd request limit the worker's adaptive
+// limiter set (it logs each change), or its ceiling of 8 if it never cut it.
+func (c *cluster) minRequestLimit() int {
+	low := 8
+	for _, l := range c.worker.Logs("etcd request limit changed") {
 		if to, ok := l["to"].(float64); ok {
 			low = min(low, int(to))
 		}

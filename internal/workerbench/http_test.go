@@ -86,7 +86,7 @@ func BenchmarkHTTPConcurrency1000(b *testing.B) {
 	fmt.Fprintf(os.Stderr, "\nhttp, 1 worker at --concurrency %d: %d hosts in %.2fs = %.0f tasks/s; worker peak RSS %d MiB (target < %d MiB: %s)\n"+
 		"  median of %d runs (each: time/rate/RSS %s); embedded etcd with fsync on, RLIMIT_NOFILE %d\n"+
 		"  ceiling at %s per check and %d at once: %.0f tasks/s; the server saw at most %d requests in flight\n"+
-		"  median run: submit %.2fs, sharded %.2fs, first claim %.2fs, summary %.2fs; %d claims (%.1f tasks each, one every %.1fms), %.2f etcd revisions/task; claim limit went as low as %d\n"+
+		"  median run: submit %.2fs, sharded %.2fs, first claim %.2fs, summary %.2fs; %d claims (%.1f tasks each, one every %.1fms), %.2f etcd revisions/task; etcd request limit went as low as %d (of 8)\n"+
 		"    CPU: %s\n"+
 		"  saturated (%d hosts answering after %s, same worker): %.0f tasks/s (ceiling %.0f), %d requests in flight at most; worker peak RSS %d MiB (target < %d MiB: %s)\n",
 		httpConcurrency, httpHosts, secs, rate, rss>>20, targetHTTPRSS>>20, verdict(rss),
@@ -111,7 +111,7 @@ type httpPhase struct {
 	batchRun
 	rss          int64 // the worker's VmHWM so far, bytes
 	peakInFlight int64 // most requests the server had in flight at once
-	minLimit     int   // the worker's lowest claim limit so far
+	minLimit     int   // the worker's lowest etcd request limit so far
 	cpu          cpuUse
 }
 
@@ -141,7 +141,7 @@ func httpBatch(b *testing.B, c *cluster, id string, delay time.Duration, inv []i
 	if err != nil {
 		b.Fatal(err) // the children's cleanups print their logs
 	}
-	p := httpPhase{batchRun: r, cpu: cpu(), minLimit: c.minClaimLimit(httpConcurrency)}
+	p := httpPhase{batchRun: r, cpu: cpu(), minLimit: c.minRequestLimit()}
 	if p.rss, err = c.worker.PeakRSS(); err != nil {
 		b.Fatal(err)
 	}

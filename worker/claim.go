@@ -1,0 +1,276 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/patrol-dev/patrol/internal/metrics"
+	"github.com/patrol-dev/patrol/queue"
+)
+
+// run is one session's state.
+type run struct {
+	w        *Worker
+	lease    clientv3.LeaseID
+	slots    chan struct{} // one per running check
+	freed    chan struct{} // poked when a slot frees up
+	outcomes chan queue.Outcome
+
+	// held is how many tasks the worker holds: claimed and not yet
+	// finished (running, or waiting for a slot), or in a claim still in
+	// flight. The claim loop adds; whoever lets a task go subtracts.
+	held atomic.Int64
+	// checkNanos is how long a check takes, averaged (ns).
+	checkNanos atomic.Int64
+
+	mu     sync.Mutex
+	groups map[*queue.Group]struct{} // claimed groups not yet finished
+	assign queue.Assignment          // the zone's shard assignment, as last read
+}
+
+func newRun(w *Worker, lease clientv3.LeaseID) *run {
+	return &run{w: w, lease: lease, slots: make(chan struct{}, w.cfg.Concurrency), freed: make(chan struct{}, 1),
+		outcomes: make(chan queue.Outcome, w.cfg.Concurrency), groups: map[*queue.Group]struct{}{}}
+}
+
+// claimed is what a claim in flight came back with.
+type claimed struct {
+	ready []queue.Ready
+	group *queue.Group // nil: nothing taken
+	err   error
+}
+
+// ahead is how many tasks beyond its concurrency the worker claims, so
+// that a slot that frees finds a task waiting rather than a claim still
+// to make: as many as its checks finish during one listing and one claim
+// (two round trips), at most its concurrency. Far from etcd, or with
+// fast checks, this is what keeps every slot busy; next to etcd with slow
+// checks it is none.
+func (s *run) ahead(roundTrip time.Duration) int {
+	c := s.w.cfg.Concurrency
+	check := time.Duration(s.checkNanos.Load())
+	if check <= 0 {
+		return 0
+	}
+	n := float64(c) * float64(2*roundTrip) / float64(check)
+	return min(c, int(n+0.5))
+}
+
+// claimLoop lists ready tasks and claims them as groups, keeping up to the
+// request limit of claims in flight, until ctx ends. Claimed tasks start as
+// slots free (taskCtx bounds the checks).
+func (s *run) claimLoop(ctx, taskCtx context.Context, wake <-chan struct{}, tasks *sync.WaitGroup) error {
+	w := s.w
+	poll := time.NewTicker(time.Second)
+	defer poll.Stop()
+	cursor := queue.NewReadyCursor()
+	results := make(chan claimed, MaxRequestLimit)
+	inflight := 0
+	var claims sync.WaitGroup
+	roundTrip := 5 * time.Millisecond // a listing's, averaged
+	defer func() {
+		// Claims still in flight: wait for them, and start or give back
+		// what they took (the drain releases it).
+		claims.Wait()
+		for inflight > 0 {
+			s.settle(ctx, taskCtx, cursor, <-results, tasks)
+			inflight--
+		}
+	}()
+	for {
+		budget := w.cfg.Concurrency + s.ahead(roundTrip)
+		free := budget - int(s.held.Load())
+		// Claim once a quarter of the budget is free (or the worker is
+		// idle): a claim costs a transaction and a group's records, so
+		// groups should not be small when the worker is busy.
+		batch := max(1, min(budget/4, queue.MaxClaim))
+		if free > 0 && (free >= batch || s.held.Load() == 0) && inflight < w.limit.get() {
+			start := time.Now()
+			ready, err := s.list(ctx, cursor, min(free, queue.MaxClaim))
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err != nil {
+				w.log.Warn().Err(err).Msg("listing ready tasks failed")
+			} else if len(ready) > 0 {
+				roundTrip = (3*roundTrip + time.Since(start)) / 4
+				s.held.Add(int64(len(ready)))
+				inflight++
+				claims.Go(func() { results <- s.claim(ctx, ready) })
+				continue // there may be more, and room for them
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case r := <-results:
+			inflight--
+			if errors.Is(r.err, errLeaseGone) {
+				s.settle(ctx, taskCtx, cursor, r, tasks)
+				return r.err
+			}
+			s.settle(ctx, taskCtx, cursor, r, tasks)
+		case <-wake:
+			cursor.Reset() // tasks were made ready: look in every shard again
+		case <-poll.C:
+			cursor.Reset()
+		case <-s.freed:
+		}
+	}
+}
+
+// list returns up to n claimable tasks, quarantining malformed ones, and
+// makes sure the worker knows each task's batch.
+func (s *run) list(ctx context.Context, cursor *queue.ReadyCursor, n int) ([]queue.Ready, error) {
+	w := s.w
+	cctx, cancel := context.WithTimeout(ctx, w.limit.timeout(w.cfg.CallTimeout))
+	defer cancel()
+	s.mu.Lock()
+	order := s.assign.ShardOrder(w.cfg.ID, rand.IntN(max(s.assign.Shards, queue.DefaultShards)))
+	s.mu.Unlock()
+	ready, bad, err := w.q.ListReadyFrom(cctx, cursor, w.cfg.Zone, order, n)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range bad {
+		w.log.Error().Str("key", b.Key()).Err(b.Err).Msg("malformed ready task: quarantining it and ending it dead")
+		if err := w.q.QuarantineReady(cctx, b); err != nil {
+			w.log.Warn().Err(err).Str("key", b.Key()).Msg("quarantine failed")
+		}
+	}
+	for _, r := range ready {
+		if _, err := w.batch(cctx, r.Task.Batch); err != nil {
+			cursor.Forget(ready)
+			return nil, err
+		}
+	}
+	return ready, nil
+}
+
+// claim claims ready as one group. It runs beside the claim loop.
+func (s *run) claim(ctx context.Context, ready []queue.Ready) (c claimed) {
+	w := s.w
+	c.ready = ready
+	cctx, cancel := context.WithTimeout(ctx, w.limit.timeout(w.cfg.CallTimeout))
+	defer cancel()
+	now := time.Now()
+	defer func() {
+		took := time.Since(now)
+		switch {
+		case c.err != nil:
+			w.m.Claimed(metrics.ClaimError)
+		case c.group == nil:
+			w.m.Claimed(metrics.ClaimConflict)
+		default:
+			w.m.Claimed(metrics.ClaimWon)
+		}
+		if c.err == nil {
+			w.limit.observe(took)
+			w.m.ClaimDuration.Observe(took.Seconds())
+		}
+		if c.group != nil && w.cfg.OnClaim != nil {
+			w.cfg.OnClaim(took, len(c.group.Running.Tasks))
+		}
+	}()
+	group := fmt.Sprintf("%x-%d", s.lease, w.groupSeq.Add(1))
+	g, err := w.q.Claim(cctx, s.lease, w.cfg.ID, group, ready, now, func(t queue.Task) time.Time {
+		b, _ := w.batch(cctx, t.Batch)
+		return now.Add(b.policy.Timeout())
+	})
+	if err != nil {
+		if isLeaseNotFound(err) {
+			c.err = errLeaseGone
+			return c
+		}
+		// Unknown outcome: the claim may have committed. Re-read it rather
+		// than leave a group nobody runs until the leader revokes it.
+		// Even when stopping: an adopted group is then released properly.
+		actx, acancel := context.WithTimeout(context.WithoutCancel(ctx), w.limit.timeout(w.cfg.CallTimeout))
+		adopted, aerr := w.q.Adopt(actx, group)
+		acancel()
+		if aerr != nil || adopted == nil {
+			c.err = err
+			return c
+		}
+		w.log.Warn().Err(err).Str("group", group).Msg("claim outcome was unknown; it had committed, running it")
+		g = adopted
+	}
+	c.group = g
+	return c
+}
+
+// settle takes a claim's answer on the claim loop: its keys may be listed
+// again, what it did not take is no longer held, and what it took starts
+// as slots free.
+func (s *run) settle(ctx, taskCtx context.Context, cursor *queue.ReadyCursor, c claimed, tasks *sync.WaitGroup) {
+	w := s.w
+	cursor.Forget(c.ready)
+	took := 0
+	if c.group != nil {
+		took = len(c.group.Running.Tasks)
+	}
+	s.held.Add(int64(took - len(c.ready)))
+	if c.err != nil && !errors.Is(c.err, errLeaseGone) {
+		w.log.Warn().Err(c.err).Msg("claim failed")
+	}
+	if c.group == nil {
+		return
+	}
+	g := c.group
+	w.claimed.Add(int64(took))
+	w.m.TasksClaimed.Add(float64(took))
+	s.mu.Lock()
+	s.groups[g] = struct{}{}
+	s.mu.Unlock()
+	for i := range g.Running.Tasks {
+		tasks.Go(func() { s.start(taskCtx, g, i) })
+	}
+}
+
+// start waits for a slot and runs one claimed task. A drain lets claimed
+// tasks start as slots free, as it lets running ones finish; a task still
+// waiting when the drain times out or the session is lost (taskCtx ends)
+// never starts, and its group is released.
+func (s *run) start(taskCtx context.Context, g *queue.Group, i int) {
+	w := s.w
+	select {
+	case s.slots <- struct{}{}:
+	case <-taskCtx.Done():
+		s.held.Add(-1)
+		return
+	}
+	if taskCtx.Err() != nil {
+		<-s.slots
+		s.held.Add(-1)
+		return
+	}
+	w.m.RunningChecks.Inc()
+	start := time.Now()
+	defer func() {
+		w.m.RunningChecks.Dec()
+		took := time.Since(start).Nanoseconds()
+		if old := s.checkNanos.Load(); old == 0 {
+			s.checkNanos.Store(max(1, took))
+		} else {
+			s.checkNanos.Store(max(1, (7*old+took)/8))
+		}
+		<-s.slots
+		s.held.Add(-1)
+		select {
+		case s.freed <- struct{}{}:
+		default:
+		}
+	}()
+	if o, ok := s.runTask(taskCtx, g, i); ok {
+		s.outcomes <- o
+	}
+}
+
+var errLeaseGone = errors.New("worker: lease lost")
