@@ -202,13 +202,26 @@ func (q *Queue) ListReadyFrom(ctx context.Context, cur *ReadyCursor, zone string
 		if len(out) > 0 {
 			order = nil // a listing costs one round trip when it finds tasks
 		}
+		wrapped := map[int]bool{}
+		for _, r := range plan {
+			if r.wrap {
+				wrapped[r.shard] = true
+			}
+		}
 		for _, r := range plan {
 			if r.wrap {
 				continue
 			}
 			cur.found[r.shard] = left[r.shard]
-			if found[r.shard] == 0 {
-				cur.empty[r.shard] = true
+			switch {
+			case found[r.shard] > 0:
+			case r.from == q.keys.ReadyShard(zone, r.shard) || wrapped[r.shard]:
+				cur.empty[r.shard] = true // the whole shard was read
+			default:
+				// Nothing past the cursor, and the part before it was not
+				// read: start there next time.
+				delete(cur.next, r.shard)
+				cur.full[r.shard] = false
 			}
 		}
 	}

@@ -27,8 +27,9 @@ type run struct {
 	// finished (running, or waiting for a slot), or in a claim still in
 	// flight. The claim loop adds; whoever lets a task go subtracts.
 	held atomic.Int64
-	// checkNanos is how long a check takes, averaged (ns).
-	checkNanos atomic.Int64
+	// checkNanos is how long a check takes, averaged (ns); rttNanos how
+	// long a listing or a claim takes.
+	checkNanos, rttNanos atomic.Int64
 
 	mu     sync.Mutex
 	groups map[*queue.Group]struct{} // claimed groups not yet finished
@@ -49,18 +50,25 @@ type claimed struct {
 
 // ahead is how many tasks beyond its concurrency the worker claims, so
 // that a slot that frees finds a task waiting rather than a claim still
-// to make: as many as its checks finish during one listing and one claim
-// (two round trips), at most its concurrency. Far from etcd, or with
-// fast checks, this is what keeps every slot busy; next to etcd with slow
-// checks it is none.
-func (s *run) ahead(roundTrip time.Duration) int {
+// to make: as many as its checks finish in three round trips (a listing,
+// a claim, and as much again for checks that finish together), at most
+// its concurrency. Far from etcd, or with fast checks, this is what keeps
+// every slot busy; next to etcd with slow checks it is none.
+func (s *run) ahead() int {
 	c := s.w.cfg.Concurrency
-	check := time.Duration(s.checkNanos.Load())
+	check, rtt := s.checkNanos.Load(), s.rttNanos.Load()
 	if check <= 0 {
 		return 0
 	}
-	n := float64(c) * float64(2*roundTrip) / float64(check)
+	n := float64(c) * float64(3*rtt) / float64(check)
 	return min(c, int(n+0.5))
+}
+
+// observeRTT adds one etcd round trip of the claim path (a listing or a
+// claim) to the running average.
+func (s *run) observeRTT(d time.Duration) {
+	old := s.rttNanos.Load()
+	s.rttNanos.Store((3*old + d.Nanoseconds()) / 4)
 }
 
 // claimLoop lists ready tasks and claims them as groups, keeping up to the
@@ -74,7 +82,6 @@ func (s *run) claimLoop(ctx, taskCtx context.Context, wake <-chan struct{}, task
 	results := make(chan claimed, MaxRequestLimit)
 	inflight := 0
 	var claims sync.WaitGroup
-	roundTrip := 5 * time.Millisecond // a listing's, averaged
 	defer func() {
 		// Claims still in flight: wait for them, and start or give back
 		// what they took (the drain releases it).
@@ -85,7 +92,7 @@ func (s *run) claimLoop(ctx, taskCtx context.Context, wake <-chan struct{}, task
 		}
 	}()
 	for {
-		budget := w.cfg.Concurrency + s.ahead(roundTrip)
+		budget := w.cfg.Concurrency + s.ahead()
 		free := budget - int(s.held.Load())
 		// Claim once a quarter of the budget is free (or the worker is
 		// idle): a claim costs a transaction and a group's records, so
@@ -100,7 +107,7 @@ func (s *run) claimLoop(ctx, taskCtx context.Context, wake <-chan struct{}, task
 			if err != nil {
 				w.log.Warn().Err(err).Msg("listing ready tasks failed")
 			} else if len(ready) > 0 {
-				roundTrip = (3*roundTrip + time.Since(start)) / 4
+				s.observeRTT(time.Since(start))
 				s.held.Add(int64(len(ready)))
 				inflight++
 				claims.Go(func() { results <- s.claim(ctx, ready) })
@@ -172,6 +179,7 @@ func (s *run) claim(ctx context.Context, ready []queue.Ready) (c claimed) {
 			w.m.Claimed(metrics.ClaimWon)
 		}
 		if c.err == nil {
+			s.observeRTT(took)
 			w.limit.observe(took)
 			w.m.ClaimDuration.Observe(took.Seconds())
 		}
@@ -224,6 +232,7 @@ func (s *run) settle(ctx, taskCtx context.Context, cursor *queue.ReadyCursor, c 
 		return
 	}
 	g := c.group
+	w.log.Debug().Str("group", g.ID).Int("tasks", took).Int("listed", len(c.ready)).Int64("held", s.held.Load()).Int("running", len(s.slots)).Msg("claimed")
 	w.claimed.Add(int64(took))
 	w.m.TasksClaimed.Add(float64(took))
 	s.mu.Lock()

@@ -71,11 +71,13 @@ type setup struct {
 
 // figures are what one run measured.
 type figures struct {
-	elapsed      time.Duration
-	running      []float64 // running checks across the workers, sampled every 50ms
-	claims       []time.Duration
-	minLimit     int
-	limitSamples []float64 // the request limit summed over workers, sampled
+	elapsed       time.Duration
+	running       []float64 // running checks across the workers, sampled every 50ms
+	claims        []time.Duration
+	minLimit      int
+	limitSamples  []float64 // the request limit summed over workers, sampled
+	claimOutcomes map[string]float64
+	readyKeys     []int64 // ready keys in etcd, sampled with running
 }
 
 // runBatch runs one batch from submit to summary.
@@ -119,7 +121,7 @@ func (e *env) runBatch(b *testing.B, s setup) figures {
 	ws := make([]*worker.Worker, s.workers)
 	for i := range ws {
 		w, err := worker.New(queue.New(client(px.Addr()), prefix), worker.Config{ID: fmt.Sprint("far-worker-", i),
-			Concurrency: s.concurrency, Log: zerolog.Nop(), OnClaim: onClaim, Metrics: m, RequestLimit: s.requestLimit})
+			Concurrency: s.concurrency, Log: benchLog(), OnClaim: onClaim, Metrics: m, RequestLimit: s.requestLimit})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -148,6 +150,9 @@ func (e *env) runBatch(b *testing.B, s setup) figures {
 				return
 			case <-t.C:
 				f.running = append(f.running, testutil.ToFloat64(m.RunningChecks))
+				if resp, err := q.Client().Get(sctx, q.Keys().Ready(), clientv3.WithPrefix(), clientv3.WithCountOnly()); err == nil {
+					f.readyKeys = append(f.readyKeys, resp.Count)
+				}
 				l := testutil.ToFloat64(m.RequestLimit)
 				f.limitSamples = append(f.limitSamples, l)
 				f.minLimit = min(f.minLimit, int(l))
@@ -160,12 +165,42 @@ func (e *env) runBatch(b *testing.B, s setup) figures {
 	}
 	waitSummary(b, q, "far")
 	f.elapsed = time.Since(start)
+	if os.Getenv("FARBENCH_DEBUG") != "" {
+		rows, _, _ := q.Results(ctx, "far")
+		att := map[string]int{}
+		for _, r := range rows {
+			att[fmt.Sprintf("%s/%d", r.Status, r.Attempts)]++
+			if r.Attempts > 1 && att["shown"] < 3 {
+				att["shown"]++
+				fmt.Fprintf(os.Stderr, "retried: %+v\n", r)
+			}
+		}
+		fmt.Fprintln(os.Stderr, "results by status/attempts:", att)
+	}
 	stopSampling()
 	<-sampled
 	mu.Lock()
 	f.claims = claims
 	mu.Unlock()
+	f.claimOutcomes = map[string]float64{}
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == "patrol_worker_claim_transactions_total" {
+			for _, m := range mf.GetMetric() {
+				f.claimOutcomes[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+			}
+		}
+	}
 	return f
+}
+
+// benchLog is the workers' log: none, or debug lines on stderr with
+// FARBENCH_DEBUG set.
+func benchLog() zerolog.Logger {
+	if os.Getenv("FARBENCH_DEBUG") == "" {
+		return zerolog.Nop()
+	}
+	return zerolog.New(os.Stderr).Level(zerolog.DebugLevel).With().Timestamp().Logger()
 }
 
 func waitSummary(b *testing.B, q *queue.Queue, batch string) {
