@@ -52,8 +52,10 @@ type claimed struct {
 // that a slot that frees finds a task waiting rather than a claim still
 // to make: as many as its checks finish in three round trips (a listing,
 // a claim, and as much again for checks that finish together), at most
-// its concurrency. Far from etcd, or with fast checks, this is what keeps
-// every slot busy; next to etcd with slow checks it is none.
+// what the claims it may have in flight hold. It is measured in time, so
+// a worker holds about three round trips of work beyond its slots: far
+// from etcd, or with fast checks, this is what keeps every slot busy;
+// next to etcd with slow checks it is none.
 func (s *run) ahead() int {
 	c := s.w.cfg.Concurrency
 	check, rtt := s.checkNanos.Load(), s.rttNanos.Load()
@@ -61,7 +63,7 @@ func (s *run) ahead() int {
 		return 0
 	}
 	n := float64(c) * float64(3*rtt) / float64(check)
-	return min(c, int(n+0.5))
+	return int(min(n+0.5, float64(s.w.limit.get()*queue.MaxClaim)))
 }
 
 // observeRTT adds one etcd round trip of the claim path (a listing or a
@@ -99,8 +101,10 @@ func (s *run) claimLoop(ctx, taskCtx context.Context, wake <-chan struct{}, task
 		// groups should not be small when the worker is busy.
 		batch := max(1, min(budget/4, queue.MaxClaim))
 		if free > 0 && (free >= batch || s.held.Load() == 0) && inflight < w.limit.get() {
+			// One listing feeds every claim the limit still allows: a
+			// listing is a round trip too.
 			start := time.Now()
-			ready, err := s.list(ctx, cursor, min(free, queue.MaxClaim))
+			ready, err := s.list(ctx, cursor, min(free, (w.limit.get()-inflight)*queue.MaxClaim))
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -109,8 +113,12 @@ func (s *run) claimLoop(ctx, taskCtx context.Context, wake <-chan struct{}, task
 			} else if len(ready) > 0 {
 				s.observeRTT(time.Since(start))
 				s.held.Add(int64(len(ready)))
-				inflight++
-				claims.Go(func() { results <- s.claim(ctx, ready) })
+				for len(ready) > 0 {
+					group := ready[:min(len(ready), queue.MaxClaim)]
+					ready = ready[len(group):]
+					inflight++
+					claims.Go(func() { results <- s.claim(ctx, group) })
+				}
 				continue // there may be more, and room for them
 			}
 		}

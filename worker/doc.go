@@ -15,7 +15,7 @@
 //     the next group while that claim is in flight, up to the request
 //     limit of claims at once. It claims once a quarter of its budget is
 //     free: --concurrency plus a claim-ahead of as many tasks as its
-//     checks finish in two round trips (at most --concurrency more).
+//     checks finish in three round trips (at most what its claims in flight can hold).
 //   - Each claimed task waits for one of --concurrency slots and runs its
 //     check under the batch's timeout. Each claim key is attached to the
 //     worker's lease, so if the worker dies, etcd deletes all its claims
