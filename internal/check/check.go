@@ -29,6 +29,10 @@ type Status string
 const (
 	// StatusOK means the host passed the check.
 	StatusOK Status = "ok"
+	// StatusWarn means the host passed, but near a threshold: a
+	// certificate close to expiry, a Nagios plugin's WARNING (exit 1),
+	// packet loss above warn_loss. It is final: it is never retried.
+	StatusWarn Status = "warn"
 	// StatusFail means the check ran and the host failed it (port closed or
 	// refused, unexpected HTTP status).
 	StatusFail Status = "fail"
@@ -109,7 +113,7 @@ type kind struct {
 var kinds = map[string]kind{
 	"exec": {params: []string{"args", "name", "timeout"}, build: newExec},
 	"http": {params: []string{"body", "header", "insecure", "max_redirects", "method", "status", "timeout", "url"}, build: newHTTP},
-	"noop": {params: []string{"fail", "sleep"}, build: newNoop},
+	"noop": {params: []string{"fail", "sleep", "warn"}, build: newNoop},
 	"ssh":  {params: []string{"args", "connect_timeout", "host_key_check", "name", "port", "timeout"}, build: newSSH},
 	"tcp":  {params: []string{"expect", "port", "send", "timeout"}, build: newTCP},
 }
