@@ -111,10 +111,10 @@ type kind struct {
 }
 
 var kinds = map[string]kind{
-	"exec": {params: []string{"args", "name", "timeout"}, build: newExec},
+	"exec": {params: []string{"args", "name", "nagios", "timeout"}, build: newExec},
 	"http": {params: []string{"body", "header", "insecure", "max_redirects", "method", "status", "timeout", "url"}, build: newHTTP},
 	"noop": {params: []string{"fail", "sleep", "warn"}, build: newNoop},
-	"ssh":  {params: []string{"args", "connect_timeout", "host_key_check", "name", "port", "timeout"}, build: newSSH},
+	"ssh":  {params: []string{"args", "connect_timeout", "host_key_check", "nagios", "name", "port", "timeout"}, build: newSSH},
 	"tcp":  {params: []string{"expect", "port", "send", "timeout"}, build: newTCP},
 }
 

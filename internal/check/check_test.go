@@ -55,7 +55,7 @@ func TestNewInvalid(t *testing.T) {
 		{"unknown param", "tcp", map[string]string{"prot": "22"}, ErrBadParam,
 			`check: bad param: tcp check has no param "prot"; known params: expect, port, send, timeout`},
 		{"param of another type", "noop", map[string]string{"url": "http://x/"}, ErrBadParam,
-			`check: bad param: noop check has no param "url"; known params: fail, sleep`},
+			`check: bad param: noop check has no param "url"; known params: fail, sleep, warn`},
 		{"timeout not a duration", "tcp", map[string]string{"timeout": "5"}, ErrBadParam,
 			`check: bad param: tcp timeout="5": want a positive duration such as 5s or 500ms`},
 		{"timeout zero", "http", map[string]string{"timeout": "0s"}, ErrBadParam,
