@@ -112,10 +112,11 @@ type kind struct {
 
 var kinds = map[string]kind{
 	"exec": {params: []string{"args", "name", "nagios", "timeout"}, build: newExec},
-	"http": {params: []string{"body", "header", "insecure", "max_redirects", "method", "status", "timeout", "url"}, build: newHTTP},
+	"http": {params: []string{"body", "ca", "header", "insecure", "max_redirects", "method", "status", "timeout", "url"}, build: newHTTP},
 	"noop": {params: []string{"fail", "sleep", "warn"}, build: newNoop},
 	"ssh":  {params: []string{"args", "connect_timeout", "host_key_check", "nagios", "name", "port", "timeout"}, build: newSSH},
 	"tcp":  {params: []string{"expect", "port", "send", "timeout"}, build: newTCP},
+	"tls":  {params: []string{"ca", "fail_days", "insecure", "port", "server_name", "timeout", "warn_days"}, build: newTLS},
 }
 
 // Types returns the known check type names, sorted.
