@@ -20,6 +20,7 @@
 //	         promote (leader,   │  │ recover (leader): claim gone      │ commit (worker, fenced on the claim)
 //	         backoff passed)    │  │ (lease expired, released,         │
 //	                            │  │ revoked overdue) and attempts     ├──► ok
+//	                            │  │                                   ├──► warn (passed, near a threshold; final, never retried)
 //	                   RETRYING ┘  └─ left; otherwise ──► dead         ├──► fail (final unless --retry-failures)
 //	                      ▲                                            ├──► dead (error, out of attempts)
 //	                      └──────── error (or fail with               ├──► cancelled (batch cancelled while running)
@@ -30,6 +31,13 @@
 //
 // Pending, retrying and running are where the task's record is; the final
 // statuses are its Result. A Result is committed once per round.
+//
+// ok and warn are passes: warn is the check's verdict that the host passed
+// near a threshold (a certificate expiring within warn_days, a Nagios
+// plugin's WARNING). It is final like ok, is not retried even with
+// --retry-failures, and does not count against --max-failures (Status.Failed);
+// a batch whose hosts all passed, some with warnings, has not failed
+// (Summary.Failed), though `--fail-on warn` makes its exit code 2.
 //
 // # Fencing
 //

@@ -45,6 +45,7 @@ const (
 	StatusRetrying  Status = "retrying"  // waiting out a backoff before its next attempt
 	StatusRunning   Status = "running"   // claimed by a worker
 	StatusOK        Status = "ok"        // the host passed the check
+	StatusWarn      Status = "warn"      // the host passed, but near a threshold (a certificate about to expire, a Nagios WARNING)
 	StatusFail      Status = "fail"      // the check ran and the host failed it
 	StatusError     Status = "error"     // the check could not decide (an attempt's outcome; final only in old data)
 	StatusDead      Status = "dead"      // out of attempts; the last error is kept
@@ -55,15 +56,26 @@ const (
 // Final reports whether a status ends a task's round.
 func (s Status) Final() bool {
 	switch s {
-	case StatusOK, StatusFail, StatusError, StatusDead, StatusCancelled, StatusSkipped:
+	case StatusOK, StatusWarn, StatusFail, StatusError, StatusDead, StatusCancelled, StatusSkipped:
 		return true
 	}
 	return false
 }
 
+// Passed reports whether a result with this status means the host passed
+// the check: ok, or warn (passed, near a threshold).
+func (s Status) Passed() bool { return s == StatusOK || s == StatusWarn }
+
+// Statuses lists every status in the order Patrol shows them: the final
+// ones from best to worst, then where unfinished tasks stand.
+func Statuses() []Status {
+	return []Status{StatusOK, StatusWarn, StatusFail, StatusError, StatusDead, StatusCancelled, StatusSkipped,
+		StatusRunning, StatusRetrying, StatusPending}
+}
+
 // Failed reports whether a result with this status counts against a
 // batch's --max-failures: the host failed the check, or it could not be
-// checked.
+// checked. A warning is not a failure.
 func (s Status) Failed() bool {
 	return s == StatusFail || s == StatusDead || s == StatusError
 }
@@ -248,8 +260,12 @@ type Summary struct {
 	FinishedAt time.Time      `json:"finished_at"`
 }
 
-// Failed reports whether any host did not pass.
-func (s Summary) Failed() bool { return s.Counts[StatusOK] != s.Total }
+// Failed reports whether any host did not pass: it ended neither ok nor
+// warn. A batch whose hosts all passed, some with warnings, has not failed.
+func (s Summary) Failed() bool { return s.Counts[StatusOK]+s.Counts[StatusWarn] != s.Total }
+
+// Warned reports whether any host passed with a warning.
+func (s Summary) Warned() bool { return s.Counts[StatusWarn] > 0 }
 
 // LeaderInfo is the value a scheduler campaigns with.
 type LeaderInfo struct {

@@ -1008,3 +1008,32 @@ func TestShardOfAStoppedBatchWritesResults(t *testing.T) {
 		t.Fatalf("%d ready keys for a stopped batch", n)
 	}
 }
+
+// A warning is final and a pass: it does not count against --max-failures,
+// and a batch whose hosts all passed, some with warnings, has not failed.
+func TestWarnIsAFinalPass(t *testing.T) {
+	w := queue.StatusWarn
+	if !w.Final() || !w.Passed() || w.Failed() {
+		t.Fatalf("warn: Final %v Passed %v Failed %v, want true true false", w.Final(), w.Passed(), w.Failed())
+	}
+	for _, s := range []queue.Status{queue.StatusFail, queue.StatusError, queue.StatusDead} {
+		if s.Passed() || !s.Failed() {
+			t.Errorf("%s: Passed %v Failed %v, want false true", s, s.Passed(), s.Failed())
+		}
+	}
+	tests := []struct {
+		tally          map[string]queue.Status
+		failed, warned bool
+	}{
+		{map[string]queue.Status{"a": queue.StatusOK, "b": queue.StatusOK}, false, false},
+		{map[string]queue.Status{"a": queue.StatusOK, "b": queue.StatusWarn}, false, true},
+		{map[string]queue.Status{"a": queue.StatusWarn, "b": queue.StatusFail}, true, true},
+		{map[string]queue.Status{"a": queue.StatusOK, "b": queue.StatusSkipped}, true, false},
+	}
+	for _, tt := range tests {
+		s := queue.SummaryOf(len(tt.tally), tt.tally, time.Now())
+		if s.Failed() != tt.failed || s.Warned() != tt.warned {
+			t.Errorf("%v: Failed %v Warned %v, want %v %v", tt.tally, s.Failed(), s.Warned(), tt.failed, tt.warned)
+		}
+	}
+}

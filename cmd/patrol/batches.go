@@ -52,14 +52,15 @@ func batchesCommand() *cli.Command {
 				return nil
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "BATCH\tSTATE\tCHECK\tHOSTS\tDONE\tOK\tFAILED\tAGE")
+			fmt.Fprintln(tw, "BATCH\tSTATE\tCHECK\tHOSTS\tDONE\tOK\tWARN\tFAILED\tAGE")
 			for _, r := range rows {
-				ok, failed := "-", "-"
+				ok, warn, failed := "-", "-", "-"
 				if r.Counts != nil {
 					ok = fmt.Sprint(r.Counts[queue.StatusOK])
-					failed = fmt.Sprint(r.Hosts - r.Counts[queue.StatusOK])
+					warn = fmt.Sprint(r.Counts[queue.StatusWarn])
+					failed = fmt.Sprint(r.Hosts - r.Counts[queue.StatusOK] - r.Counts[queue.StatusWarn])
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", r.ID, r.State, r.Check, r.Hosts, r.Done, ok, failed,
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", r.ID, r.State, r.Check, r.Hosts, r.Done, ok, warn, failed,
 					time.Since(r.CreatedAt).Round(time.Second))
 			}
 			return tw.Flush()

@@ -21,7 +21,7 @@ import (
 func resultsCommand() *cli.Command {
 	return batchCommand("results", "show one row per host of a batch: status, attempts, duration, worker, message",
 		[]string{"table", "wide", "json", "yaml", "csv"}, time.Minute, []cli.Flag{
-			&cli.StringFlag{Name: "status", Usage: "only hosts in these statuses, comma separated (e.g. fail,error,dead)"},
+			&cli.StringFlag{Name: "status", Usage: "only hosts in these statuses, comma separated (e.g. warn or fail,error,dead)"},
 		}, func(b queueCall) error {
 			want, err := parseStatuses(b.c.String("status"))
 			if err != nil {
@@ -75,8 +75,7 @@ func parseStatuses(s string) (map[queue.Status]bool, error) {
 	if s == "" {
 		return nil, nil
 	}
-	known := []queue.Status{queue.StatusPending, queue.StatusRetrying, queue.StatusRunning, queue.StatusOK, queue.StatusFail,
-		queue.StatusError, queue.StatusDead, queue.StatusCancelled, queue.StatusSkipped}
+	known := queue.Statuses()
 	out := map[queue.Status]bool{}
 	for _, f := range strings.Split(s, ",") {
 		st := queue.Status(strings.TrimSpace(f))

@@ -16,8 +16,13 @@ func retryCommand() *cli.Command {
 		[]string{"table", "json"}, time.Minute, []cli.Flag{
 			&cli.BoolFlag{Name: "failed", Usage: "retry hosts that failed, errored or ended dead (required: says what to retry)"},
 			&cli.BoolFlag{Name: "cancelled", Usage: "also retry hosts that were cancelled or skipped"},
-			&cli.BoolFlag{Name: "wait", Usage: "wait for the new round to finish; exit 0 if every host passed, 2 if any did not"},
+			&cli.BoolFlag{Name: "wait", Usage: "wait for the new round to finish; exit 0 if every host passed (warnings too, unless --fail-on warn), 2 if any did not"},
+			failOnFlag(),
 		}, func(b queueCall) error {
+			warnFails, err := failOnWarn(b.c)
+			if err != nil {
+				return err
+			}
 			if !b.c.Bool("failed") && !b.c.Bool("cancelled") {
 				return usageErr("say which hosts to retry: --failed (fail, error, dead) and/or --cancelled (cancelled, skipped)")
 			}
@@ -47,9 +52,6 @@ func retryCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if sum.Failed() {
-				return exitErr{code: exitFailedHosts}
-			}
-			return nil
+			return finishedExit(sum, warnFails)
 		})
 }

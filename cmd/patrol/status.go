@@ -44,8 +44,7 @@ func statusCommand() *cli.Command {
 			fmt.Fprintf(w, "batch:    %s\nstate:    %s\ncheck:    %s\ncreated:  %s (%s ago)\n",
 				spec.ID, state, spec.Check, spec.CreatedAt.Local().Format(time.DateTime), time.Since(spec.CreatedAt).Round(time.Second))
 			fmt.Fprintf(w, "hosts:    %d\n", spec.Hosts)
-			for _, s := range []queue.Status{queue.StatusOK, queue.StatusFail, queue.StatusError, queue.StatusDead, queue.StatusCancelled,
-				queue.StatusSkipped, queue.StatusRunning, queue.StatusRetrying, queue.StatusPending} {
+			for _, s := range queue.Statuses() {
 				fmt.Fprintf(w, "  %-9s %d\n", s, counts[s])
 			}
 			if len(spec.Zones) > 1 {
@@ -56,8 +55,7 @@ func statusCommand() *cli.Command {
 				for _, name := range spec.Zones {
 					c := byZone[name]
 					var parts []string
-					for _, st := range []queue.Status{queue.StatusOK, queue.StatusFail, queue.StatusError, queue.StatusDead, queue.StatusCancelled,
-						queue.StatusSkipped, queue.StatusRunning, queue.StatusRetrying, queue.StatusPending} {
+					for _, st := range queue.Statuses() {
 						if c[st] > 0 {
 							parts = append(parts, fmt.Sprintf("%s %d", st, c[st]))
 						}

@@ -28,7 +28,8 @@ func submitCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "param", Aliases: []string{"p"},
 				Usage: "check parameter key=value (repeatable); values are templates over {{.Host}}, {{.Address}}, {{.Port}}, {{.Vars.name}}"},
 			&cli.StringFlag{Name: "batch-id", Usage: "batch ID (default: generated); resubmitting the same ID and content is a no-op"},
-			&cli.BoolFlag{Name: "wait", Usage: "wait for the batch to finish; exit 0 if every host passed, 2 if any did not"},
+			&cli.BoolFlag{Name: "wait", Usage: "wait for the batch to finish; exit 0 if every host passed (warnings too, unless --fail-on warn), 2 if any did not"},
+			failOnFlag(),
 			&cli.BoolFlag{Name: "plan", Usage: "print the hosts, zones, shards and the etcd writes and bytes the batch would make, measured against etcd's limits; write nothing"},
 			&cli.DurationFlag{Name: "timeout", Value: queue.DefaultTimeout, Usage: "per-attempt timeout: the worker cancels the check, the scheduler revokes the claim past it"},
 			&cli.IntFlag{Name: "max-attempts", Value: queue.DefaultMaxAttempts, Usage: "attempts per host before it ends dead (errors and lost workers are retried)"},
@@ -60,6 +61,10 @@ func submit(c *cli.Context) error {
 		return usageErr("no check type: pass --check with one of %s", strings.Join(check.Types(), ", "))
 	}
 	params, err := parseParams(c.StringSlice("param"))
+	if err != nil {
+		return err
+	}
+	warnFails, err := failOnWarn(c)
 	if err != nil {
 		return err
 	}
@@ -133,10 +138,7 @@ func submit(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if sum.Failed() {
-		return exitErr{code: exitFailedHosts}
-	}
-	return nil
+	return finishedExit(sum, warnFails)
 }
 
 // parseParams turns key=value flags into a map, refusing malformed ones.

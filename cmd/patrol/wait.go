@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mattn/go-isatty"
+	"github.com/urfave/cli/v2"
 
 	"github.com/patrol-dev/patrol/queue"
 )
@@ -71,7 +72,7 @@ func waitBatch(ctx context.Context, q *queue.Queue, batch string, w io.Writer) (
 				fmt.Fprint(w, "\r\033[K")
 			}
 			fmt.Fprintf(w, "batch %s finished in %s: %s\n", batch, time.Since(start).Round(time.Millisecond), summaryLine(sum))
-			if sum.Failed() {
+			if sum.Failed() || sum.Warned() {
 				printNotOK(ctx, q, batch, w)
 			}
 			return sum, nil
@@ -83,7 +84,7 @@ func waitBatch(ctx context.Context, q *queue.Queue, batch string, w io.Writer) (
 	}
 }
 
-// printNotOK lists the hosts that did not pass, by status, with numbered
+// printNotOK lists the hosts that did not end ok (warnings first), by status, with numbered
 // runs of names compacted (web01..web05 as web[01:05]).
 func printNotOK(ctx context.Context, q *queue.Queue, batch string, w io.Writer) {
 	cctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -98,12 +99,19 @@ func printNotOK(ctx context.Context, q *queue.Queue, batch string, w io.Writer) 
 			byStatus[r.Status] = append(byStatus[r.Status], r.Host)
 		}
 	}
-	for _, st := range []queue.Status{queue.StatusFail, queue.StatusError, queue.StatusDead, queue.StatusCancelled, queue.StatusSkipped} {
+	for _, st := range queue.Statuses()[1:] {
 		if hosts := byStatus[st]; len(hosts) > 0 {
 			fmt.Fprintf(w, "  %s: %s\n", st, compactHosts(hosts, 20))
 		}
 	}
-	fmt.Fprintf(w, "  details: patrol results %s --status fail,error,dead\n", batch)
+	var which []string
+	if len(byStatus[queue.StatusWarn]) > 0 {
+		which = append(which, string(queue.StatusWarn))
+	}
+	if len(byStatus)-len(which) > 0 {
+		which = append(which, "fail,error,dead")
+	}
+	fmt.Fprintf(w, "  details: patrol results %s --status %s\n", batch, strings.Join(which, ","))
 }
 
 // rateMeter estimates hosts per second over the recent past.
@@ -155,7 +163,7 @@ func progressLine(spec queue.BatchSpec, c queue.Counts, elapsed time.Duration) s
 	}
 	line := fmt.Sprintf("batch %s: %d/%d done (%d%%) ok %d, fail %d, error %d", spec.ID, c.Done(), spec.Hosts, pct,
 		c[queue.StatusOK], c[queue.StatusFail], c[queue.StatusError])
-	for _, st := range []queue.Status{queue.StatusDead, queue.StatusCancelled, queue.StatusSkipped, queue.StatusRetrying} {
+	for _, st := range []queue.Status{queue.StatusWarn, queue.StatusDead, queue.StatusCancelled, queue.StatusSkipped, queue.StatusRetrying} {
 		if n := c[st]; n > 0 {
 			line += fmt.Sprintf(", %s %d", st, n)
 		}
@@ -164,13 +172,40 @@ func progressLine(spec queue.BatchSpec, c queue.Counts, elapsed time.Duration) s
 }
 
 // summaryLine says how a batch ended: ok, fail and error always, the
-// other final statuses when some host has them.
+// other final statuses (warn among them) when some host has them.
 func summaryLine(s queue.Summary) string {
 	line := fmt.Sprintf("%d hosts: ok %d, fail %d, error %d", s.Total, s.Counts[queue.StatusOK], s.Counts[queue.StatusFail], s.Counts[queue.StatusError])
-	for _, st := range []queue.Status{queue.StatusDead, queue.StatusCancelled, queue.StatusSkipped} {
+	for _, st := range []queue.Status{queue.StatusWarn, queue.StatusDead, queue.StatusCancelled, queue.StatusSkipped} {
 		if n := s.Counts[st]; n > 0 {
 			line += fmt.Sprintf(", %s %d", st, n)
 		}
 	}
 	return line
+}
+
+// failOnFlag is --fail-on, for the commands that wait for a batch.
+func failOnFlag() cli.Flag {
+	return &cli.StringFlag{Name: "fail-on", Value: "fail",
+		Usage: "what makes the exit code 2: fail (a host ended fail, error, dead, cancelled or skipped; warnings exit 0) or warn (warnings too)"}
+}
+
+// failOnWarn reads --fail-on: whether a warning fails the command.
+func failOnWarn(c *cli.Context) (bool, error) {
+	switch v := c.String("fail-on"); v {
+	case "fail":
+		return false, nil
+	case "warn":
+		return true, nil
+	default:
+		return false, usageErr("--fail-on %q: write fail (the default: warnings exit 0) or warn (warnings exit 2)", v)
+	}
+}
+
+// finishedExit is the exit a finished batch's summary calls for: 2 when a
+// host did not pass, or passed with a warning and warnings fail.
+func finishedExit(sum queue.Summary, warnFails bool) error {
+	if sum.Failed() || warnFails && sum.Warned() {
+		return exitErr{code: exitFailedHosts}
+	}
+	return nil
 }

@@ -9,8 +9,12 @@ import (
 )
 
 func watchCommand() *cli.Command {
-	return batchCommand("watch", "follow a batch until it finishes; exit 0 if every host passed, 2 if any did not (Ctrl-C leaves it running)",
-		[]string{"table", "json"}, 365*24*time.Hour, nil, func(b queueCall) error {
+	return batchCommand("watch", "follow a batch until it finishes; exit 0 if every host passed (warnings too, unless --fail-on warn), 2 if any did not (Ctrl-C leaves it running)",
+		[]string{"table", "json"}, 365*24*time.Hour, []cli.Flag{failOnFlag()}, func(b queueCall) error {
+			warnFails, err := failOnWarn(b.c)
+			if err != nil {
+				return err
+			}
 			if _, err := b.q.LoadBatch(b.ctx, b.batch); err != nil {
 				return notFound(b.batch, err)
 			}
@@ -21,10 +25,7 @@ func watchCommand() *cli.Command {
 			if b.output == "json" {
 				writeJSON(b.a.stdout, map[string]any{"batch_id": b.batch, "summary": sum})
 			}
-			if sum.Failed() {
-				return exitErr{code: exitFailedHosts}
-			}
-			return nil
+			return finishedExit(sum, warnFails)
 		})
 }
 

@@ -29,6 +29,10 @@ type Status string
 const (
 	// StatusOK means the host passed the check.
 	StatusOK Status = "ok"
+	// StatusWarn means the host passed, but near a threshold: a
+	// certificate close to expiry, a Nagios plugin's WARNING (exit 1),
+	// packet loss above warn_loss. It is final: it is never retried.
+	StatusWarn Status = "warn"
 	// StatusFail means the check ran and the host failed it (port closed or
 	// refused, unexpected HTTP status).
 	StatusFail Status = "fail"
@@ -107,11 +111,12 @@ type kind struct {
 }
 
 var kinds = map[string]kind{
-	"exec": {params: []string{"args", "name", "timeout"}, build: newExec},
-	"http": {params: []string{"body", "header", "insecure", "max_redirects", "method", "status", "timeout", "url"}, build: newHTTP},
-	"noop": {params: []string{"fail", "sleep"}, build: newNoop},
-	"ssh":  {params: []string{"args", "connect_timeout", "host_key_check", "name", "port", "timeout"}, build: newSSH},
+	"exec": {params: []string{"args", "name", "nagios", "timeout"}, build: newExec},
+	"http": {params: []string{"body", "ca", "header", "insecure", "max_redirects", "method", "status", "timeout", "url"}, build: newHTTP},
+	"noop": {params: []string{"fail", "sleep", "warn"}, build: newNoop},
+	"ssh":  {params: []string{"args", "connect_timeout", "host_key_check", "nagios", "name", "port", "timeout"}, build: newSSH},
 	"tcp":  {params: []string{"expect", "port", "send", "timeout"}, build: newTCP},
+	"tls":  {params: []string{"ca", "fail_days", "insecure", "port", "server_name", "timeout", "warn_days"}, build: newTLS},
 }
 
 // Types returns the known check type names, sorted.

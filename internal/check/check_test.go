@@ -9,7 +9,7 @@ import (
 )
 
 func TestTypes(t *testing.T) {
-	if got, want := Types(), []string{"exec", "http", "noop", "ssh", "tcp"}; !slices.Equal(got, want) {
+	if got, want := Types(), []string{"exec", "http", "noop", "ssh", "tcp", "tls"}; !slices.Equal(got, want) {
 		t.Errorf("Types() = %v, want %v", got, want)
 	}
 }
@@ -34,6 +34,11 @@ func TestNewValid(t *testing.T) {
 		{"ssh", map[string]string{"name": "df", "args": "{{.Vars.mount}}", "port": "{{.Vars.ssh_port}}",
 			"host_key_check": "accept-new", "connect_timeout": "2s", "timeout": "1m"}},
 		{"ssh", map[string]string{"name": "df", "host_key_check": "strict"}},
+		{"exec", map[string]string{"name": "disk", "nagios": "false"}},
+		{"tls", nil},
+		{"tls", map[string]string{"port": "{{.Vars.https_port}}", "server_name": "{{.Host}}.example.com", "warn_days": "14", "fail_days": "14",
+			"insecure": "true", "ca": "/etc/patrol/ca.pem", "timeout": "3s"}},
+		{"http", map[string]string{"ca": "/etc/patrol/ca.pem"}},
 	}
 	for _, tt := range tests {
 		if _, err := New(tt.typ, tt.params); err != nil {
@@ -51,11 +56,11 @@ func TestNewInvalid(t *testing.T) {
 		wantErr string
 	}{
 		{"unknown type", "ping", nil, ErrUnknownType,
-			`check: unknown type "ping"; known types: exec, http, noop, ssh, tcp`},
+			`check: unknown type "ping"; known types: exec, http, noop, ssh, tcp, tls`},
 		{"unknown param", "tcp", map[string]string{"prot": "22"}, ErrBadParam,
 			`check: bad param: tcp check has no param "prot"; known params: expect, port, send, timeout`},
 		{"param of another type", "noop", map[string]string{"url": "http://x/"}, ErrBadParam,
-			`check: bad param: noop check has no param "url"; known params: fail, sleep`},
+			`check: bad param: noop check has no param "url"; known params: fail, sleep, warn`},
 		{"timeout not a duration", "tcp", map[string]string{"timeout": "5"}, ErrBadParam,
 			`check: bad param: tcp timeout="5": want a positive duration such as 5s or 500ms`},
 		{"timeout zero", "http", map[string]string{"timeout": "0s"}, ErrBadParam,
@@ -114,6 +119,20 @@ func TestNewInvalid(t *testing.T) {
 			`check: bad param: ssh host_key_check="no": want strict or accept-new`},
 		{"ssh connect_timeout", "ssh", map[string]string{"name": "df", "connect_timeout": "0"}, ErrBadParam,
 			`check: bad param: ssh connect_timeout="0": want a positive duration such as 5s or 500ms`},
+		{"exec nagios not a bool", "exec", map[string]string{"name": "x", "nagios": "maybe"}, ErrBadParam,
+			`check: bad param: exec nagios="maybe": want true or false`},
+		{"tls warn_days not a number", "tls", map[string]string{"warn_days": "30d"}, ErrBadParam,
+			`check: bad param: tls warn_days="30d": want a whole number of days 0-3650, e.g. 30`},
+		{"tls fail_days negative", "tls", map[string]string{"fail_days": "-1"}, ErrBadParam,
+			`check: bad param: tls fail_days="-1": want a whole number of days 0-3650, e.g. 7`},
+		{"tls fail_days above warn_days", "tls", map[string]string{"fail_days": "40"}, ErrBadParam,
+			`check: bad param: tls fail_days="40": want at most warn_days (30): a certificate warns before it fails; lower fail_days or raise warn_days`},
+		{"tls ca relative", "tls", map[string]string{"ca": "ca.pem"}, ErrBadParam,
+			`check: bad param: tls ca="ca.pem": want the absolute path of a PEM file of CA certificates on the workers, e.g. /etc/patrol/ca.pem`},
+		{"http ca relative", "http", map[string]string{"ca": "ca.pem"}, ErrBadParam,
+			`check: bad param: http ca="ca.pem": want the absolute path of a PEM file of CA certificates on the workers, e.g. /etc/patrol/ca.pem`},
+		{"tls server_name with a slash", "tls", map[string]string{"server_name": "https://x/"}, ErrBadParam,
+			`check: bad param: tls server_name="https://x/": want a host name such as www.example.com, or a template such as {{.Vars.fqdn}}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -28,6 +28,8 @@ import (
 //	         a var holding spaces stays one argument. No shell is involved:
 //	         quotes, globs, $VARS and ; reach the program as they are
 //	timeout  duration; default 30s
+//	nagios   true (default): judge the exit code and output as a Nagios
+//	         plugin's; false: exit 0 passes, anything else fails
 //
 // The program's environment is the worker's, less the worker's own
 // PATROL_* variables, plus the host's:
@@ -47,17 +49,21 @@ import (
 // does not outlive the check. A process that leaves the group (setsid,
 // setpgid, a double-forking daemon) escapes this.
 //
-// Exit 0 is ok; another exit status, or death by a signal the check did not
-// send, is a fail whose message ends with the output's last line. A name
-// missing from the allowlist, a program that cannot start, and a timeout
-// are errors.
+// By default the program is judged as a Nagios plugin (see nagios.go):
+// exit 0 ok, 1 warn, 2 fail, 3 error (retried), any other exit fail; the
+// first line of output is the message, and performance data after a "|"
+// becomes details. With nagios=false, exit 0 is ok and any other exit a
+// fail whose message ends with the output's last line. Either way, death
+// by a signal the check did not send is a fail, and a name missing from
+// the allowlist, a program that cannot start, and a timeout are errors.
 //
 // Details: "output"; "exit_code" when the program exited, "signal" when a
-// signal killed it.
+// signal killed it; as a plugin, "perf.<label>..." for its performance data.
 type execCheck struct {
 	name    string
 	args    []*template.Template
 	timeout time.Duration
+	nagios  bool
 	allow   map[string][]string
 	cap     int
 }
@@ -75,7 +81,11 @@ func newExec(p params, o Options) (Check, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &execCheck{name: name, args: args, timeout: timeout, allow: o.Exec, cap: o.OutputCap}, nil
+	nagios, err := p.boolDefault("nagios", true)
+	if err != nil {
+		return nil, err
+	}
+	return &execCheck{name: name, args: args, timeout: timeout, nagios: nagios, allow: o.Exec, cap: o.OutputCap}, nil
 }
 
 // target renders the args, so Validate finds a var missing on some host.
@@ -134,12 +144,8 @@ func (c *execCheck) judge(ctx context.Context, start time.Time, state *os.Proces
 	case ws.Signaled():
 		details["signal"] = ws.Signal().String()
 		res = result(start, StatusFail, "exec %s: killed by signal %s%s", c.name, ws.Signal(), tailNote(output))
-	case state.Success():
-		details["exit_code"] = "0"
-		res = result(start, StatusOK, "exec %s: exit 0 in %s", c.name, time.Since(start).Round(time.Microsecond))
 	default:
-		details["exit_code"] = strconv.Itoa(state.ExitCode())
-		res = result(start, StatusFail, "exec %s: exit status %d%s", c.name, state.ExitCode(), tailNote(output))
+		return exitResult(start, "exec "+c.name, state.ExitCode(), output, c.nagios)
 	}
 	res.Details = details
 	return res

@@ -72,21 +72,28 @@ func TestExec(t *testing.T) {
 		message string
 		details map[string]string // checked for equality when not nil
 	}{
-		{"exit 0", map[string]string{"name": "true"}, StatusOK, "exec true: exit 0 in ",
+		{"exit 0", map[string]string{"name": "true"}, StatusOK, "exec true: exit 0 (OK) in ",
 			map[string]string{"exit_code": "0", "output": ""}},
-		{"exit 1", map[string]string{"name": "false"}, StatusFail, "exec false: exit status 1",
+		{"exit 1 is a plugin's warning", map[string]string{"name": "false"}, StatusWarn, "exec false: exit 1 (WARNING) in ",
 			map[string]string{"exit_code": "1", "output": ""}},
-		{"fail shows the last line", map[string]string{"name": "disk", "args": "{{.Address}}"}, StatusFail,
+		{"exit 1, not a plugin", map[string]string{"name": "false", "nagios": "false"}, StatusFail, "exec false: exit status 1",
+			map[string]string{"exit_code": "1", "output": ""}},
+		{"a plugin's first line is the message", map[string]string{"name": "disk", "args": "{{.Address}}"}, StatusFail,
+			"exec disk: checking --warn=80",
+			map[string]string{"exit_code": "2", "output": "checking --warn=80\nDISK CRITICAL - / is 97% full\n"}},
+		{"otherwise the last line is", map[string]string{"name": "disk", "args": "{{.Address}}", "nagios": "false"}, StatusFail,
 			"exec disk: exit status 2: DISK CRITICAL - / is 97% full",
 			map[string]string{"exit_code": "2", "output": "checking --warn=80\nDISK CRITICAL - / is 97% full\n"}},
-		{"last non-blank line, made printable", map[string]string{"name": "multiline"}, StatusFail,
+		{"last non-blank line, made printable", map[string]string{"name": "multiline", "nagios": "false"}, StatusFail,
 			"exec multiline: exit status 1: second [31mred [0m", nil},
-		{"no output", map[string]string{"name": "quiet"}, StatusFail, "exec quiet: exit status 7",
+		{"no output", map[string]string{"name": "quiet", "nagios": "false"}, StatusFail, "exec quiet: exit status 7",
+			map[string]string{"exit_code": "7", "output": ""}},
+		{"an exit status no plugin state", map[string]string{"name": "quiet"}, StatusFail, "exec quiet: exit status 7, which is no plugin state",
 			map[string]string{"exit_code": "7", "output": ""}},
 		{"args: one per word, no shell", map[string]string{"name": "args",
-			"args": `{{.Vars.zone}}  $HOME;* '{{index .Vars "mount-point"}}' {{.Port}}`}, StatusOK, "exec args: exit 0",
+			"args": `{{.Vars.zone}}  $HOME;* '{{index .Vars "mount-point"}}' {{.Port}}`}, StatusOK, "exec args: [fixed arg]",
 			map[string]string{"exit_code": "0", "output": "[fixed arg]\n[dc 1]\n[$HOME;*]\n['/var/lib']\n[8080]\n"}},
-		{"environment", map[string]string{"name": "env"}, StatusOK, "exec env: exit 0",
+		{"environment", map[string]string{"name": "env", "nagios": "false"}, StatusOK, "exec env: exit 0",
 			map[string]string{"exit_code": "0", "output": "PATROL_ADDRESS=127.0.0.1\nPATROL_HOST=web1:8080\nPATROL_PORT=8080\n" +
 				"PATROL_VAR_MOUNT_POINT=/var/lib\nPATROL_VAR_MY_VAR=x=y\nPATROL_VAR_ZONE=dc 1\n"}},
 		{"killed by a signal", map[string]string{"name": "signal"}, StatusFail, "exec signal: killed by signal terminated: about to die",
@@ -141,7 +148,7 @@ func TestExecOutputCap(t *testing.T) {
 	loud := script(t, `i=0; while [ $i -lt 16384 ]; do printf '%063d\n' $i; i=$((i+1)); done; echo "the end" >&2; exit 1`)
 	for _, cap := range []int{0, 1000} { // 0: the default, 64 KiB
 		t.Run(strconv.Itoa(cap), func(t *testing.T) {
-			c := mustNewWith(t, "exec", map[string]string{"name": "loud"}, Options{Exec: map[string][]string{"loud": {loud}}, OutputCap: cap})
+			c := mustNewWith(t, "exec", map[string]string{"name": "loud", "nagios": "false"}, Options{Exec: map[string][]string{"loud": {loud}}, OutputCap: cap})
 			res := c.Run(context.Background(), inventory.Host{Name: "h"})
 			expect(t, res, StatusFail, "exec loud: exit status 1: the end")
 			kept := cap

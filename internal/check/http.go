@@ -41,6 +41,9 @@ import (
 //	               inside header values:
 //	               --param "header=$(printf 'X-A: 1\nX-B: 2')"
 //	insecure       true to skip TLS certificate verification; default false
+//	ca             absolute path of a PEM file on the worker holding the CA
+//	               certificates to verify https against, instead of the
+//	               system's; read when the check first runs
 //	max_redirects  redirects followed, 0-100; default 10. A redirect past the
 //	               limit is the response checked, so max_redirects=0 with
 //	               status=301 checks the redirect itself
@@ -60,6 +63,10 @@ type httpCheck struct {
 	headers      []header
 	maxRedirects int
 	client       *http.Client
+	ca           *caFile // nil: the system's roots
+
+	caOnce   sync.Once
+	caClient *http.Client // client, trusting ca; built on the first Run
 }
 
 // header is one request header; its value is a template.
@@ -119,6 +126,10 @@ func newHTTP(p params, _ Options) (Check, error) {
 	if err != nil {
 		return nil, err
 	}
+	ca, err := p.caFile("ca")
+	if err != nil {
+		return nil, err
+	}
 	c := &httpCheck{
 		url:          u,
 		want:         want,
@@ -127,6 +138,7 @@ func newHTTP(p params, _ Options) (Check, error) {
 		body:         body,
 		headers:      headers,
 		maxRedirects: maxRedirects,
+		ca:           ca,
 	}
 	transport := &http.Transport{
 		// Keep-alives off: no connection outlives a Run, so the check
@@ -262,6 +274,10 @@ func (c *httpCheck) Run(ctx context.Context, h inventory.Host) (res Result) {
 	if err != nil {
 		return result(start, StatusError, "%s %s: %s", c.method, u, innermost(err))
 	}
+	client, err := c.clientWithCA()
+	if err != nil {
+		return result(start, StatusError, "%s %s: %v", c.method, u, err)
+	}
 	req.Header.Set("User-Agent", "patrol-check")
 	for _, hd := range c.headers {
 		v, err := render(hd.value, h)
@@ -274,7 +290,7 @@ func (c *httpCheck) Run(ctx context.Context, h inventory.Host) (res Result) {
 			req.Header.Add(hd.name, v)
 		}
 	}
-	resp, err := c.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		status, why := outcome(ctx, err, start)
 		return result(start, status, "%s %s: %s", c.method, u, why)
@@ -318,6 +334,29 @@ func (c *httpCheck) Run(ctx context.Context, h inventory.Host) (res Result) {
 	}
 	return withDetails(result(start, StatusOK, "%s %s: status %d, body matches /%s/, in %s", c.method, u, resp.StatusCode,
 		c.body, time.Since(start).Round(time.Microsecond)))
+}
+
+// clientWithCA returns the client to use: c.client, or with a ca param a
+// copy of it that trusts the CA file, read on the first call.
+func (c *httpCheck) clientWithCA() (*http.Client, error) {
+	if c.ca == nil {
+		return c.client, nil
+	}
+	pool, err := c.ca.load()
+	if err != nil {
+		return nil, err
+	}
+	c.caOnce.Do(func() {
+		t := c.client.Transport.(*http.Transport).Clone()
+		if t.TLSClientConfig == nil {
+			t.TLSClientConfig = &tls.Config{}
+		}
+		t.TLSClientConfig.RootCAs = pool
+		cl := *c.client
+		cl.Transport = t
+		c.caClient = &cl
+	})
+	return c.caClient, nil
 }
 
 func (c *httpCheck) wantText() string {

@@ -14,9 +14,11 @@ import (
 //
 //	sleep  duration to wait before answering; default 0
 //	fail   true to report fail instead of ok; default false
+//	warn   true to report warn instead of ok; default false
 type noopCheck struct {
 	sleep time.Duration
 	fail  bool
+	warn  bool
 }
 
 func newNoop(p params, _ Options) (Check, error) {
@@ -28,7 +30,14 @@ func newNoop(p params, _ Options) (Check, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &noopCheck{sleep: sleep, fail: fail}, nil
+	warn, err := p.bool("warn")
+	if err != nil {
+		return nil, err
+	}
+	if fail && warn {
+		return nil, p.bad("warn", "one verdict: pass fail=true or warn=true, not both")
+	}
+	return &noopCheck{sleep: sleep, fail: fail, warn: warn}, nil
 }
 
 func (c *noopCheck) Run(ctx context.Context, _ inventory.Host) (res Result) {
@@ -49,6 +58,9 @@ func (c *noopCheck) Run(ctx context.Context, _ inventory.Host) (res Result) {
 	}
 	if c.fail {
 		return result(start, StatusFail, "noop: asked to fail")
+	}
+	if c.warn {
+		return result(start, StatusWarn, "noop: asked to warn")
 	}
 	return result(start, StatusOK, "noop: ok after %s", c.sleep)
 }

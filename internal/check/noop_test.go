@@ -19,6 +19,7 @@ func TestNoop(t *testing.T) {
 		{"ok", nil, context.Background(), StatusOK, "noop: ok after 0s"},
 		{"sleeps", map[string]string{"sleep": "1ms"}, context.Background(), StatusOK, "noop: ok after 1ms"},
 		{"fail", map[string]string{"fail": "true"}, context.Background(), StatusFail, "noop: asked to fail"},
+		{"warn", map[string]string{"warn": "true"}, context.Background(), StatusWarn, "noop: asked to warn"},
 		{"cancelled while sleeping", map[string]string{"sleep": "1h"}, cancelled(), StatusError, "noop: cancelled"},
 		{"cancelled before running", nil, cancelled(), StatusError, "noop: cancelled"},
 	}

@@ -42,10 +42,13 @@ func (p params) duration(name string, def time.Duration, zeroOK bool) (time.Dura
 	return d, nil
 }
 
-func (p params) bool(name string) (bool, error) {
+func (p params) bool(name string) (bool, error) { return p.boolDefault(name, false) }
+
+// boolDefault reads true or false; def when the param is absent.
+func (p params) boolDefault(name string, def bool) (bool, error) {
 	v, ok := p.m[name]
 	if !ok {
-		return false, nil
+		return def, nil
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/user"
@@ -43,13 +44,19 @@ import (
 //	                 accept-new: an unknown host's key is appended to
 //	                 known_hosts. A key that differs from a known one is
 //	                 refused either way
+//	nagios           true (default): judge the exit code and output as a
+//	                 Nagios plugin's, as exec does; false: exit 0 passes,
+//	                 anything else fails
 //
 // The remote user is the host var ansible_user, else user, else
 // Options.SSHUser, else the user running the worker. The worker's keys
 // (Options.SSHKeys) are offered, then its agent's ($SSH_AUTH_SOCK).
 //
-// Exit 0 is ok; another exit status, or death by a signal, is a fail whose
-// message ends with the output's last line. A name missing from the
+// The exit status is judged as exec judges it: by default as a Nagios
+// plugin's (exit 0 ok, 1 warn, 2 fail, 3 error, others fail; the first
+// line of output is the message, performance data becomes details), or,
+// with nagios=false, exit 0 ok and anything else a fail ending with the
+// output's last line. Death by a signal is a fail. A name missing from the
 // allowlist, an unknown, changed or revoked host key, refused
 // authentication, a session that ends without an exit status, and a
 // timeout are errors. A refused connection is a fail, as for tcp.
@@ -61,7 +68,8 @@ import (
 // keeps running until it next writes to its closed output, or ends.
 //
 // Details: "output"; "exit_code" or "signal"; "host_key", the SHA256
-// fingerprint of the key the host presented.
+// fingerprint of the key the host presented; as a plugin, "perf.<label>..."
+// for its performance data.
 type sshCheck struct {
 	name           string
 	args           []*template.Template
@@ -69,6 +77,7 @@ type sshCheck struct {
 	timeout        time.Duration
 	connectTimeout time.Duration
 	acceptNew      bool
+	nagios         bool
 
 	allow   map[string]string
 	signers []ssh.Signer // from Options.SSHKeys
@@ -106,8 +115,12 @@ func newSSH(p params, o Options) (Check, error) {
 	default:
 		return nil, p.bad("host_key_check", "strict or accept-new")
 	}
+	nagios, err := p.boolDefault("nagios", true)
+	if err != nil {
+		return nil, err
+	}
 	c := &sshCheck{
-		name: name, args: args, port: port, timeout: timeout, connectTimeout: connectTimeout, acceptNew: acceptNew,
+		name: name, args: args, port: port, timeout: timeout, connectTimeout: connectTimeout, acceptNew: acceptNew, nagios: nagios,
 		allow: o.SSH, user: o.SSHUser, cap: o.OutputCap,
 	}
 	for _, path := range o.SSHKeys {
@@ -325,18 +338,19 @@ func (c *sshCheck) Run(ctx context.Context, h inventory.Host) (res Result) {
 		res, _ = ended()
 		res.Message += "; sent KILL to the remote command"
 	case err == nil:
-		details["exit_code"] = "0"
-		res = result(start, StatusOK, "ssh %s %s: exit 0 in %s", who, c.name, time.Since(start).Round(time.Microsecond))
+		res = exitResult(start, "ssh "+who+" "+c.name, 0, details["output"], c.nagios)
 	case errors.As(err, &exitErr) && exitErr.Signal() != "":
 		details["signal"] = "SIG" + exitErr.Signal()
 		res = result(start, StatusFail, "ssh %s %s: killed by signal SIG%s%s", who, c.name, exitErr.Signal(), tailNote(details["output"]))
 	case errors.As(err, &exitErr):
-		details["exit_code"] = strconv.Itoa(exitErr.ExitStatus())
-		res = result(start, StatusFail, "ssh %s %s: exit status %d%s", who, c.name, exitErr.ExitStatus(), tailNote(details["output"]))
+		res = exitResult(start, "ssh "+who+" "+c.name, exitErr.ExitStatus(), details["output"], c.nagios)
 	case errors.As(err, &missing):
 		res = result(start, StatusError, "ssh %s %s: the session ended without an exit status%s", who, c.name, tailNote(details["output"]))
 	default:
 		res = result(start, StatusError, "ssh %s %s: %v", who, c.name, err)
+	}
+	if res.Details != nil { // exitResult's: add the host key
+		maps.Copy(details, res.Details)
 	}
 	res.Details = details
 	return res

@@ -237,16 +237,19 @@ func TestSSH(t *testing.T) {
 		message string
 		details map[string]string
 	}{
-		{"exit 0", map[string]string{"name": "true"}, s.host, StatusOK, "ssh " + who + " true: exit 0 in ",
+		{"exit 0", map[string]string{"name": "true"}, s.host, StatusOK, "ssh " + who + " true: exit 0 (OK) in ",
 			map[string]string{"exit_code": "0", "output": "", "host_key": fp}},
-		{"exit 2 with the last line", map[string]string{"name": "disk"}, s.host, StatusFail,
+		{"exit 2 with the last line", map[string]string{"name": "disk", "nagios": "false"}, s.host, StatusFail,
 			"ssh " + who + " disk: exit status 2: DISK CRITICAL - / is 97% full",
 			map[string]string{"exit_code": "2", "output": "DISK CRITICAL - / is 97% full\n", "host_key": fp}},
+		{"exit 2 is a plugin's critical", map[string]string{"name": "disk"}, s.host, StatusFail,
+			"ssh " + who + " disk: DISK CRITICAL - / is 97% full",
+			map[string]string{"exit_code": "2", "output": "DISK CRITICAL - / is 97% full\n", "host_key": fp}},
 		{"args are quoted for the remote shell", map[string]string{"name": "printf", "args": `{{.Vars.evil}} plain {{.Port}}`},
-			withVars(s.host, "evil", `it's $(id); rm -rf "*" ; `), StatusOK, "ssh " + who + " printf: exit 0",
+			withVars(s.host, "evil", `it's $(id); rm -rf "*" ; `), StatusOK, "ssh " + who + " printf: [it's $(id)",
 			map[string]string{"exit_code": "0", "output": "[it's $(id); rm -rf \"*\" ; ]\n[plain]\n[" + strconv.Itoa(s.host.Port) + "]\n", "host_key": fp}},
 		{"ansible_user picks the remote user", map[string]string{"name": "env"}, withVars(s.host, "ansible_user", currentUser(t)),
-			StatusOK, "ssh " + who + " env: exit 0", map[string]string{"exit_code": "0", "output": "user=" + currentUser(t) + "\n", "host_key": fp}},
+			StatusOK, "ssh " + who + " env: user=", map[string]string{"exit_code": "0", "output": "user=" + currentUser(t) + "\n", "host_key": fp}},
 		{"killed by a signal", map[string]string{"name": "die"}, s.host, StatusFail, "ssh " + who + " die: killed by signal SIGTERM: dying",
 			map[string]string{"signal": "SIGTERM", "output": "dying\n", "host_key": fp}},
 		{"unknown user", map[string]string{"name": "true"}, withVars(s.host, "user", "nosuchuser"), StatusError,
@@ -270,7 +273,7 @@ func TestSSH(t *testing.T) {
 	t.Run("stdout and stderr both kept", func(t *testing.T) {
 		// sshd forwards the two streams separately: their order may change.
 		opts := s.with(map[string]string{"both": "echo out; echo err >&2"})
-		res := mustNewWith(t, "ssh", map[string]string{"name": "both"}, opts).Run(context.Background(), s.host)
+		res := mustNewWith(t, "ssh", map[string]string{"name": "both", "nagios": "false"}, opts).Run(context.Background(), s.host)
 		expect(t, res, StatusOK, "ssh "+who+" both: exit 0")
 		if out := res.Details["output"]; out != "out\nerr\n" && out != "err\nout\n" {
 			t.Errorf("output = %q, want out and err lines", out)
