@@ -95,11 +95,12 @@ type shardRange struct {
 	shard    int
 	from, to string
 	wrap     bool // the part of the shard before the cursor
+	limit    int  // the most keys it reads
 }
 
 // ListReadyFrom is ListReady resuming each shard where cur left it (nil:
 // from each shard's start), and moving cur on. With a cursor it reads the
-// shards it expects to need to fill limit (those not found empty, each
+// shards it expects to need to fill twice limit (those not found empty, each
 // counted at what the last listing left there, one not seen yet at one
 // key), in one
 // transaction, and reads further shards in another only when that found
@@ -111,7 +112,15 @@ func (q *Queue) ListReadyFrom(ctx context.Context, cur *ReadyCursor, zone string
 	var rev int64
 	for len(order) > 0 && len(out) < limit {
 		var plan []shardRange
-		need := limit - len(out)
+		// Plan for twice what is needed: a shard's count is from the last
+		// listing, and other workers claim from it meanwhile. A range
+		// more costs some reading; a listing short of its limit costs a
+		// round trip.
+		// Each range reads what the shards before it are not expected to
+		// give, and at least a quarter of limit, so that the listing
+		// reads about limit keys when the counts hold.
+		need := 2 * (limit - len(out))
+		expected := 0
 		for len(order) > 0 && need > 0 && len(plan)+2 <= maxListRanges {
 			shard := order[0]
 			order = order[1:]
@@ -130,30 +139,32 @@ func (q *Queue) ListReadyFrom(ctx context.Context, cur *ReadyCursor, zone string
 			}
 			// From the cursor to the shard's end, then from its start back
 			// to the cursor.
-			plan = append(plan, shardRange{shard: shard, from: from, to: end})
+			n := max(limit-len(out)-expected, limit/4, 1)
+			plan = append(plan, shardRange{shard: shard, from: from, to: end, limit: n})
 			if from != prefix && !cur.full[shard] {
-				plan = append(plan, shardRange{shard: shard, from: prefix, to: from, wrap: true})
+				plan = append(plan, shardRange{shard: shard, from: prefix, to: from, wrap: true, limit: n + min(len(cur.taken), limit)})
 			}
-			switch n, seen := cur.found[shard]; {
+			est := 1 // not seen yet: read it, and the shards after it
+			switch c, seen := cur.found[shard]; {
 			case cur.full[shard]:
-				need -= limit
+				est = limit
 			case seen:
-				need -= n
-			default:
-				need-- // not seen yet: read it, and the shards after it
+				est = c
 			}
+			need -= est
+			expected += est
 		}
 		if len(plan) == 0 {
 			break
 		}
 		ops := make([]clientv3.Op, len(plan))
 		for i, r := range plan {
-			// Keys this cursor handed out are skipped, not counted: a wrap
-			// range, which covers what was listed before, reads that many
-			// more.
 			n := int64(limit - len(out))
-			if r.wrap {
-				n += int64(min(len(cur.taken), limit))
+			if cur != nil {
+				// Keys this cursor handed out are skipped, not counted: a
+				// wrap range, which covers what was listed before, reads
+				// that many more.
+				n = int64(r.limit)
 			}
 			opts := []clientv3.OpOption{clientv3.WithRange(r.to), clientv3.WithLimit(n)}
 			if rev != 0 {

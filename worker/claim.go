@@ -58,7 +58,13 @@ type claimed struct {
 // next to etcd with slow checks it is none.
 func (s *run) ahead() int {
 	c := s.w.cfg.Concurrency
-	check, rtt := s.checkNanos.Load(), s.rttNanos.Load()
+	// The link's round trip, not the current one: the baseline, which
+	// the worker's own claims do not raise (or, before there is one, the
+	// average).
+	check, rtt := s.checkNanos.Load(), s.w.limit.base().Nanoseconds()
+	if rtt == 0 {
+		rtt = s.rttNanos.Load()
+	}
 	if check <= 0 {
 		return 0
 	}
@@ -73,72 +79,122 @@ func (s *run) observeRTT(d time.Duration) {
 	s.rttNanos.Store((3*old + d.Nanoseconds()) / 4)
 }
 
-// claimLoop lists ready tasks and claims them as groups, keeping up to the
-// request limit of claims in flight, until ctx ends. Claimed tasks start as
-// slots free (taskCtx bounds the checks).
+// claimLoop lists ready tasks and claims them as groups until ctx ends.
+// A listing and up to the request limit of claims are in flight at once,
+// each in a goroutine of its own, so that neither waits on the other's
+// round trip: what a listing returns waits (queued) for a claim to carry
+// it, and the next listing goes out while those claims are in flight.
+// The cursor is touched by one goroutine at a time: the listing while one
+// is in flight, the loop otherwise. Claimed tasks start as slots free
+// (taskCtx bounds the checks).
 func (s *run) claimLoop(ctx, taskCtx context.Context, wake <-chan struct{}, tasks *sync.WaitGroup) error {
 	w := s.w
 	poll := time.NewTicker(time.Second)
 	defer poll.Stop()
 	cursor := queue.NewReadyCursor()
 	results := make(chan claimed, MaxRequestLimit)
-	inflight := 0
-	var claims sync.WaitGroup
+	answers := make(chan listed, 1)
+	var (
+		inflight int             // claims in flight
+		listing  bool            // a listing is in flight
+		queued   []queue.Ready   // listed, waiting for a claim to carry them
+		forget   [][]queue.Ready // answered claims' keys, for the cursor
+		reset    bool            // the cursor should look at every shard again
+		dry      bool            // the last listing found nothing: wait for news
+		bg       sync.WaitGroup
+	)
 	defer func() {
-		// Claims still in flight: wait for them, and start or give back
-		// what they took (the drain releases it).
-		claims.Wait()
-		for inflight > 0 {
-			s.settle(ctx, taskCtx, cursor, <-results, tasks)
-			inflight--
+		// What is still in flight: wait for it; start or give back what
+		// claims took (the drain releases it), and let go of the rest.
+		bg.Wait()
+		if listing {
+			s.held.Add(-int64((<-answers).asked))
+		}
+		s.held.Add(-int64(len(queued)))
+		for ; inflight > 0; inflight-- {
+			s.settle(taskCtx, <-results, tasks)
 		}
 	}()
 	for {
+		// Claims for what is queued, as far as the limit allows.
+		for len(queued) > 0 && inflight < w.limit.get() {
+			group := queued[:min(len(queued), queue.MaxClaim)]
+			queued = queued[len(group):]
+			inflight++
+			bg.Go(func() { results <- s.claim(ctx, group) })
+		}
+		// A listing, when none is in flight and enough of the budget is
+		// free: once a quarter of it (or the worker is idle), because a
+		// claim costs a transaction and a group's records, and groups
+		// should not be small when the worker is busy.
 		budget := w.cfg.Concurrency + s.ahead()
 		free := budget - int(s.held.Load())
-		// Claim once a quarter of the budget is free (or the worker is
-		// idle): a claim costs a transaction and a group's records, so
-		// groups should not be small when the worker is busy.
 		batch := max(1, min(budget/4, queue.MaxClaim))
-		if free > 0 && (free >= batch || s.held.Load() == 0) && inflight < w.limit.get() {
-			// One listing feeds every claim the limit still allows: a
-			// listing is a round trip too.
-			start := time.Now()
-			ready, err := s.list(ctx, cursor, min(free, (w.limit.get()-inflight)*queue.MaxClaim))
-			if ctx.Err() != nil {
-				return nil
+		if !listing && !dry && free > 0 && (free >= batch || s.held.Load() == 0) {
+			if reset {
+				cursor.Reset()
+				reset = false
 			}
-			if err != nil {
-				w.log.Warn().Err(err).Msg("listing ready tasks failed")
-			} else if len(ready) > 0 {
-				s.observeRTT(time.Since(start))
-				s.held.Add(int64(len(ready)))
-				for len(ready) > 0 {
-					group := ready[:min(len(ready), queue.MaxClaim)]
-					ready = ready[len(group):]
-					inflight++
-					claims.Go(func() { results <- s.claim(ctx, group) })
-				}
-				continue // there may be more, and room for them
+			for _, f := range forget {
+				cursor.Forget(f)
 			}
+			forget = forget[:0]
+			listing = true
+			bg.Go(func() {
+				start := time.Now()
+				ready, err := s.list(ctx, cursor, free)
+				answers <- listed{ready: ready, asked: free, err: err, took: time.Since(start)}
+			})
+			// Held from now: the budget is spent when asked for, and what
+			// the listing did not find is given back when it answers.
+			s.held.Add(int64(free))
 		}
 		select {
 		case <-ctx.Done():
 			return nil
+		case l := <-answers:
+			listing = false
+			s.held.Add(int64(len(l.ready) - l.asked))
+			switch {
+			case l.err != nil:
+				if ctx.Err() == nil {
+					w.log.Warn().Err(l.err).Msg("listing ready tasks failed")
+				}
+				dry = true
+			case len(l.ready) == 0:
+				dry = true
+			default:
+				s.observeRTT(l.took)
+				queued = append(queued, l.ready...)
+			}
+			continue
 		case r := <-results:
 			inflight--
+			if listing {
+				forget = append(forget, r.ready)
+			} else {
+				cursor.Forget(r.ready)
+			}
+			s.settle(taskCtx, r, tasks)
 			if errors.Is(r.err, errLeaseGone) {
-				s.settle(ctx, taskCtx, cursor, r, tasks)
 				return r.err
 			}
-			s.settle(ctx, taskCtx, cursor, r, tasks)
 		case <-wake:
-			cursor.Reset() // tasks were made ready: look in every shard again
+			reset = true // tasks were made ready: look in every shard again
 		case <-poll.C:
-			cursor.Reset()
+			reset = true
 		case <-s.freed:
 		}
+		dry = false
 	}
+}
+
+// listed is what a listing came back with.
+type listed struct {
+	ready []queue.Ready
+	asked int // the budget it was given, counted as held meanwhile
+	err   error
+	took  time.Duration
 }
 
 // list returns up to n claimable tasks, quarantining malformed ones, and
@@ -222,12 +278,11 @@ func (s *run) claim(ctx context.Context, ready []queue.Ready) (c claimed) {
 	return c
 }
 
-// settle takes a claim's answer on the claim loop: its keys may be listed
-// again, what it did not take is no longer held, and what it took starts
-// as slots free.
-func (s *run) settle(ctx, taskCtx context.Context, cursor *queue.ReadyCursor, c claimed, tasks *sync.WaitGroup) {
+// settle takes a claim's answer on the claim loop: what it did not take
+// is no longer held, and what it took starts as slots free. (The loop lets
+// the cursor forget the claim's keys.)
+func (s *run) settle(taskCtx context.Context, c claimed, tasks *sync.WaitGroup) {
 	w := s.w
-	cursor.Forget(c.ready)
 	took := 0
 	if c.group != nil {
 		took = len(c.group.Running.Tasks)

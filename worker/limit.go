@@ -16,8 +16,11 @@ import (
 // etcd, or on a busy machine, keeps its pipeline full, and a worker whose
 // etcd is saturated sends fewer, larger transactions until it recovers.
 //
-// It is a gradient limit, after Netflix's concurrency-limits (Gradient2):
-// every window of samples gives a current latency (their median); the
+// It is a gradient limit, after Netflix's concurrency-limits (Gradient2).
+// It starts low (initialLimit), so that the baseline is measured before
+// the worker's own load can raise it; every window of samples (the limit,
+// at least minWindow: about one round trip's worth) gives a current
+// latency (their median); the
 // baseline is the lowest current latency seen, drifting up slowly (so a
 // lasting change of link, such as a move to a farther etcd, becomes the
 // new normal within a few hundred transactions); the gradient is
@@ -46,13 +49,14 @@ type requestLimit struct {
 
 const (
 	MaxRequestLimit  = 8   // the ceiling: transactions of each kind in flight
-	latencyWindow    = 10  // samples per limit decision
+	initialLimit     = 2   // where the limit starts: it grows while latency holds
+	minWindow        = 4   // samples per limit decision, or the limit if higher
 	latencyTolerance = 2.0 // current latency may be this many times the baseline
 	baselineDrift    = 50  // windows for the baseline to follow a lasting rise most of the way
 )
 
 func newRequestLimit(log zerolog.Logger, onChange func(int)) *requestLimit {
-	return &requestLimit{log: log, onChange: onChange, limit: MaxRequestLimit, shown: MaxRequestLimit}
+	return &requestLimit{log: log, onChange: onChange, limit: initialLimit, shown: initialLimit}
 }
 
 // fix pins the limit at n.
@@ -77,7 +81,7 @@ func (l *requestLimit) observe(d time.Duration) {
 	l.recent[l.samples%len(l.recent)] = d
 	l.samples++
 	l.window = append(l.window, d)
-	if len(l.window) < latencyWindow {
+	if len(l.window) < max(minWindow, l.shown) {
 		return
 	}
 	slices.Sort(l.window)
@@ -111,6 +115,13 @@ func (l *requestLimit) observe(d time.Duration) {
 	if l.onChange != nil {
 		l.onChange(next)
 	}
+}
+
+// base returns the baseline latency, 0 before the first window.
+func (l *requestLimit) base() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.baseline
 }
 
 // timeout is the deadline for one etcd call of the claim and commit path:

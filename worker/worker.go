@@ -154,9 +154,9 @@ func New(q *queue.Queue, cfg Config) (*Worker, error) {
 	}
 	w := &Worker{q: q, cfg: cfg, log: cfg.Log.With().Str("worker_id", cfg.ID).Logger(), batches: map[string]*batchEntry{},
 		kill: make(chan struct{}), m: cfg.Metrics, started: make(chan struct{})}
-	shown := max(cfg.RequestLimit, 0)
-	if shown == 0 {
-		shown = MaxRequestLimit
+	shown := initialLimit // what the metric holds; fix sets it again below
+	if cfg.RequestLimit > 0 {
+		shown = cfg.RequestLimit
 	}
 	w.limit = newRequestLimit(w.log, func(n int) {
 		w.m.RequestLimit.Add(float64(n - shown))
