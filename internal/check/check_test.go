@@ -9,7 +9,7 @@ import (
 )
 
 func TestTypes(t *testing.T) {
-	if got, want := Types(), []string{"exec", "http", "noop", "ssh", "tcp", "tls"}; !slices.Equal(got, want) {
+	if got, want := Types(), []string{"dns", "exec", "http", "noop", "ssh", "tcp", "tls"}; !slices.Equal(got, want) {
 		t.Errorf("Types() = %v, want %v", got, want)
 	}
 }
@@ -39,6 +39,9 @@ func TestNewValid(t *testing.T) {
 		{"tls", map[string]string{"port": "{{.Vars.https_port}}", "server_name": "{{.Host}}.example.com", "warn_days": "14", "fail_days": "14",
 			"insecure": "true", "ca": "/etc/patrol/ca.pem", "timeout": "3s"}},
 		{"http", map[string]string{"ca": "/etc/patrol/ca.pem"}},
+		{"dns", nil},
+		{"dns", map[string]string{"name": "www.{{.Vars.domain}}", "type": "mx", "server": "{{.Address}}:53", "expect": "10 mail.example.com", "timeout": "2s"}},
+		{"dns", map[string]string{"server": "[2001:db8::53]:5353", "expect": "/^10\\./"}},
 	}
 	for _, tt := range tests {
 		if _, err := New(tt.typ, tt.params); err != nil {
@@ -56,7 +59,7 @@ func TestNewInvalid(t *testing.T) {
 		wantErr string
 	}{
 		{"unknown type", "ping", nil, ErrUnknownType,
-			`check: unknown type "ping"; known types: exec, http, noop, ssh, tcp, tls`},
+			`check: unknown type "ping"; known types: dns, exec, http, noop, ssh, tcp, tls`},
 		{"unknown param", "tcp", map[string]string{"prot": "22"}, ErrBadParam,
 			`check: bad param: tcp check has no param "prot"; known params: expect, port, send, timeout`},
 		{"param of another type", "noop", map[string]string{"url": "http://x/"}, ErrBadParam,
@@ -131,6 +134,18 @@ func TestNewInvalid(t *testing.T) {
 			`check: bad param: tls ca="ca.pem": want the absolute path of a PEM file of CA certificates on the workers, e.g. /etc/patrol/ca.pem`},
 		{"http ca relative", "http", map[string]string{"ca": "ca.pem"}, ErrBadParam,
 			`check: bad param: http ca="ca.pem": want the absolute path of a PEM file of CA certificates on the workers, e.g. /etc/patrol/ca.pem`},
+		{"dns unknown record type", "dns", map[string]string{"type": "PTR"}, ErrBadParam,
+			`check: bad param: dns type="PTR": want one of A, AAAA, CNAME, MX, TXT, SRV`},
+		{"dns server without a port", "dns", map[string]string{"server": "192.0.2.53"}, ErrBadParam,
+			`check: bad param: dns server="192.0.2.53": want host:port of a DNS server, e.g. 192.0.2.53:53, [2001:db8::53]:53 or {{.Address}}:53`},
+		{"dns server port out of range", "dns", map[string]string{"server": "ns1:99999"}, ErrBadParam,
+			`check: bad param: dns server="ns1:99999": want host:port of a DNS server, e.g. 192.0.2.53:53, [2001:db8::53]:53 or {{.Address}}:53`},
+		{"dns expect regexp", "dns", map[string]string{"expect": "/a(/"}, ErrBadParam,
+			"check: bad param: dns expect=\"a(\": want a regular expression (Go RE2 syntax): error parsing regexp: missing closing ): `a(`"},
+		{"dns expect empty", "dns", map[string]string{"expect": " , "}, ErrBadParam,
+			`check: bad param: dns expect=" , ": want the answers wanted, comma separated (e.g. 192.0.2.1,192.0.2.2), or /REGEXP/`},
+		{"dns name an IP", "dns", map[string]string{"name": "192.0.2.1"}, ErrBadParam,
+			`check: bad param: dns name="192.0.2.1": want a DNS name such as www.example.com, or a template such as {{.Vars.fqdn}}`},
 		{"tls server_name with a slash", "tls", map[string]string{"server_name": "https://x/"}, ErrBadParam,
 			`check: bad param: tls server_name="https://x/": want a host name such as www.example.com, or a template such as {{.Vars.fqdn}}`},
 	}
