@@ -112,6 +112,7 @@ type kind struct {
 
 var kinds = map[string]kind{
 	"dns":  {params: []string{"expect", "name", "server", "timeout", "type"}, build: newDNS},
+	"icmp": {params: []string{"count", "fail_loss", "fail_rtt", "interval", "timeout", "warn_loss", "warn_rtt"}, build: newICMP},
 	"exec": {params: []string{"args", "name", "nagios", "timeout"}, build: newExec},
 	"http": {params: []string{"body", "ca", "header", "insecure", "max_redirects", "method", "status", "timeout", "url"}, build: newHTTP},
 	"noop": {params: []string{"fail", "sleep", "warn"}, build: newNoop},
