@@ -17,8 +17,10 @@ import (
 
 func submitCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "submit",
-		Usage:     "submit a batch: run one check against every host of an inventory",
+		Name:  "submit",
+		Usage: "submit a batch: run one check against every host of an inventory",
+		UsageText: "patrol submit -i INVENTORY --check TYPE [--param key=value]... [options]\n\n" +
+			"Check types, their params (defaults in parentheses) and verdicts:\n\n" + check.Reference(),
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
 			outputFlag(),

@@ -3,10 +3,28 @@ package check
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/patrol-dev/patrol/internal/inventory"
 )
+
+// TestReference: every check type documents every param it accepts, and
+// its verdicts.
+func TestReference(t *testing.T) {
+	ref := Reference()
+	for _, typ := range Types() {
+		k := kinds[typ]
+		if !strings.Contains(ref, typ+"\n  params: ") || k.doc[1] == "" {
+			t.Errorf("%s: not in Reference, or no verdicts", typ)
+		}
+		for _, p := range k.params {
+			if !strings.Contains(k.doc[0], p+" (") && !strings.Contains(k.doc[0], p+",") && !strings.HasSuffix(k.doc[0], p) {
+				t.Errorf("%s: param %s undocumented in %q", typ, p, k.doc[0])
+			}
+		}
+	}
+}
 
 func TestTypes(t *testing.T) {
 	if got, want := Types(), []string{"dns", "exec", "http", "icmp", "noop", "ssh", "tcp", "tls"}; !slices.Equal(got, want) {
