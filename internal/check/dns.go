@@ -142,14 +142,7 @@ func (c *dnsCheck) target(h inventory.Host) (string, error) {
 		}
 		return h.Address, nil
 	}
-	s, err := render(c.name, h)
-	if err != nil {
-		return "", err
-	}
-	if err := checkDNSName(s); err != nil {
-		return "", &HostError{Host: h.Name, Param: "name", Err: err}
-	}
-	return s, nil
+	return renderChecked(c.name, h, checkDNSName)
 }
 
 // serverFor renders the server param; "" for the system resolver.
@@ -157,14 +150,7 @@ func (c *dnsCheck) serverFor(h inventory.Host) (string, error) {
 	if c.server == nil {
 		return "", nil
 	}
-	s, err := render(c.server, h)
-	if err != nil {
-		return "", err
-	}
-	if err := checkHostPort(s); err != nil {
-		return "", &HostError{Host: h.Name, Param: "server", Err: err}
-	}
-	return s, nil
+	return renderChecked(c.server, h, checkHostPort)
 }
 
 // resolvConf reads the system resolver's nameservers.
