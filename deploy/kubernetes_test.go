@@ -230,6 +230,15 @@ func TestKubernetesDeployments(t *testing.T) {
 			}
 		}
 		switch role {
+		case "worker":
+			// The icmp check pings over unprivileged ICMP sockets, without
+			// any capability.
+			psc := pod.Spec.SecurityContext
+			if psc == nil || !slices.Contains(psc.Sysctls, corev1.Sysctl{Name: "net.ipv4.ping_group_range", Value: "0 2147483647"}) {
+				t.Errorf("deployment %s: no pod sysctl net.ipv4.ping_group_range=\"0 2147483647\" for the icmp check", d.Name)
+			}
+		}
+		switch role {
 		case "scheduler":
 			if d.Spec.Replicas == nil || *d.Spec.Replicas != 2 {
 				t.Errorf("deployment %s: want 2 scheduler replicas", d.Name)

@@ -3,6 +3,7 @@ package deploy_test
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -194,5 +195,56 @@ func TestSystemdSysusers(t *testing.T) {
 	out := run(t, root, sysusers, "--dry-run", "--root", root, repo(t, "deploy", "systemd", "patrol.sysusers"))
 	if !strings.Contains(out, "patrol") {
 		t.Errorf("systemd-sysusers created no patrol user:\n%s", out)
+	}
+}
+
+// TestSystemdICMP: what the icmp check needs is shipped and correct. The
+// sysctl file allows unprivileged ICMP sockets for every group; the raw
+// socket drop-in grants CAP_NET_RAW and nothing else, and systemd accepts
+// the worker unit with it.
+func TestSystemdICMP(t *testing.T) {
+	t.Parallel()
+	var sysctl []string
+	for _, line := range strings.Split(string(readFile(t, repo(t, "deploy", "systemd", "60-patrol-ping.conf"))), "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			sysctl = append(sysctl, strings.Join(strings.Fields(line), " "))
+		}
+	}
+	if !slices.Equal(sysctl, []string{"net.ipv4.ping_group_range = 0 2147483647"}) {
+		t.Errorf("60-patrol-ping.conf sets %q, want only net.ipv4.ping_group_range = 0 2147483647", sysctl)
+	}
+	dropIn := parseUnit(t, "icmp-raw.conf")
+	if got := dropIn["Service"]; !slices.Equal(got, [][2]string{{"CapabilityBoundingSet", "CAP_NET_RAW"}, {"AmbientCapabilities", "CAP_NET_RAW"}}) || len(dropIn) != 1 {
+		t.Errorf("icmp-raw.conf: %v, want [Service] CapabilityBoundingSet=CAP_NET_RAW and AmbientCapabilities=CAP_NET_RAW only", dropIn)
+	}
+	if !strings.Contains(string(readFile(t, repo(t, "deploy", "systemd", "patrol-worker.service"))), "icmp-raw.conf") {
+		t.Error("patrol-worker.service does not point to icmp-raw.conf")
+	}
+
+	analyze := tool(t, "systemd-analyze", installSystemd)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	unitPath := filepath.Join(dir, "patrol-worker.service")
+	text := strings.ReplaceAll(string(readFile(t, repo(t, "deploy", "systemd", "patrol-worker.service"))), unitBinary, self)
+	if err := os.WriteFile(unitPath, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(unitPath+".d", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(unitPath+".d", "icmp-raw.conf"), readFile(t, repo(t, "deploy", "systemd", "icmp-raw.conf")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runErr(dir, analyze, "verify", "--man=no", "--generators=no", unitPath)
+	if err != nil || strings.TrimSpace(out) != "" {
+		t.Errorf("systemd-analyze verify with icmp-raw.conf: %v\n%s", err, out)
+	}
+	// systemd counts the capability against the unit, which stays rated OK.
+	out, err = runErr(dir, analyze, "security", "--offline=yes", "--threshold=20", "--no-pager", unitPath)
+	if err != nil || !regexp.MustCompile(`✗ CapabilityBoundingSet=~CAP_NET_\(\S*RAW`).MatchString(out) {
+		t.Errorf("systemd-analyze security: the drop-in's CAP_NET_RAW not seen, or exposure above 2.0 (%v):\n%s", err, out)
 	}
 }

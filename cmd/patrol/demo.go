@@ -2,23 +2,29 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/patrol-dev/patrol/internal/check"
 	"github.com/patrol-dev/patrol/internal/inventory"
+	"github.com/patrol-dev/patrol/internal/nettest"
 	"github.com/patrol-dev/patrol/queue"
 )
 
 // demoTargets are loopback servers for `patrol dev --demo`: some healthy,
-// some not, so the demo shows both verdicts.
+// some not, some near a threshold, so the demo shows every verdict.
 type demoTargets struct {
 	web  []inventory.Host // HTTP servers; the last answers 500
 	tcp  []inventory.Host // TCP ports; the last is closed
+	tls  []inventory.Host // TLS servers whose certificates expire in 90, 20 and 3 days
+	ca   string           // the file holding the CA that signed them
 	stop func()
 }
 
@@ -28,6 +34,10 @@ func startDemoTargets() (*demoTargets, error) {
 		listeners []net.Listener
 		wg        sync.WaitGroup
 	)
+	var (
+		tlsServers []*nettest.TLSServer
+		dir        string
+	)
 	t := &demoTargets{}
 	t.stop = func() {
 		for _, s := range servers {
@@ -36,7 +46,13 @@ func startDemoTargets() (*demoTargets, error) {
 		for _, l := range listeners {
 			l.Close()
 		}
+		for _, s := range tlsServers {
+			s.Close()
+		}
 		wg.Wait()
+		if dir != "" {
+			os.RemoveAll(dir)
+		}
 	}
 	listen := func() (net.Listener, int, error) {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -88,6 +104,35 @@ func startDemoTargets() (*demoTargets, error) {
 	}
 	l.Close()
 	t.tcp = append(t.tcp, host("db", port))
+
+	// TLS servers whose certificates, from a CA made up for the demo,
+	// expire in 90 days (ok), 20 (within warn_days) and 3 (within fail_days).
+	ca, err := nettest.NewCA("Patrol demo CA")
+	if err == nil {
+		dir, err = os.MkdirTemp("", "patrol-demo-")
+	}
+	if err == nil {
+		t.ca = filepath.Join(dir, "ca.pem")
+		err = os.WriteFile(t.ca, ca.PEM(), 0o600)
+	}
+	for _, days := range []int{90, 20, 3} {
+		var cert tls.Certificate
+		if err == nil {
+			cert, err = ca.Issue(time.Now().Add(time.Duration(days)*24*time.Hour+time.Hour), "127.0.0.1")
+		}
+		var s *nettest.TLSServer
+		if err == nil {
+			s, err = nettest.ServeTLS(cert)
+		}
+		if err != nil {
+			t.stop()
+			return nil, fmt.Errorf("demo: TLS server: %w", err)
+		}
+		tlsServers = append(tlsServers, s)
+		_, p, _ := net.SplitHostPort(s.Addr)
+		port, _ := strconv.Atoi(p)
+		t.tls = append(t.tls, host("web", port))
+	}
 	return t, nil
 }
 
@@ -107,6 +152,7 @@ func runDemo(ctx context.Context, q *queue.Queue, a *app) error {
 	}{
 		{"http", map[string]string{"url": "http://{{.Address}}:{{.Port}}/health", "timeout": "3s"}, targets.web},
 		{"tcp", map[string]string{"timeout": "2s"}, targets.tcp},
+		{"tls", map[string]string{"ca": targets.ca, "timeout": "3s"}, targets.tls},
 	}
 	for _, b := range batches {
 		if err := check.Validate(b.check, b.params, b.hosts); err != nil {
@@ -131,7 +177,8 @@ func runDemo(ctx context.Context, q *queue.Queue, a *app) error {
 		}
 		printResults(a.stdout, rows)
 	}
-	fmt.Fprintln(a.stdout, "\nThe failing hosts are meant to fail: one web server answers 500 and one port is closed.")
+	fmt.Fprintln(a.stdout, "\nThe failing hosts are meant to fail: one web server answers 500, one port is closed and one certificate")
+	fmt.Fprintln(a.stdout, "expires in 3 days; the one expiring in 20 days passes with a warning (warn_days defaults to 30).")
 	fmt.Fprintln(a.stdout, "Run `go run ./cmd/patrol dev` to keep Patrol running and submit your own inventory.")
 	return nil
 }

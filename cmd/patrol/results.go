@@ -22,6 +22,7 @@ func resultsCommand() *cli.Command {
 	return batchCommand("results", "show one row per host of a batch: status, attempts, duration, worker, message",
 		[]string{"table", "wide", "json", "yaml", "csv"}, time.Minute, []cli.Flag{
 			&cli.StringFlag{Name: "status", Usage: "only hosts in these statuses, comma separated (e.g. warn or fail,error,dead)"},
+			&cli.BoolFlag{Name: "stats", Usage: "summarise each numeric detail across the hosts (count, min, p50, p95, max, the worst hosts) instead of listing them"},
 		}, func(b queueCall) error {
 			want, err := parseStatuses(b.c.String("status"))
 			if err != nil {
@@ -43,13 +44,25 @@ func resultsCommand() *cli.Command {
 				}
 				rows = kept
 			}
+			var view any = rows
+			if b.c.Bool("stats") {
+				stats := resultStats(rows)
+				view = stats
+				switch b.output {
+				case "table", "wide":
+					printStats(b.a.stdout, stats)
+					return nil
+				case "csv":
+					return writeStatsCSV(b.a.stdout, stats)
+				}
+			}
 			switch b.output {
 			case "json":
 				enc := json.NewEncoder(b.a.stdout)
 				enc.SetIndent("", "  ")
-				return enc.Encode(rows)
+				return enc.Encode(view)
 			case "yaml":
-				j, err := json.Marshal(rows)
+				j, err := json.Marshal(view)
 				if err != nil {
 					return err
 				}
@@ -89,6 +102,21 @@ func parseStatuses(s string) (map[queue.Status]bool, error) {
 		out[st] = true
 	}
 	return out, nil
+}
+
+func writeStatsCSV(w io.Writer, stats []detailStats) error {
+	cw := csv.NewWriter(w)
+	cw.Write([]string{"detail", "hosts", "min", "p50", "p95", "max", "low_is_worse", "worst"})
+	for _, s := range stats {
+		var worst []string
+		for _, hv := range s.Worst {
+			worst = append(worst, hv.Host+"="+num(hv.Value))
+		}
+		cw.Write([]string{s.Detail, strconv.Itoa(s.Count), num(s.Min), num(s.P50), num(s.P95), num(s.Max),
+			strconv.FormatBool(s.LowIsWorse), strings.Join(worst, " ")})
+	}
+	cw.Flush()
+	return cw.Error()
 }
 
 func writeCSV(w io.Writer, rows []queue.HostResult) error {

@@ -17,8 +17,10 @@ import (
 
 func submitCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "submit",
-		Usage:     "submit a batch: run one check against every host of an inventory",
+		Name:  "submit",
+		Usage: "submit a batch: run one check against every host of an inventory",
+		UsageText: "patrol submit -i INVENTORY --check TYPE [--param key=value]... [options]\n\n" +
+			"Check types, their params (defaults in parentheses) and verdicts:\n\n" + check.Reference(),
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
 			outputFlag(),
@@ -36,7 +38,7 @@ func submitCommand() *cli.Command {
 			&cli.DurationFlag{Name: "backoff", Value: queue.DefaultBackoff, Usage: "delay before the first retry; doubles each attempt, with jitter"},
 			&cli.DurationFlag{Name: "max-backoff", Value: queue.DefaultMaxBackoff, Usage: "cap on the retry delay"},
 			&cli.BoolFlag{Name: "retry-failures", Usage: "retry hosts that failed the check too, not only errors"},
-			&cli.StringFlag{Name: "max-failures", Usage: "stop the batch once more than N (or N%) hosts failed: hosts not yet started end skipped"},
+			&cli.StringFlag{Name: "max-failures", Usage: "stop the batch once more than N (or N%) hosts failed (fail, error, dead; warnings do not count): hosts not yet started end skipped"},
 			&cli.IntFlag{Name: "parallel", Usage: "run at most N of the batch's hosts at once across all workers (0: no cap)"},
 		},
 		Action: submit,

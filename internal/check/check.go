@@ -108,15 +108,45 @@ const DefaultOutputCap = 64 << 10
 type kind struct {
 	params []string // the param names it accepts, sorted
 	build  func(p params, o Options) (Check, error)
+	// doc is the params with their defaults, then what each verdict means,
+	// for Reference; the check type's comment has the full story.
+	doc [2]string
 }
 
 var kinds = map[string]kind{
-	"exec": {params: []string{"args", "name", "nagios", "timeout"}, build: newExec},
-	"http": {params: []string{"body", "ca", "header", "insecure", "max_redirects", "method", "status", "timeout", "url"}, build: newHTTP},
-	"noop": {params: []string{"fail", "sleep", "warn"}, build: newNoop},
-	"ssh":  {params: []string{"args", "connect_timeout", "host_key_check", "nagios", "name", "port", "timeout"}, build: newSSH},
-	"tcp":  {params: []string{"expect", "port", "send", "timeout"}, build: newTCP},
-	"tls":  {params: []string{"ca", "fail_days", "insecure", "port", "server_name", "timeout", "warn_days"}, build: newTLS},
+	"dns": {params: []string{"expect", "name", "server", "timeout", "type"}, build: newDNS, doc: [2]string{
+		"name (the host's address), type (A; AAAA, CNAME, MX, TXT, SRV), server (host:port; the nameservers in /etc/resolv.conf), expect (a comma-separated exact set, or /regexp/), timeout (5s)",
+		"ok: answers (matching expect); fail: NXDOMAIN, no record of the type, answers that do not match; error: SERVFAIL, REFUSED, timeout"}},
+	"exec": {params: []string{"args", "name", "nagios", "timeout"}, build: newExec, doc: [2]string{
+		"name (a command in the worker's --allow-exec), args (words, each a template), nagios (true), timeout (30s)",
+		"as a Nagios plugin: exit 0 ok, 1 warn, 2 or other fail, 3 error; nagios=false: exit 0 ok, other fail; error: not allowed, cannot start, timeout"}},
+	"http": {params: []string{"body", "ca", "header", "insecure", "max_redirects", "method", "status", "timeout", "url"}, build: newHTTP, doc: [2]string{
+		"url (http://ADDRESS[:PORT]/), status (200), method (GET), body (regexp), header, insecure (false), ca (a file on the worker), max_redirects (10), timeout (10s)",
+		"ok: expected status (and body); fail: other status, refused, bad TLS; error: timeout, DNS failure"}},
+	"icmp": {params: []string{"count", "fail_loss", "fail_rtt", "interval", "timeout", "warn_loss", "warn_rtt"}, build: newICMP, doc: [2]string{
+		"count (3), interval (200ms), timeout (3s), warn_loss (20%), fail_loss (100%), warn_rtt, fail_rtt (none)",
+		"ok: under the thresholds; warn: loss or average RTT at a warn threshold; fail: at a fail threshold; error: no ICMP socket allowed, DNS failure"}},
+	"noop": {params: []string{"fail", "sleep", "warn"}, build: newNoop, doc: [2]string{
+		"sleep (0), fail (false), warn (false)", "for tests: ok, or fail or warn as asked"}},
+	"ssh": {params: []string{"args", "connect_timeout", "host_key_check", "nagios", "name", "port", "timeout"}, build: newSSH, doc: [2]string{
+		"name (a command in the worker's --allow-ssh), args, port (22), host_key_check (strict; accept-new), nagios (true), connect_timeout (10s), timeout (30s)",
+		"as exec; fail: refused; error: cannot log in, host key unknown or changed, timeout"}},
+	"tcp": {params: []string{"expect", "port", "send", "timeout"}, build: newTCP, doc: [2]string{
+		"port (the host's), timeout (5s), send, expect (regexp)",
+		"ok: connected (and the reply matched); fail: refused, reset, no match; error: timeout, DNS failure"}},
+	"tls": {params: []string{"ca", "fail_days", "insecure", "port", "server_name", "timeout", "warn_days"}, build: newTLS, doc: [2]string{
+		"port (the host's, else 443), server_name (the host's address), warn_days (30), fail_days (7), insecure (false), ca (a file on the worker), timeout (10s)",
+		"ok: verifies, warn_days or more left; warn: fewer left; fail: fewer than fail_days, expired, chain or name does not verify, refused; error: timeout"}},
+}
+
+// Reference describes every check type, its params with their defaults
+// and its verdicts, for the CLI's help.
+func Reference() string {
+	var b strings.Builder
+	for _, name := range Types() {
+		fmt.Fprintf(&b, "%s\n  params: %s\n  %s\n", name, kinds[name].doc[0], kinds[name].doc[1])
+	}
+	return b.String()
 }
 
 // Types returns the known check type names, sorted.

@@ -3,13 +3,31 @@ package check
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/patrol-dev/patrol/internal/inventory"
 )
 
+// TestReference: every check type documents every param it accepts, and
+// its verdicts.
+func TestReference(t *testing.T) {
+	ref := Reference()
+	for _, typ := range Types() {
+		k := kinds[typ]
+		if !strings.Contains(ref, typ+"\n  params: ") || k.doc[1] == "" {
+			t.Errorf("%s: not in Reference, or no verdicts", typ)
+		}
+		for _, p := range k.params {
+			if !strings.Contains(k.doc[0], p+" (") && !strings.Contains(k.doc[0], p+",") && !strings.HasSuffix(k.doc[0], p) {
+				t.Errorf("%s: param %s undocumented in %q", typ, p, k.doc[0])
+			}
+		}
+	}
+}
+
 func TestTypes(t *testing.T) {
-	if got, want := Types(), []string{"exec", "http", "noop", "ssh", "tcp", "tls"}; !slices.Equal(got, want) {
+	if got, want := Types(), []string{"dns", "exec", "http", "icmp", "noop", "ssh", "tcp", "tls"}; !slices.Equal(got, want) {
 		t.Errorf("Types() = %v, want %v", got, want)
 	}
 }
@@ -39,6 +57,11 @@ func TestNewValid(t *testing.T) {
 		{"tls", map[string]string{"port": "{{.Vars.https_port}}", "server_name": "{{.Host}}.example.com", "warn_days": "14", "fail_days": "14",
 			"insecure": "true", "ca": "/etc/patrol/ca.pem", "timeout": "3s"}},
 		{"http", map[string]string{"ca": "/etc/patrol/ca.pem"}},
+		{"dns", nil},
+		{"icmp", nil},
+		{"icmp", map[string]string{"count": "10", "interval": "1s", "timeout": "15s", "warn_loss": "10%", "fail_loss": "50", "warn_rtt": "50ms", "fail_rtt": "200ms"}},
+		{"dns", map[string]string{"name": "www.{{.Vars.domain}}", "type": "mx", "server": "{{.Address}}:53", "expect": "10 mail.example.com", "timeout": "2s"}},
+		{"dns", map[string]string{"server": "[2001:db8::53]:5353", "expect": "/^10\\./"}},
 	}
 	for _, tt := range tests {
 		if _, err := New(tt.typ, tt.params); err != nil {
@@ -56,7 +79,7 @@ func TestNewInvalid(t *testing.T) {
 		wantErr string
 	}{
 		{"unknown type", "ping", nil, ErrUnknownType,
-			`check: unknown type "ping"; known types: exec, http, noop, ssh, tcp, tls`},
+			`check: unknown type "ping"; known types: dns, exec, http, icmp, noop, ssh, tcp, tls`},
 		{"unknown param", "tcp", map[string]string{"prot": "22"}, ErrBadParam,
 			`check: bad param: tcp check has no param "prot"; known params: expect, port, send, timeout`},
 		{"param of another type", "noop", map[string]string{"url": "http://x/"}, ErrBadParam,
@@ -131,6 +154,34 @@ func TestNewInvalid(t *testing.T) {
 			`check: bad param: tls ca="ca.pem": want the absolute path of a PEM file of CA certificates on the workers, e.g. /etc/patrol/ca.pem`},
 		{"http ca relative", "http", map[string]string{"ca": "ca.pem"}, ErrBadParam,
 			`check: bad param: http ca="ca.pem": want the absolute path of a PEM file of CA certificates on the workers, e.g. /etc/patrol/ca.pem`},
+		{"dns unknown record type", "dns", map[string]string{"type": "PTR"}, ErrBadParam,
+			`check: bad param: dns type="PTR": want one of A, AAAA, CNAME, MX, TXT, SRV`},
+		{"dns server without a port", "dns", map[string]string{"server": "192.0.2.53"}, ErrBadParam,
+			`check: bad param: dns server="192.0.2.53": want host:port of a DNS server, e.g. 192.0.2.53:53, [2001:db8::53]:53 or {{.Address}}:53`},
+		{"dns server port out of range", "dns", map[string]string{"server": "ns1:99999"}, ErrBadParam,
+			`check: bad param: dns server="ns1:99999": want host:port of a DNS server, e.g. 192.0.2.53:53, [2001:db8::53]:53 or {{.Address}}:53`},
+		{"dns expect regexp", "dns", map[string]string{"expect": "/a(/"}, ErrBadParam,
+			"check: bad param: dns expect=\"a(\": want a regular expression (Go RE2 syntax): error parsing regexp: missing closing ): `a(`"},
+		{"dns expect empty", "dns", map[string]string{"expect": " , "}, ErrBadParam,
+			`check: bad param: dns expect=" , ": want the answers wanted, comma separated (e.g. 192.0.2.1,192.0.2.2), or /REGEXP/`},
+		{"dns name an IP", "dns", map[string]string{"name": "192.0.2.1"}, ErrBadParam,
+			`check: bad param: dns name="192.0.2.1": want a DNS name such as www.example.com, or a template such as {{.Vars.fqdn}}`},
+		{"icmp count out of range", "icmp", map[string]string{"count": "0"}, ErrBadParam,
+			`check: bad param: icmp count="0": want a number of echo requests 1-100, e.g. 3`},
+		{"icmp count too many", "icmp", map[string]string{"count": "1000"}, ErrBadParam,
+			`check: bad param: icmp count="1000": want a number of echo requests 1-100, e.g. 3`},
+		{"icmp interval too short", "icmp", map[string]string{"interval": "1ms"}, ErrBadParam,
+			`check: bad param: icmp interval="1ms": want a duration 10ms-10s, e.g. 200ms`},
+		{"icmp timeout too short for count", "icmp", map[string]string{"count": "20", "interval": "1s"}, ErrBadParam,
+			`check: bad param: icmp count=20 at interval=1s needs a timeout of at least 20s, not 3s (the last request needs a second for its reply): pass --param timeout=20s, or lower count or interval`},
+		{"icmp loss not a percentage", "icmp", map[string]string{"warn_loss": "some"}, ErrBadParam,
+			`check: bad param: icmp warn_loss="some": want a percentage of requests 1-100, e.g. 20 or 20%`},
+		{"icmp warn_loss above fail_loss", "icmp", map[string]string{"warn_loss": "60%", "fail_loss": "50%"}, ErrBadParam,
+			`check: bad param: icmp warn_loss="60%": want at most fail_loss (50%): a host warns before it fails`},
+		{"icmp rtt not a duration", "icmp", map[string]string{"fail_rtt": "100"}, ErrBadParam,
+			`check: bad param: icmp fail_rtt="100": want a positive duration such as 5s or 500ms`},
+		{"icmp warn_rtt above fail_rtt", "icmp", map[string]string{"warn_rtt": "1s", "fail_rtt": "100ms"}, ErrBadParam,
+			`check: bad param: icmp warn_rtt="1s": want at most fail_rtt (100ms): a host warns before it fails`},
 		{"tls server_name with a slash", "tls", map[string]string{"server_name": "https://x/"}, ErrBadParam,
 			`check: bad param: tls server_name="https://x/": want a host name such as www.example.com, or a template such as {{.Vars.fqdn}}`},
 	}

@@ -1,7 +1,7 @@
 // Package check holds the checks a worker runs against inventory hosts.
 //
 // A check is built once per job with New, from a type name ("tcp", "http",
-// "exec", "ssh", "noop") and the job's params, and then Run against each
+// "tls", "dns", "icmp", "exec", "ssh", "noop") and the job's params, and then Run against each
 // host of the job's inventory. A worker builds it with NewWith, passing its
 // Options: the exec and ssh allowlists, SSH keys and known_hosts, and the
 // output cap. New checks everything it can without a host: unknown params,
@@ -15,16 +15,24 @@
 //
 //	ok     the host passed: the port accepted a connection (and its reply
 //	       matched), the URL answered with an expected status (and body),
-//	       the command exited 0.
+//	       the certificate verifies and is far from expiry, the name
+//	       resolved (as expected), pings came back, the plugin exited 0.
+//	warn   the host passed, but near a threshold: a certificate within
+//	       warn_days of expiry, loss or round trips at warn_loss or
+//	       warn_rtt, a Nagios plugin's WARNING (exit 1). Final: the worker
+//	       never retries it.
 //	fail   the check ran and the host failed it: connection refused or reset,
 //	       a reply or body that does not match, unexpected HTTP status, a
-//	       certificate that does not verify, too many redirects, a command
-//	       that exited non-zero or was killed by a signal.
+//	       certificate that does not verify or expires within fail_days,
+//	       NXDOMAIN, too much loss, too many redirects, a plugin's CRITICAL
+//	       (or a command that exited non-zero with nagios=false), death by
+//	       a signal.
 //	error  the check could not decide: timeout, DNS failure, a param that does
 //	       not render for this host, cancellation, a command name missing
 //	       from the worker's allowlist or a program that cannot start, an
 //	       SSH host key that is unknown or changed, refused SSH
-//	       authentication, an internal fault.
+//	       authentication, SERVFAIL, no ICMP socket the kernel allows, a
+//	       plugin's UNKNOWN (exit 3), an internal fault.
 //
 // Operators alert on fail; error means "look at Patrol or the network, not
 // at the host". Result.Message is one human-readable line naming what was

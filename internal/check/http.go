@@ -206,14 +206,7 @@ func (c *httpCheck) target(h inventory.Host) (string, error) {
 	if c.url == nil {
 		return defaultURL(h), nil
 	}
-	s, err := render(c.url, h)
-	if err != nil {
-		return "", err
-	}
-	if err := checkURL(s); err != nil {
-		return "", &HostError{Host: h.Name, Param: "url", Err: err}
-	}
-	return s, nil
+	return renderChecked(c.url, h, checkURL)
 }
 
 func defaultURL(h inventory.Host) string {

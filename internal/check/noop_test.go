@@ -33,7 +33,7 @@ func TestNoop(t *testing.T) {
 func TestRunNeverPanics(t *testing.T) {
 	h := inventory.Host{Name: "web1:80", Address: "127.0.0.1", Port: 80}
 	var nilCtx context.Context // a caller bug Run must survive
-	params := map[string]map[string]string{"exec": {"name": "true"}, "ssh": {"name": "true"}}
+	params := map[string]map[string]string{"exec": {"name": "true"}, "ssh": {"name": "true"}, "dns": {"name": "example.com", "server": "127.0.0.1:53"}}
 	opts := Options{Exec: map[string][]string{"true": {"/bin/true"}}, SSH: map[string]string{"true": "true"}}
 	for _, typ := range Types() {
 		t.Run(typ, func(t *testing.T) {

@@ -95,6 +95,32 @@ func render(t *template.Template, h inventory.Host) (string, error) {
 	return b.String(), nil
 }
 
+// renderChecked renders t for h and checks the result with check. Errors
+// are *HostError naming the param.
+func renderChecked(t *template.Template, h inventory.Host, check func(string) error) (string, error) {
+	s, err := render(t, h)
+	if err != nil {
+		return "", err
+	}
+	if err := check(s); err != nil {
+		return "", &HostError{Host: h.Name, Param: t.Name(), Err: err}
+	}
+	return s, nil
+}
+
+// renderPort renders a port param for h; def (the host's port, say) when
+// the param is absent.
+func renderPort(t *template.Template, h inventory.Host, def int) (int, error) {
+	if t == nil {
+		return def, nil
+	}
+	s, err := renderChecked(t, h, checkPort)
+	if err != nil {
+		return 0, err
+	}
+	return parsePort(s)
+}
+
 func parsePort(s string) (int, error) {
 	n, err := strconv.Atoi(strings.TrimSpace(s))
 	if err != nil || n < 1 || n > 65535 {

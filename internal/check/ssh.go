@@ -174,12 +174,9 @@ func (c *sshCheck) target(h inventory.Host) (string, error) {
 	port := 22
 	switch {
 	case c.port != nil:
-		s, err := render(c.port, h)
-		if err != nil {
+		var err error
+		if port, err = renderPort(c.port, h, 0); err != nil {
 			return "", err
-		}
-		if port, err = parsePort(s); err != nil {
-			return "", &HostError{Host: h.Name, Param: "port", Err: err}
 		}
 	case h.Vars["ansible_port"] != "":
 		var err error

@@ -65,15 +65,9 @@ func newTCP(p params, _ Options) (Check, error) {
 
 // target returns the host:port to dial, and checks that send renders.
 func (c *tcpCheck) target(h inventory.Host) (string, error) {
-	port := h.Port
-	if c.port != nil {
-		s, err := render(c.port, h)
-		if err != nil {
-			return "", err
-		}
-		if port, err = parsePort(s); err != nil {
-			return "", &HostError{Host: h.Name, Param: "port", Err: err}
-		}
+	port, err := renderPort(c.port, h, h.Port)
+	if err != nil {
+		return "", err
 	}
 	if port == 0 {
 		return "", &HostError{Host: h.Name, Param: "port", Err: ErrNoPort}

@@ -109,15 +109,9 @@ func (c *tlsCheck) target(h inventory.Host) (string, error) {
 	if _, err := c.name(h); err != nil {
 		return "", err
 	}
-	port := h.Port
-	if c.port != nil {
-		s, err := render(c.port, h)
-		if err != nil {
-			return "", err
-		}
-		if port, err = parsePort(s); err != nil {
-			return "", &HostError{Host: h.Name, Param: "port", Err: err}
-		}
+	port, err := renderPort(c.port, h, h.Port)
+	if err != nil {
+		return "", err
 	}
 	if port == 0 {
 		port = 443
@@ -130,14 +124,7 @@ func (c *tlsCheck) name(h inventory.Host) (string, error) {
 	if c.serverName == nil {
 		return h.Address, nil
 	}
-	s, err := render(c.serverName, h)
-	if err != nil {
-		return "", err
-	}
-	if err := checkServerName(s); err != nil {
-		return "", &HostError{Host: h.Name, Param: "server_name", Err: err}
-	}
-	return s, nil
+	return renderChecked(c.serverName, h, checkServerName)
 }
 
 func (c *tlsCheck) Run(ctx context.Context, h inventory.Host) (res Result) {
