@@ -5,17 +5,19 @@
 // from etcd keeps its slots as busy as one next to it (docs/architecture.md,
 // "The claim pipeline"):
 //
-//   - The claim loop (claim.go) lists ready keys of its zone in one
-//     transaction of ranges over the shards it expects to need (its
-//     assigned shards first, then the rest from a random one), through a
+//   - The claim loop (claim.go) decides and never waits on a round trip.
+//     A listing goroutine lists ready keys of its zone in one transaction
+//     of ranges over the shards it expects to need (its assigned shards
+//     first, then the rest from a random one), through a
 //     queue.ReadyCursor that resumes each shard past the keys it listed,
 //     skips shards found empty until the next wake, and does not hand a
-//     key out twice while its claim is in flight. It claims the listed
-//     tasks as one group in a transaction sent beside the loop, and lists
-//     the next group while that claim is in flight, up to the request
-//     limit of claims at once. It claims once a quarter of its budget is
-//     free: --concurrency plus a claim-ahead of as many tasks as its
-//     checks finish in three round trips (at most what its claims in flight can hold).
+//     key out twice while its claim is in flight. What it finds is split
+//     into groups of at most 64, each claimed in a transaction sent from
+//     a goroutine of its own, up to the request limit at once; the next
+//     listing goes out while they are in flight. The loop lists once a
+//     quarter of its budget is free: --concurrency plus a claim-ahead of
+//     as many tasks as its checks finish in three baseline round trips
+//     (at most what its claims in flight can hold).
 //   - Each claimed task waits for one of --concurrency slots and runs its
 //     check under the batch's timeout. Each claim key is attached to the
 //     worker's lease, so if the worker dies, etcd deletes all its claims
