@@ -52,7 +52,8 @@ type claimed struct {
 // that a slot that frees finds a task waiting rather than a claim still
 // to make: as many as its checks finish in three round trips (a listing,
 // a claim, and as much again for checks that finish together), at most
-// what the claims it may have in flight hold. It is measured in time, so
+// twice what the claims it may have in flight hold (those claims, and the
+// listing that feeds the next ones). It is measured in time, so
 // a worker holds about three round trips of work beyond its slots: far
 // from etcd, or with fast checks, this is what keeps every slot busy;
 // next to etcd with slow checks it is none.
@@ -69,7 +70,7 @@ func (s *run) ahead() int {
 		return 0
 	}
 	n := float64(c) * float64(3*rtt) / float64(check)
-	return int(min(n+0.5, float64(s.w.limit.get()*queue.MaxClaim)))
+	return int(min(n+0.5, float64(2*s.w.limit.get()*queue.MaxClaim)))
 }
 
 // observeRTT adds one etcd round trip of the claim path (a listing or a

@@ -17,7 +17,7 @@
 //     listing goes out while they are in flight. The loop lists once a
 //     quarter of its budget is free: --concurrency plus a claim-ahead of
 //     as many tasks as its checks finish in three baseline round trips
-//     (at most what its claims in flight can hold).
+//     (at most twice what its claims in flight can hold).
 //   - Each claimed task waits for one of --concurrency slots and runs its
 //     check under the batch's timeout. Each claim key is attached to the
 //     worker's lease, so if the worker dies, etcd deletes all its claims

@@ -25,9 +25,10 @@ import (
 // lasting change of link, such as a move to a farther etcd, becomes the
 // new normal within a few hundred transactions); the gradient is
 // tolerance × baseline / current, clamped to [0.5, 1]. While latency
-// stays within tolerance of the baseline (gradient 1) the limit grows by
-// √limit a window, up to MaxRequestLimit; when it rises past that, the limit
-// is multiplied by the gradient, down to 1.
+// stays within tolerance of the baseline (gradient 1) the limit grows, up
+// to MaxRequestLimit: it doubles each window until it is first cut (a slow
+// start, as TCP's), then grows by √limit; when latency rises past the
+// tolerance, the limit is multiplied by the gradient, down to 1.
 //
 // Check concurrency is never lowered: a worker's --concurrency is what
 // it runs. What loads etcd is the worker's requests, and fewer requests in
@@ -39,6 +40,7 @@ type requestLimit struct {
 
 	mu       sync.Mutex
 	fixed    bool // set by fix: latency is still sampled, the limit stays
+	cut      bool // the limit was lowered once: it grows by √limit, not doubling
 	limit    float64
 	shown    int
 	baseline time.Duration
@@ -96,9 +98,13 @@ func (l *requestLimit) observe(d time.Duration) {
 		l.baseline += (cur - l.baseline) / baselineDrift
 	}
 	gradient := math.Max(0.5, math.Min(1, latencyTolerance*float64(l.baseline)/float64(max(cur, 1))))
-	if gradient < 1 {
+	switch {
+	case gradient < 1:
 		l.limit = math.Max(1, math.Floor(l.limit*gradient))
-	} else {
+		l.cut = true
+	case !l.cut:
+		l.limit = math.Min(MaxRequestLimit, 2*l.limit) // slow start: doubles until the first cut
+	default:
 		l.limit = math.Min(MaxRequestLimit, l.limit+math.Sqrt(l.limit))
 	}
 	next := int(l.limit)
