@@ -256,8 +256,9 @@ func steady(xs []float64) []float64 {
 // ideal); and for four workers at 64 each (ideal 3.9s, where a batch's
 // fixed round trips, from submit to the first claim and from the last
 // commit to the summary, weigh four times as much). With them: the checks
-// the workers ran at once (median over the steady part of the run) and
-// the lowest request limit; each figure the median over b.N runs.
+// the workers ran at once (their effective concurrency: the median over
+// the steady part of the run) and the lowest request limit there (it
+// starts at 2 a worker and grows); each figure the median over b.N runs.
 func BenchmarkFarEtcd(b *testing.B) {
 	e := newEnv(b)
 	delays := []time.Duration{0, 30 * time.Millisecond, 100 * time.Millisecond}
@@ -279,8 +280,10 @@ func BenchmarkFarEtcd(b *testing.B) {
 				k := key{d, sh}
 				ratios[k] = append(ratios[k], f.elapsed.Seconds()/ideal)
 				running[k] = append(running[k], median(steady(f.running)))
-				if l, ok := limits[k]; !ok || f.minLimit < l {
-					limits[k] = f.minLimit
+				if st := steady(f.limitSamples); len(st) > 0 {
+					if l, ok := limits[k]; !ok || int(slices.Min(st)) < l {
+						limits[k] = int(slices.Min(st))
+					}
 				}
 			}
 		}
@@ -290,7 +293,7 @@ func BenchmarkFarEtcd(b *testing.B) {
 	for _, sh := range shapes {
 		for _, d := range delays {
 			k := key{d, sh}
-			fmt.Fprintf(&out, "  %d worker(s) x --concurrency %2d, %3dms one way: %.2fx ideal (per run: %s); checks running at once (steady median) %.0f of %d; request limit as low as %d of %d\n",
+			fmt.Fprintf(&out, "  %d worker(s) x --concurrency %2d, %3dms one way: %.2fx ideal (per run: %s); checks running at once (steady median) %.0f of %d; request limit (summed) at least %d of %d past the start\n",
 				sh.workers, sh.concurrency, d.Milliseconds(), median(ratios[k]), fmtAll(ratios[k]), median(running[k]), sh.concurrency*sh.workers, limits[k], 8*sh.workers)
 		}
 	}
