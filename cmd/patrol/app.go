@@ -200,6 +200,7 @@ func connect(ctx context.Context, c *cli.Context, log zerolog.Logger) (*clientv3
 		Logger:      logging.Zap(clog, zapcore.WarnLevel),
 		Context:     ctx,
 	}
+	keepalive(&cfg)
 	if err := sec.apply(&cfg); err != nil {
 		return nil, err
 	}
@@ -226,6 +227,28 @@ func connect(ctx context.Context, c *cli.Context, log zerolog.Logger) (*clientv3
 		return nil, sec.explain(ctx, cfg, err)
 	}
 	return cli, nil
+}
+
+// Client keepalive. A member that hangs (a disk stall, a VM pause,
+// SIGSTOP) keeps its TCP connections open, so without pings the client
+// goes on sending to it, and a session's lease keepalives with it, for as
+// long as it hangs. With them, a connection that does not answer a ping
+// within keepaliveTimeout is closed and the client's balancer moves to the
+// other members: about keepaliveTime + keepaliveTimeout after the member
+// stopped answering, within a default 10 s worker lease (and an etcd
+// leader change renews every lease anyway). keepaliveTime is etcd's
+// default --grpc-keepalive-min-time: pinging more often makes etcd close
+// the connection ("too many pings").
+const (
+	keepaliveTime    = 5 * time.Second
+	keepaliveTimeout = 2 * time.Second
+)
+
+// keepalive turns on the client's gRPC keepalive.
+func keepalive(cfg *clientv3.Config) {
+	cfg.DialKeepAliveTime = keepaliveTime
+	cfg.DialKeepAliveTimeout = keepaliveTimeout
+	cfg.PermitWithoutStream = true
 }
 
 // openQueue connects and returns the queue under --prefix.

@@ -60,11 +60,13 @@ func dev(c *cli.Context) error {
 	defer srv.Close()
 	a.log.Info().Str("endpoint", srv.Endpoint()).Str("data_dir", dir).Msg("embedded etcd serving clients")
 
-	cli, err := clientv3.New(clientv3.Config{
+	ccfg := clientv3.Config{
 		Endpoints:   []string{srv.Endpoint()},
 		DialTimeout: c.Duration("dial-timeout"),
 		Logger:      logging.Zap(a.log.With().Str("component", "etcd-client").Logger(), zapcore.WarnLevel),
-	})
+	}
+	keepalive(&ccfg)
+	cli, err := clientv3.New(ccfg)
 	if err != nil {
 		return err
 	}
