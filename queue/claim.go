@@ -539,6 +539,58 @@ func (q *Queue) Release(ctx context.Context, g *Group) (bool, error) {
 	return resp.Succeeded, nil
 }
 
+// Reconcile finds out what landed of outcomes whose commit failed with an
+// unknown outcome (a deadline, a lost connection): a commit puts each
+// outcome and its group's done set in one transaction, so the done set
+// says exactly which landed. For each group whose claim is still this
+// worker's, the outcomes it has done are dropped and the group's done set
+// is brought up to date; the rest are returned as pending, to be
+// committed again under the same fence. Outcomes of groups whose claim is
+// gone are returned apart: either a commit of them finished the group, or
+// the claim was revoked or its lease expired and the leader recovers the
+// group; neither needs the worker. No other commit of these groups may be
+// in flight.
+func (q *Queue) Reconcile(ctx context.Context, outs []Outcome) (pending, gone []Outcome, err error) {
+	var groups []*Group
+	seen := map[*Group]bool{}
+	for _, o := range outs {
+		if !seen[o.Group] {
+			seen[o.Group] = true
+			groups = append(groups, o.Group)
+		}
+	}
+	ours := map[*Group]bool{}
+	for len(groups) > 0 {
+		chunk := groups[:min(len(groups), maxListRanges/2)]
+		groups = groups[len(chunk):]
+		ops := make([]clientv3.Op, 0, 2*len(chunk))
+		for _, g := range chunk {
+			ops = append(ops, clientv3.OpGet(q.keys.Claim(g.ID), clientv3.WithKeysOnly()), clientv3.OpGet(q.keys.DoneGroup(g.ID)))
+		}
+		resp, err := q.txn(ctx, "reconcile").Then(ops...).Commit()
+		if err != nil {
+			return nil, nil, err
+		}
+		for i, g := range chunk {
+			claims := resp.Responses[2*i].GetResponseRange().Kvs
+			if len(claims) == 0 || claims[0].CreateRevision != g.ClaimRev {
+				continue
+			}
+			ours[g] = true
+			g.done = parseDone(resp.Responses[2*i+1].GetResponseRange().Kvs)
+		}
+	}
+	for _, o := range outs {
+		switch {
+		case !ours[o.Group]:
+			gone = append(gone, o)
+		case !o.Group.done[o.Index]:
+			pending = append(pending, o)
+		}
+	}
+	return pending, gone, nil
+}
+
 // releasedMark starts the done set of a group its worker gave back.
 const releasedMark = "released:"
 

@@ -479,6 +479,59 @@ func TestListingReadsEveryShardInOneRoundTrip(t *testing.T) {
 	}
 }
 
+// TestReconcileSaysWhatLandedAfterAnUnknownCommit: after a commit whose
+// answer was lost, Reconcile drops what landed (by the group's done set)
+// and returns the rest to commit again, so no result is written twice;
+// once the claim is gone, every outcome of the group is returned apart.
+func TestReconcileSaysWhatLandedAfterAnUnknownCommit(t *testing.T) {
+	f := setup(t)
+	_, fence := f.submitAndShard(t, "b1", 3)
+	s := f.session(t, 10)
+	g := f.claim(t, s.Lease(), "w", 3)
+	outs := finishAll(g, queue.StatusOK, "w")
+	// The first outcome's commit landed, but the worker never heard.
+	if rej, err := f.q.Commit(f.ctx, outs[:1]); err != nil || len(rej) != 0 {
+		t.Fatalf("commit: %v %v", rej, err)
+	}
+	stale := &queue.Group{ID: g.ID, Running: g.Running, ClaimRev: g.ClaimRev}
+	for i := range outs {
+		outs[i].Group = stale // what the worker knew: nothing done
+	}
+	pending, gone, err := f.q.Reconcile(f.ctx, outs)
+	if err != nil || len(gone) != 0 || len(pending) != 2 || pending[0].Index != 1 || pending[1].Index != 2 {
+		t.Fatalf("reconcile: pending %d, gone %d, err %v; want outcomes 1 and 2 pending", len(pending), len(gone), err)
+	}
+	if rej, err := f.q.Commit(f.ctx, pending); err != nil || len(rej) != 0 || !stale.Finished() {
+		t.Fatalf("commit the rest: %v %v, finished %v", rej, err, stale.Finished())
+	}
+	for _, kv := range etcdtest.KVs(t, f.env.Client, f.q.Keys().BatchResults("b1")) {
+		if kv.Version != 1 {
+			t.Fatalf("%s written %d times", kv.Key, kv.Version)
+		}
+	}
+	// A group whose claim was revoked: all its outcomes are gone.
+	g2 := f.claimAfter(t, fence, s)
+	pending, gone, err = f.q.Reconcile(f.ctx, finishAll(g2, queue.StatusOK, "w"))
+	if err != nil || len(pending) != 0 || len(gone) != len(g2.Running.Tasks) {
+		t.Fatalf("revoked group: pending %d, gone %d, err %v", len(pending), len(gone), err)
+	}
+}
+
+// claimAfter submits another host, claims it, and revokes the claim as an
+// overrun does.
+func (f *fixture) claimAfter(t *testing.T, fence queue.Fence, s *concurrency.Session) *queue.Group {
+	t.Helper()
+	spec := f.submit(t, "b2", 1)
+	if err := f.q.Shard(f.ctx, fence, spec); err != nil {
+		t.Fatal(err)
+	}
+	g := f.claim(t, s.Lease(), "w", 1)
+	if ok, err := f.q.Revoke(f.ctx, fence, g.ID, g.ClaimRev); err != nil || !ok {
+		t.Fatalf("revoke: %v %v", ok, err)
+	}
+	return g
+}
+
 func TestCommitIsFencedOnTheClaim(t *testing.T) {
 	f := setup(t)
 	_, fence := f.submitAndShard(t, "b1", 4)

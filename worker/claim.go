@@ -22,6 +22,7 @@ type run struct {
 	slots    chan struct{} // one per running check
 	freed    chan struct{} // poked when a slot frees up
 	outcomes chan queue.Outcome
+	lost     <-chan struct{} // closed when the session's lease is gone
 
 	// held is how many tasks the worker holds: claimed and not yet
 	// finished (running, or waiting for a slot), or in a claim still in
@@ -36,8 +37,8 @@ type run struct {
 	assign queue.Assignment          // the zone's shard assignment, as last read
 }
 
-func newRun(w *Worker, lease clientv3.LeaseID) *run {
-	return &run{w: w, lease: lease, slots: make(chan struct{}, w.cfg.Concurrency), freed: make(chan struct{}, 1),
+func newRun(w *Worker, lease clientv3.LeaseID, lost <-chan struct{}) *run {
+	return &run{w: w, lease: lease, lost: lost, slots: make(chan struct{}, w.cfg.Concurrency), freed: make(chan struct{}, 1),
 		outcomes: make(chan queue.Outcome, w.cfg.Concurrency), groups: map[*queue.Group]struct{}{}}
 }
 

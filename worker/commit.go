@@ -94,21 +94,84 @@ func takeOutcomes(pending []queue.Outcome, busy map[*queue.Group]bool, n int) (b
 	return batch, left
 }
 
+// commit commits outs, the committer's batch. A commit that fails may
+// still have landed (a deadline, a lost connection, an etcd leader
+// change): the worker re-reads what landed (queue.Reconcile) and commits
+// the rest again under the same fence, backing off, for as long as its
+// session lives and for up to a lease TTL. Past that it releases the
+// groups still pending, so that the leader requeues them at once rather
+// than when their claims overrun; a host is never left running because a
+// commit failed.
 func (s *run) commit(ctx context.Context, outs []queue.Outcome) {
 	w := s.w
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*w.limit.timeout(w.cfg.CallTimeout))
-	defer cancel()
-	start := time.Now()
-	rejected, err := w.q.Commit(cctx, outs)
-	if err == nil {
-		w.limit.observe(time.Since(start))
+	giveUp := time.Now().Add(w.cfg.LeaseTTL)
+	backoff := 100 * time.Millisecond
+	for failures := 0; ; failures++ {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*w.limit.timeout(w.cfg.CallTimeout))
+		start := time.Now()
+		rejected, err := w.q.Commit(cctx, outs)
+		cancel()
+		if err == nil {
+			w.limit.observe(time.Since(start))
+			s.committed(ctx, outs, rejected)
+			if failures > 0 {
+				w.log.Info().Int("outcomes", len(outs)).Int("failures", failures).Msg("commit went through after failing")
+			}
+			return
+		}
+		if failures == 0 {
+			w.log.Warn().Err(err).Int("outcomes", len(outs)).Msg("commit failed: re-reading what landed and committing the rest again")
+		}
+		w.m.CommitRetries.Inc()
+		select {
+		case <-s.lost:
+			w.log.Warn().Int("outcomes", len(outs)).Msg("session lost with outcomes uncommitted: their claims went with the lease and the leader requeues them")
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), w.limit.timeout(w.cfg.CallTimeout))
+		pending, gone, rerr := w.q.Reconcile(rctx, outs)
+		rcancel()
+		if rerr == nil {
+			landed := make([]queue.Outcome, 0, len(outs)-len(pending)-len(gone))
+			left := map[*queue.Group]map[int]bool{}
+			for _, o := range append(pending, gone...) {
+				if left[o.Group] == nil {
+					left[o.Group] = map[int]bool{}
+				}
+				left[o.Group][o.Index] = true
+			}
+			for _, o := range outs {
+				if !left[o.Group][o.Index] {
+					landed = append(landed, o)
+				}
+			}
+			s.committed(ctx, landed, nil)
+			if len(gone) > 0 {
+				w.log.Warn().Int("outcomes", len(gone)).Msg("after a failed commit, the claim of some groups is gone: either the commit finished them, or the leader recovers them")
+				s.mu.Lock()
+				for _, o := range gone {
+					delete(s.groups, o.Group)
+				}
+				s.mu.Unlock()
+			}
+			outs = pending
+			if len(outs) == 0 {
+				return
+			}
+		}
+		if time.Now().After(giveUp) {
+			s.release(ctx, outs)
+			return
+		}
 	}
-	if err != nil {
-		// The outcome is unknown: if it did not land, the claims go with
-		// the lease and the scheduler requeues.
-		w.log.Warn().Err(err).Int("outcomes", len(outs)).Msg("commit failed")
-		return
-	}
+}
+
+// committed counts and logs outcomes that landed, less those rejected by
+// the fence, and forgets finished groups.
+func (s *run) committed(ctx context.Context, outs, rejected []queue.Outcome) {
+	w := s.w
 	w.committed.Add(int64(len(outs) - len(rejected)))
 	zombie := make(map[*queue.Group]map[int]bool, len(rejected))
 	for _, o := range rejected {
@@ -125,14 +188,48 @@ func (s *run) commit(ctx context.Context, outs []queue.Outcome) {
 	}
 	for _, o := range outs {
 		if !zombie[o.Group][o.Index] {
-			w.countOutcome(cctx, o)
+			w.countOutcome(ctx, o)
 		}
 	}
+	s.forget(outs)
+}
+
+// forget drops the groups of outs that are finished from those the
+// session releases at its end.
+func (s *run) forget(outs []queue.Outcome) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, o := range outs {
 		if o.Group.Finished() {
 			delete(s.groups, o.Group)
 		}
 	}
-	s.mu.Unlock()
+}
+
+// release gives back the groups of outcomes that could not be committed
+// within a lease TTL, so that the leader requeues them at once.
+func (s *run) release(ctx context.Context, outs []queue.Outcome) {
+	w := s.w
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.limit.timeout(w.cfg.CallTimeout))
+	defer cancel()
+	seen := map[*queue.Group]bool{}
+	for _, o := range outs {
+		g := o.Group
+		if seen[g] {
+			continue
+		}
+		seen[g] = true
+		ok, err := w.q.Release(cctx, g)
+		switch {
+		case err != nil:
+			w.log.Warn().Err(err).Str("group", g.ID).Msg("could not commit nor release a group: the leader requeues it when its claim overruns or the lease ends")
+		case ok:
+			w.released.Add(1)
+			w.m.GroupsReleased.Inc()
+			w.log.Warn().Str("group", g.ID).Msg("could not commit a group's outcomes within a lease TTL: released it for the leader to requeue")
+		}
+		s.mu.Lock()
+		delete(s.groups, g)
+		s.mu.Unlock()
+	}
 }

@@ -302,7 +302,7 @@ func (w *Worker) session(ctx context.Context) error {
 	stopClaims := context.AfterFunc(ctx, endClaims)
 	defer stopClaims()
 
-	s := newRun(w, sess.Lease())
+	s := newRun(w, sess.Lease(), sess.Done())
 	wake := make(chan struct{}, 1)
 	var watchers, tasks sync.WaitGroup
 	watchers.Go(func() { w.watchWake(claimCtx, wake) })

@@ -19,6 +19,7 @@ import (
 	"github.com/patrol-dev/patrol/internal/etcdtest"
 	"github.com/patrol-dev/patrol/internal/inventory"
 	"github.com/patrol-dev/patrol/internal/metrics"
+	"github.com/patrol-dev/patrol/internal/nettest"
 	"github.com/patrol-dev/patrol/queue"
 	"github.com/patrol-dev/patrol/scheduler"
 	"github.com/patrol-dev/patrol/worker"
@@ -435,5 +436,54 @@ func TestALongCheckDoesNotHoldBackClaims(t *testing.T) {
 	}
 	if s := w.Stats(); s.Claimed != 41 {
 		t.Fatalf("stats %+v, want the slow task and the 40 fast ones claimed", s)
+	}
+}
+
+// TestACommitWhoseAnswerIsLostIsReconciledNotLeftRunning: the worker's
+// link to etcd stops while its checks finish, so their commit times out
+// with an unknown outcome (the request is held, and lands when the link
+// heals). The worker re-reads what landed and commits the rest: every
+// host ends ok on attempt 1 with its result written once, nothing waits
+// for the claim to overrun, and nothing is counted as a zombie.
+func TestACommitWhoseAnswerIsLostIsReconciledNotLeftRunning(t *testing.T) {
+	f := setup(t)
+	px, err := nettest.NewProxy(f.env.Endpoint, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { px.Close() })
+	url, open := gate(t)
+	m := metrics.NewWorker(prometheus.NewRegistry())
+	w, err := worker.New(queue.New(etcdtest.ClientTo(t, px.Addr()), f.env.Prefix), worker.Config{ID: "w", Concurrency: 8,
+		LeaseTTL: 20 * time.Second, CallTimeout: worker.MinCallTimeout, DrainTimeout: time.Nanosecond, Log: zerolog.Nop(), Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.goUntilCleanup(t, w.Run)
+	f.submit(t, "b", "http", map[string]string{"url": url}, names(4))
+	etcdtest.WaitFor(t, f.env.Client, f.q.Keys().Claims(), 30*time.Second, "the claim", func(n int) bool { return n == 1 })
+	px.Hold()
+	open() // the checks finish; their commit cannot reach etcd
+	deadline := time.Now().Add(30 * time.Second)
+	for testutil.ToFloat64(m.CommitRetries) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the worker never retried its commit")
+		}
+		time.Sleep(10 * time.Millisecond) // polling a counter, not waiting out a race
+	}
+	px.Release()
+	rows := f.waitDone(t, "b")
+	for _, r := range rows {
+		if r.Status != queue.StatusOK || r.Attempts != 1 || len(r.History) != 0 {
+			t.Fatalf("row %+v, want ok on attempt 1", r)
+		}
+	}
+	for _, kv := range etcdtest.KVs(t, f.env.Client, f.q.Keys().BatchResults("b")) {
+		if kv.Version != 1 {
+			t.Fatalf("%s written %d times", kv.Key, kv.Version)
+		}
+	}
+	if s := w.Stats(); s.Rejected != 0 || s.Released != 0 {
+		t.Fatalf("stats %+v: want no zombie and no release", s)
 	}
 }

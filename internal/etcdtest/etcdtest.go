@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
 	"go.uber.org/zap/zapcore"
@@ -116,8 +117,15 @@ func New(t testing.TB) *Env {
 // NewClient returns another client to the shared member, closed when t ends.
 func NewClient(t testing.TB) *clientv3.Client {
 	t.Helper()
+	return ClientTo(t, Endpoint(t))
+}
+
+// ClientTo returns a client to endpoint (the shared member behind a
+// nettest.Proxy, say), closed when t ends.
+func ClientTo(t testing.TB, endpoint string) *clientv3.Client {
+	t.Helper()
 	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{Endpoint(t)},
+		Endpoints:   []string{endpoint},
 		DialTimeout: 5 * time.Second,
 		Logger:      logging.Zap(zerolog.Nop(), zapcore.ErrorLevel),
 	})
@@ -142,6 +150,18 @@ func Keys(t testing.TB, cli *clientv3.Client, prefix string) []string {
 		keys = append(keys, string(kv.Key))
 	}
 	return keys
+}
+
+// KVs returns every key and value under prefix, with their versions.
+func KVs(t testing.TB, cli *clientv3.Client, prefix string) []*mvccpb.KeyValue {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		t.Fatalf("etcdtest: list %s: %v", prefix, err)
+	}
+	return resp.Kvs
 }
 
 // WaitFor blocks until cond holds for the keys under prefix, re-evaluating

@@ -16,6 +16,8 @@ type Worker struct {
 	TasksClaimed prometheus.Counter
 	// ZombiesRejected counts completions refused by the claim fence.
 	ZombiesRejected prometheus.Counter
+	// CommitRetries counts commits tried again after one failed.
+	CommitRetries prometheus.Counter
 	// GroupsReleased counts groups given back unfinished.
 	GroupsReleased prometheus.Counter
 	// KeepaliveFailures counts sessions whose lease was lost under the worker.
@@ -52,6 +54,8 @@ func NewWorker(reg prometheus.Registerer) *Worker {
 			Help: "Tasks claimed."}),
 		ZombiesRejected: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Subsystem: sub, Name: "zombie_completions_rejected_total",
 			Help: "Completions refused because the claim was no longer this worker's (lease expired or claim revoked); the committed result is untouched."}),
+		CommitRetries: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Subsystem: sub, Name: "commit_retries_total",
+			Help: "Commits tried again after one failed or had an unknown outcome (what landed is re-read first)."}),
 		GroupsReleased: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Subsystem: sub, Name: "groups_released_total",
 			Help: "Claimed groups given back unfinished (drain, shutdown), requeued at once."}),
 		KeepaliveFailures: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Subsystem: sub, Name: "keepalive_failures_total",
@@ -80,7 +84,7 @@ func NewWorker(reg prometheus.Registerer) *Worker {
 		m.retries.WithLabelValues(c)
 		m.deadLetters.WithLabelValues(c)
 	}
-	register(reg, m.ClaimDuration, m.TasksClaimed, m.ZombiesRejected, m.GroupsReleased, m.KeepaliveFailures,
+	register(reg, m.ClaimDuration, m.TasksClaimed, m.ZombiesRejected, m.CommitRetries, m.GroupsReleased, m.KeepaliveFailures,
 		m.RunningChecks, m.Capacity, m.RequestLimit, m.claims, m.committed, m.retries, m.deadLetters, m.checkDuration)
 	return m
 }
