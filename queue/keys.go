@@ -257,6 +257,23 @@ func (k Keys) ParseResult(key string) (batch, task string, err error) {
 	return parts[0], parts[1], nil
 }
 
+// kind names the kind of key under which key (a key or a prefix) lies:
+// the first segment after the queue's prefix ("active", "results",
+// "workers", ...), or "other". It names watches in logs and metrics.
+func (k Keys) kind(key string) string {
+	rest, ok := strings.CutPrefix(key, k.prefix+"/")
+	if !ok {
+		return "other"
+	}
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		rest = rest[:i]
+	}
+	if rest == "" {
+		return "other"
+	}
+	return rest
+}
+
 func (k Keys) split(key, prefix string, n int) ([]string, error) {
 	rest, ok := strings.CutPrefix(key, prefix)
 	if !ok {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"github.com/rs/zerolog"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -17,12 +18,13 @@ import (
 type Queue struct {
 	cli  *clientv3.Client
 	keys Keys
-	obs  Observer // nil: transactions are not observed
+	obs  Observer       // nil: transactions are not observed
+	log  zerolog.Logger // what watches go through; zero: nothing is logged
 }
 
 // New returns a Queue over cli, with every key under prefix.
 func New(cli *clientv3.Client, prefix string) *Queue {
-	return &Queue{cli: cli, keys: NewKeys(prefix)}
+	return &Queue{cli: cli, keys: NewKeys(prefix), log: zerolog.Nop()}
 }
 
 // Keys returns the key builder in use.

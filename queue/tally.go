@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"sync"
 	"time"
@@ -45,10 +46,17 @@ func (q *Queue) FollowResults(batch string, onChange func(results int)) *ResultT
 // Run lists and watches the results until ctx ends.
 func (t *ResultTally) Run(ctx context.Context) {
 	backoff := 100 * time.Millisecond
+	down := false
 	for ctx.Err() == nil {
-		if t.follow(ctx) {
-			backoff = 100 * time.Millisecond
+		listed, err := t.follow(ctx)
+		if listed {
+			backoff, down = 100*time.Millisecond, false
 		}
+		if ctx.Err() != nil {
+			break
+		}
+		t.q.WatchRestarted("results", err, down)
+		down = true
 		t.mu.Lock()
 		t.rev, t.wctx = 0, nil
 		t.mu.Unlock()
@@ -61,8 +69,8 @@ func (t *ResultTally) Run(ctx context.Context) {
 }
 
 // follow lists the results and applies the watch's events until it breaks.
-// It reports whether the list succeeded.
-func (t *ResultTally) follow(ctx context.Context) bool {
+// It reports whether the list succeeded, and why it ended.
+func (t *ResultTally) follow(ctx context.Context) (listed bool, err error) {
 	status, failed := map[string]Status{}, 0
 	rev, err := t.q.rangeAll(ctx, t.prefix, func(kv *mvccpb.KeyValue) error {
 		if task, st, ok := t.q.resultStatus(kv); ok {
@@ -74,7 +82,7 @@ func (t *ResultTally) follow(ctx context.Context) bool {
 		return nil
 	})
 	if err != nil {
-		return false
+		return false, fmt.Errorf("%w: %w", errListFailed, err)
 	}
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
@@ -84,8 +92,8 @@ func (t *ResultTally) follow(ctx context.Context) bool {
 	t.mu.Unlock()
 	t.changed(len(status))
 	for resp := range t.q.cli.Watch(wctx, t.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
-		if resp.Err() != nil {
-			return true // compacted, or the etcd leader was lost: list again
+		if err := resp.Err(); err != nil {
+			return true, err // compacted, or the etcd leader was lost: list again
 		}
 		t.mu.Lock()
 		for _, ev := range resp.Events {
@@ -108,7 +116,7 @@ func (t *ResultTally) follow(ctx context.Context) bool {
 			t.changed(n)
 		}
 	}
-	return true
+	return true, ErrWatchClosed
 }
 
 // set records task's result status, or its deletion for "". t.mu is held.

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -25,7 +26,10 @@ type Event struct {
 //
 // fn runs on Sync's goroutine, in revision order.
 func (q *Queue) Sync(ctx context.Context, prefix string, resync time.Duration, reset func(), fn func(Event)) error {
+	name := q.keys.kind(prefix)
 	backoff := 100 * time.Millisecond
+	down, failing := false, false // restarting; and a re-list failed meanwhile
+	var since time.Time
 	for {
 		if reset != nil {
 			reset()
@@ -35,13 +39,25 @@ func (q *Queue) Sync(ctx context.Context, prefix string, resync time.Duration, r
 			return nil
 		})
 		if err == nil {
+			if failing {
+				q.WatchResumed(name, since)
+			}
+			down, failing = false, false
 			backoff = 100 * time.Millisecond
 			err = q.watchFrom(ctx, prefix, rev+1, resync, fn)
+		} else {
+			failing = true
+			err = fmt.Errorf("%w: %w", errListFailed, err)
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		if err != nil {
+			if !down {
+				since = time.Now()
+			}
+			q.WatchRestarted(name, err, down)
+			down = true
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
@@ -52,7 +68,9 @@ func (q *Queue) Sync(ctx context.Context, prefix string, resync time.Duration, r
 	}
 }
 
-var errWatchClosed = errors.New("queue: watch closed")
+// ErrWatchClosed is why a watch whose channel closed without an error
+// ended: the connection broke, or etcd cancelled it.
+var ErrWatchClosed = errors.New("queue: watch closed")
 
 // watchFrom watches prefix from rev until the watch ends or resync elapses.
 // It returns nil when a re-list is due, an error when the watch failed.
@@ -75,7 +93,7 @@ func (q *Queue) watchFrom(ctx context.Context, prefix string, rev int64, resync 
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
-				return errWatchClosed
+				return ErrWatchClosed
 			}
 			if err := resp.Err(); err != nil {
 				return err // includes ErrCompacted: the caller re-lists

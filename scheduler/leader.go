@@ -639,19 +639,24 @@ func (l *leader) watchClaims(ctx context.Context) {
 // restarted (so the caller can catch up) and watches again.
 func (l *leader) watchLive(ctx context.Context, prefix string, fn func([]*clientv3.Event), restarted func()) {
 	backoff := 100 * time.Millisecond
+	down := false
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		err := error(queue.ErrWatchClosed)
 		for resp := range l.s.q.Client().Watch(wctx, prefix, clientv3.WithPrefix()) {
-			if resp.Err() != nil {
+			if err = resp.Err(); err != nil {
 				break
 			}
-			backoff = 100 * time.Millisecond
+			err = queue.ErrWatchClosed
+			backoff, down = 100*time.Millisecond, false
 			fn(resp.Events)
 		}
 		cancel()
 		if ctx.Err() != nil {
 			return
 		}
+		l.s.q.WatchRestarted("claims", err, down)
+		down = true
 		restarted()
 		select {
 		case <-ctx.Done():

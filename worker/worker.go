@@ -488,20 +488,30 @@ func (w *Worker) batch(ctx context.Context, id string) (*batchEntry, error) {
 	return b, nil
 }
 
-// watchWake pokes wake whenever the scheduler makes tasks ready.
+// watchWake pokes wake whenever the scheduler makes tasks ready. The
+// claim loop also polls once a second, so a broken watch costs latency,
+// not work.
 func (w *Worker) watchWake(ctx context.Context, wake chan<- struct{}) {
+	down := false
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		err := queue.ErrWatchClosed
 		for resp := range w.q.Client().Watch(wctx, w.q.Keys().Wake()) {
-			if resp.Err() != nil {
+			if err = resp.Err(); err != nil {
 				break
 			}
+			err, down = queue.ErrWatchClosed, false
 			select {
 			case wake <- struct{}{}:
 			default:
 			}
 		}
 		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		w.q.WatchRestarted("wake", err, down)
+		down = true
 		select {
 		case <-ctx.Done():
 		case <-time.After(time.Second):

@@ -71,7 +71,7 @@ func dev(c *cli.Context) error {
 		return err
 	}
 	defer cli.Close()
-	o := observe("dev", queue.New(cli, c.String("prefix")))
+	o := observe("dev", queue.New(cli, c.String("prefix")).WithLogger(a.log))
 	q := o.q
 	o.reg.MustRegister(metrics.NewQueueCollector(q))
 

@@ -50,7 +50,7 @@ func openRole(c *cli.Context, role string) (o observed, id string, closeQ func()
 	if id = c.String("id"); id == "" {
 		id = defaultID(role)
 	}
-	return observe(role, q), id, closeQ, nil
+	return observe(role, q.WithLogger(appOf(c).log)), id, closeQ, nil
 }
 
 // checkTTL refuses a lease TTL below etcd's 2s minimum.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/patrol-dev/patrol/internal/check"
+	"github.com/patrol-dev/patrol/queue"
 )
 
 const namespace = "patrol"
@@ -55,9 +57,14 @@ var (
 // Etcd observes the queue's etcd transactions. It implements
 // queue.Observer.
 type Etcd struct {
-	txn    *prometheus.HistogramVec
-	errors *prometheus.CounterVec
+	txn      *prometheus.HistogramVec
+	errors   *prometheus.CounterVec
+	restarts *prometheus.CounterVec
 }
+
+// Watches are the values of the watch label: every watch Patrol keeps,
+// named by the kind of key it follows.
+var Watches = []string{"active", "cancels", "delayed", "workers", "assign", "results", "claims", "wake", "other"}
 
 // Error kinds, the values of the kind label.
 var errorKinds = []string{"timeout", "canceled", "unavailable", "no_leader", "not_found", "too_large", "no_space", "other"}
@@ -74,9 +81,27 @@ func NewEtcd(reg prometheus.Registerer) *Etcd {
 			Namespace: namespace, Subsystem: "etcd", Name: "errors_total",
 			Help: "Patrol's etcd transactions that failed (not those a compare rejected), by operation and kind of error.",
 		}, []string{"op", "kind"}),
+		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "watch_restarts_total",
+			Help: "Watches that ended and were listed and started again, by watch and reason (compacted, no_leader, closed, error, list_failed).",
+		}, []string{"watch", "reason"}),
 	}
-	register(reg, e.txn, e.errors)
+	for _, w := range Watches {
+		for _, r := range queue.WatchReasons {
+			e.restarts.WithLabelValues(w, r)
+		}
+	}
+	register(reg, e.txn, e.errors, e.restarts)
 	return e
+}
+
+// WatchRestarted counts one watch restart. It implements
+// queue.WatchObserver.
+func (e *Etcd) WatchRestarted(watch, reason string) {
+	if !slices.Contains(Watches, watch) {
+		watch = "other"
+	}
+	e.restarts.WithLabelValues(watch, reason).Inc()
 }
 
 // ObserveTxn records one transaction.
