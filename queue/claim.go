@@ -139,10 +139,12 @@ func (q *Queue) ListReadyFrom(ctx context.Context, cur *ReadyCursor, zone string
 			}
 			// From the cursor to the shard's end, then from its start back
 			// to the cursor.
-			n := max(limit-len(out)-expected, limit/4, 1)
+			// Keys this cursor handed out are read but skipped: room for
+			// them too (the cursor may have wrapped to before them).
+			n := max(limit-len(out)-expected, limit/4, 1) + min(len(cur.taken), limit)
 			plan = append(plan, shardRange{shard: shard, from: from, to: end, limit: n})
 			if from != prefix && !cur.full[shard] {
-				plan = append(plan, shardRange{shard: shard, from: prefix, to: from, wrap: true, limit: n + min(len(cur.taken), limit)})
+				plan = append(plan, shardRange{shard: shard, from: prefix, to: from, wrap: true, limit: n})
 			}
 			est := 1 // not seen yet: read it, and the shards after it
 			switch c, seen := cur.found[shard]; {
@@ -161,9 +163,6 @@ func (q *Queue) ListReadyFrom(ctx context.Context, cur *ReadyCursor, zone string
 		for i, r := range plan {
 			n := int64(limit - len(out))
 			if cur != nil {
-				// Keys this cursor handed out are skipped, not counted: a
-				// wrap range, which covers what was listed before, reads
-				// that many more.
 				n = int64(r.limit)
 			}
 			opts := []clientv3.OpOption{clientv3.WithRange(r.to), clientv3.WithLimit(n)}
@@ -365,6 +364,9 @@ type Outcome struct {
 	Index  int // the task's index in Group.Running.Tasks
 	Result *Result
 	Retry  *Task
+	// GivenBack marks a Retry of a task that never started: the worker
+	// gives it back on the same attempt.
+	GivenBack bool
 }
 
 // Commit records outcomes in as few transactions as it can. Each holds

@@ -108,6 +108,9 @@ const (
 )
 
 // withDefaults fills zero fields.
+// DefaultPolicy is the policy of a batch submitted with no options.
+func DefaultPolicy() Policy { return Policy{}.withDefaults() }
+
 func (p Policy) withDefaults() Policy {
 	if p.MaxAttempts == 0 {
 		p.MaxAttempts = DefaultMaxAttempts

@@ -164,9 +164,12 @@ func (s *run) claimLoop(ctx, taskCtx context.Context, wake <-chan struct{}, task
 				}
 				dry = true
 			case len(l.ready) == 0:
-				dry = true
+				// Nothing, unless a wake came while it was out: the listing
+				// may have been read before what the wake announced.
+				dry = !reset
 			default:
 				s.observeRTT(l.took)
+				w.limit.sample(l.took)
 				queued = append(queued, l.ready...)
 			}
 			continue
@@ -255,8 +258,8 @@ func (s *run) claim(ctx context.Context, ready []queue.Ready) (c claimed) {
 	}()
 	group := fmt.Sprintf("%x-%d", s.lease, w.groupSeq.Add(1))
 	g, err := w.q.Claim(cctx, s.lease, w.cfg.ID, group, ready, now, func(t queue.Task) time.Time {
-		b, _ := w.batch(cctx, t.Batch)
-		return now.Add(b.policy.Timeout())
+		p := w.policyOf(t.Batch)
+		return now.Add(maxWait(p) + p.Timeout())
 	})
 	if err != nil {
 		if isLeaseNotFound(err) {
@@ -311,13 +314,25 @@ func (s *run) settle(taskCtx context.Context, c claimed, tasks *sync.WaitGroup) 
 // start waits for a slot and runs one claimed task. A drain lets claimed
 // tasks start as slots free, as it lets running ones finish; a task still
 // waiting when the drain times out or the session is lost (taskCtx ends)
-// never starts, and its group is released.
+// never starts, and its group is released. A task that waits longer than
+// its batch allows (maxWait: the claim-ahead guessed wrong, say a batch of
+// slow checks after fast ones) is given back: committed as due again at
+// once, on the same attempt, for whichever worker has a slot.
 func (s *run) start(taskCtx context.Context, g *queue.Group, i int) {
 	w := s.w
+	wait := time.NewTimer(maxWait(w.policyOf(g.Running.Tasks[i].Batch)) - time.Since(g.Running.ClaimedAt))
+	defer wait.Stop()
 	select {
 	case s.slots <- struct{}{}:
 	case <-taskCtx.Done():
 		s.held.Add(-1)
+		return
+	case <-wait.C:
+		s.held.Add(-1)
+		t := g.Running.Tasks[i]
+		t.NotBefore = time.Now().UTC()
+		w.m.TasksGivenBack.Inc()
+		s.outcomes <- queue.Outcome{Group: g, Index: i, Retry: &t, GivenBack: true}
 		return
 	}
 	if taskCtx.Err() != nil {
@@ -329,12 +344,7 @@ func (s *run) start(taskCtx context.Context, g *queue.Group, i int) {
 	start := time.Now()
 	defer func() {
 		w.m.RunningChecks.Dec()
-		took := time.Since(start).Nanoseconds()
-		if old := s.checkNanos.Load(); old == 0 {
-			s.checkNanos.Store(max(1, took))
-		} else {
-			s.checkNanos.Store(max(1, (7*old+took)/8))
-		}
+		s.observeCheck(time.Since(start))
 		<-s.slots
 		s.held.Add(-1)
 		select {
@@ -345,6 +355,27 @@ func (s *run) start(taskCtx context.Context, g *queue.Group, i int) {
 	if o, ok := s.runTask(taskCtx, g, i); ok {
 		s.outcomes <- o
 	}
+}
+
+// observeCheck adds a check's duration to the average the claim-ahead is
+// sized by. It follows a slower check at once halfway, a faster one by an
+// eighth: holding too many tasks costs more than holding too few.
+func (s *run) observeCheck(d time.Duration) {
+	took, old := max(1, d.Nanoseconds()), s.checkNanos.Load()
+	switch {
+	case old == 0:
+		s.checkNanos.Store(took)
+	case took > old:
+		s.checkNanos.Store(old + (took-old)/2)
+	default:
+		s.checkNanos.Store((7*old + took) / 8)
+	}
+}
+
+// maxWait is how long a claimed task may wait for a slot: a quarter of its
+// timeout, at most 15s. Its claim's deadline allows for it.
+func maxWait(p queue.Policy) time.Duration {
+	return min(p.Timeout()/4, 15*time.Second)
 }
 
 var errLeaseGone = errors.New("worker: lease lost")

@@ -5,7 +5,8 @@
 // from etcd keeps its slots as busy as one next to it (docs/architecture.md,
 // "The claim pipeline"):
 //
-//   - The claim loop (claim.go) decides and never waits on a round trip.
+//   - The claim loop (claim.go) decides; it waits on no round trip but at
+//     shutdown.
 //     A listing goroutine lists ready keys of its zone in one transaction
 //     of ranges over the shards it expects to need (its assigned shards
 //     first, then the rest from a random one), through a
@@ -34,9 +35,13 @@
 //     own baseline: a far etcd keeps the whole pipeline, a saturated one
 //     gets fewer, larger transactions. It never lowers --concurrency.
 //     Deadlines of the claim and commit path are the larger of
-//     CallTimeout and twenty times the slowest recent transaction.
+//     CallTimeout and twenty times the slowest recent listing, claim or
+//     commit, capped at MaxCallTimeout (commits get twice that).
+//   - A claimed task that waits longer than a quarter of its timeout (at
+//     most 15s) for a slot is given back, due at once on the same attempt.
 //
-// The loop wakes on a watch of new ready keys and, as a safety net, once a
+// The loop wakes on a watch of the wake key (bumped whenever tasks are
+// made ready) and, as a safety net, once a
 // second. When the session is lost, running checks are cancelled, nothing
 // they produce is committed, and the worker opens a new session. When the
 // worker's context ends it drains: it stops claiming, lets running checks

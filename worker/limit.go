@@ -111,7 +111,10 @@ func (l *requestLimit) observe(d time.Duration) {
 	if next == l.shown {
 		return
 	}
-	reason := "etcd latency back within tolerance of the baseline"
+	reason := "etcd latency within tolerance of the baseline"
+	if !l.cut {
+		reason = "slow start: etcd latency holds as more requests go out"
+	}
 	if gradient < 1 {
 		reason = "etcd latency rose above the baseline: sending fewer, larger transactions"
 	}
@@ -121,6 +124,15 @@ func (l *requestLimit) observe(d time.Duration) {
 	if l.onChange != nil {
 		l.onChange(next)
 	}
+}
+
+// sample records a request's latency for deadlines only (a listing: a
+// read, which says little of etcd's write load).
+func (l *requestLimit) sample(d time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.recent[l.samples%len(l.recent)] = d
+	l.samples++
 }
 
 // base returns the baseline latency, 0 before the first window.

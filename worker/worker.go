@@ -24,6 +24,9 @@ const (
 	DefaultLeaseTTL     = 10 * time.Second
 	DefaultDrainTimeout = 30 * time.Second
 	DefaultCallTimeout  = 5 * time.Second
+	// MaxConcurrency is the most checks one worker runs at once: past
+	// that, run more workers.
+	MaxConcurrency = 100000
 	// MinCallTimeout is the least CallTimeout accepted.
 	MinCallTimeout = 500 * time.Millisecond
 )
@@ -119,8 +122,8 @@ func New(q *queue.Queue, cfg Config) (*Worker, error) {
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = DefaultConcurrency
 	}
-	if cfg.Concurrency < 0 {
-		return nil, fmt.Errorf("worker: concurrency %d must be positive", cfg.Concurrency)
+	if cfg.Concurrency < 0 || cfg.Concurrency > MaxConcurrency {
+		return nil, fmt.Errorf("worker: concurrency %d is out of range: give 1 to %d", cfg.Concurrency, MaxConcurrency)
 	}
 	if cfg.LeaseTTL == 0 {
 		cfg.LeaseTTL = DefaultLeaseTTL
@@ -313,6 +316,9 @@ func (w *Worker) session(ctx context.Context) error {
 
 	err = s.claimLoop(claimCtx, taskCtx, wake, &tasks)
 	leaseGone = errors.Is(err, errLeaseGone)
+	if leaseGone {
+		endTasks() // etcd said so: do not wait for the keepalive to notice
+	}
 	endClaims()
 	if ctx.Err() != nil && taskCtx.Err() == nil {
 		s.drain(&tasks, endTasks)
@@ -445,6 +451,7 @@ func (w *Worker) countOutcome(ctx context.Context, o queue.Outcome) {
 		checkType = b.checkType
 	}
 	switch {
+	case o.GivenBack: // counted when given back
 	case o.Retry != nil:
 		w.m.Retried(checkType)
 	case o.Result != nil:
@@ -455,6 +462,18 @@ func (w *Worker) countOutcome(ctx context.Context, o queue.Outcome) {
 	}
 }
 
+// policyOf returns a batch's policy as the worker knows it, or the
+// default policy when the batch cannot be read now.
+func (w *Worker) policyOf(id string) queue.Policy {
+	w.mu.Lock()
+	b, ok := w.batches[id]
+	w.mu.Unlock()
+	if !ok {
+		return queue.DefaultPolicy()
+	}
+	return b.policy
+}
+
 // batch returns what the worker knows of a batch, loading it once.
 func (w *Worker) batch(ctx context.Context, id string) (*batchEntry, error) {
 	w.mu.Lock()
@@ -463,7 +482,7 @@ func (w *Worker) batch(ctx context.Context, id string) (*batchEntry, error) {
 	if ok {
 		return b, nil
 	}
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, w.limit.timeout(w.cfg.CallTimeout))
 	defer cancel()
 	spec, err := w.q.LoadBatch(cctx, id)
 	if err != nil {

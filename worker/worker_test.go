@@ -487,3 +487,29 @@ func TestACommitWhoseAnswerIsLostIsReconciledNotLeftRunning(t *testing.T) {
 		t.Fatalf("stats %+v: want no zombie and no release", s)
 	}
 }
+
+// TestClaimedTasksThatCannotStartInTimeAreGivenBack: after a batch of
+// instant checks the worker claims far ahead of its two slots; the next
+// batch's checks take a second each, so most of what it claimed would
+// wait past its claim's deadline and be revoked, an attempt lost. Tasks
+// that wait longer than a quarter of their timeout are given back
+// instead, and every host ends ok on its first attempt.
+func TestClaimedTasksThatCannotStartInTimeAreGivenBack(t *testing.T) {
+	f := setup(t)
+	m := metrics.NewWorker(prometheus.NewRegistry())
+	f.workerWith(t, worker.Config{ID: "w", Concurrency: 2, DrainTimeout: time.Nanosecond, Metrics: m})
+	f.submit(t, "fast", "noop", nil, names(400))
+	f.waitDone(t, "fast")
+	if _, _, err := f.q.Submit(f.ctx, queue.SubmitRequest{ID: "slow", Check: "noop", Params: map[string]string{"sleep": "1s"}, Hosts: names(24),
+		Policy: queue.Policy{TimeoutMS: 2000, MaxAttempts: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range f.waitDone(t, "slow") {
+		if r.Status != queue.StatusOK || r.Attempts != 1 {
+			t.Fatalf("row %+v, want ok on attempt 1", r)
+		}
+	}
+	if n := testutil.ToFloat64(m.TasksGivenBack); n == 0 {
+		t.Fatal("no task was given back: the test did not claim ahead, and proves nothing")
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -270,12 +272,50 @@ func defaultID(role string) string {
 	return fmt.Sprintf("%s-%s-%d", role, h, os.Getpid())
 }
 
+// badValue matches the flag package's word on a value it cannot parse.
+var badValue = regexp.MustCompile(`^invalid value "(.*)" for flag -([A-Za-z0-9-]+): (.*)$`)
+
 // usageError replaces urfave/cli's full help dump on a bad flag with one line.
 func usageError(c *cli.Context, err error, _ bool) error {
-	if c.Command != nil && c.Command.Name != "" {
+	if m := badValue.FindStringSubmatch(err.Error()); m != nil {
+		if want := valueKind(c, m[2]); want != "" {
+			err = fmt.Errorf("--%s %q: not %s", m[2], m[1], want)
+		} else {
+			err = fmt.Errorf("--%s %q: %s", m[2], m[1], m[3])
+		}
+	}
+	if c.Command != nil && c.Command.Name != "" && (c.App == nil || c.Command.Name != c.App.Name) {
 		return usageErr("%s: %v; see `patrol %s --help`", c.Command.Name, err, c.Command.Name)
 	}
 	return usageErr("%v; see `patrol --help`", err)
+}
+
+// valueKind says what a flag takes, for an error about a value it could
+// not parse: "" when the flag is unknown here.
+func valueKind(c *cli.Context, name string) string {
+	var flags []cli.Flag
+	if c.Command != nil {
+		flags = append(flags, c.Command.Flags...)
+	}
+	if c.App != nil {
+		flags = append(flags, c.App.Flags...)
+	}
+	for _, f := range flags {
+		if !slices.Contains(f.Names(), name) {
+			continue
+		}
+		switch f.(type) {
+		case *cli.DurationFlag:
+			return "a duration: write it like 500ms, 5s or 2m"
+		case *cli.IntFlag, *cli.Int64Flag, *cli.UintFlag:
+			return "a whole number"
+		case *cli.Float64Flag:
+			return "a number"
+		case *cli.BoolFlag:
+			return "true or false"
+		}
+	}
+	return ""
 }
 
 // usageErr is a mistake on the command line.

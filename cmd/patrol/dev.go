@@ -41,8 +41,8 @@ func dev(c *cli.Context) error {
 	if nWorkers < 1 {
 		return usageErr("--workers %d: run at least 1 worker", nWorkers)
 	}
-	if n := c.Int("concurrency"); n < 1 {
-		return usageErr("--concurrency %d: must be at least 1", n)
+	if n := c.Int("concurrency"); n < 1 || n > worker.MaxConcurrency {
+		return usageErr("--concurrency %d: give 1 to %d", n, worker.MaxConcurrency)
 	}
 	dir := c.String("data-dir")
 	if dir == "" {

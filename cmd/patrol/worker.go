@@ -40,8 +40,8 @@ func workerCommand() *cli.Command {
 		}, observeFlags(workerMetricsAddr)...),
 		Action: func(c *cli.Context) error {
 			a := appOf(c)
-			if n := c.Int("concurrency"); n < 1 {
-				return usageErr("--concurrency %d: must be at least 1", n)
+			if n := c.Int("concurrency"); n < 1 || n > worker.MaxConcurrency {
+				return usageErr("--concurrency %d: give 1 to %d (past that, run more workers)", n, worker.MaxConcurrency)
 			}
 			if d := c.Duration("call-timeout"); d < worker.MinCallTimeout || d > worker.MaxCallTimeout {
 				return usageErr("--call-timeout %s: give %s to %s (default %s)", d, worker.MinCallTimeout, worker.MaxCallTimeout, worker.DefaultCallTimeout)

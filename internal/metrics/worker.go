@@ -16,6 +16,9 @@ type Worker struct {
 	TasksClaimed prometheus.Counter
 	// ZombiesRejected counts completions refused by the claim fence.
 	ZombiesRejected prometheus.Counter
+	// TasksGivenBack counts claimed tasks that waited too long for a slot
+	// and were given back.
+	TasksGivenBack prometheus.Counter
 	// CommitRetries counts commits tried again after one failed.
 	CommitRetries prometheus.Counter
 	// GroupsReleased counts groups given back unfinished.
@@ -54,6 +57,8 @@ func NewWorker(reg prometheus.Registerer) *Worker {
 			Help: "Tasks claimed."}),
 		ZombiesRejected: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Subsystem: sub, Name: "zombie_completions_rejected_total",
 			Help: "Completions refused because the claim was no longer this worker's (lease expired or claim revoked); the committed result is untouched."}),
+		TasksGivenBack: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Subsystem: sub, Name: "tasks_given_back_total",
+			Help: "Claimed tasks that waited longer than their batch allows for a slot (a quarter of the timeout, at most 15s) and were given back, due at once on the same attempt."}),
 		CommitRetries: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Subsystem: sub, Name: "commit_retries_total",
 			Help: "Commits tried again after one failed or had an unknown outcome (what landed is re-read first)."}),
 		GroupsReleased: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Subsystem: sub, Name: "groups_released_total",
@@ -84,7 +89,7 @@ func NewWorker(reg prometheus.Registerer) *Worker {
 		m.retries.WithLabelValues(c)
 		m.deadLetters.WithLabelValues(c)
 	}
-	register(reg, m.ClaimDuration, m.TasksClaimed, m.ZombiesRejected, m.CommitRetries, m.GroupsReleased, m.KeepaliveFailures,
+	register(reg, m.ClaimDuration, m.TasksClaimed, m.ZombiesRejected, m.TasksGivenBack, m.CommitRetries, m.GroupsReleased, m.KeepaliveFailures,
 		m.RunningChecks, m.Capacity, m.RequestLimit, m.claims, m.committed, m.retries, m.deadLetters, m.checkDuration)
 	return m
 }
