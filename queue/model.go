@@ -23,6 +23,8 @@ var (
 	ErrBadValue = errors.New("queue: malformed value")
 	// ErrBatchExists is a submit reusing a batch ID with other content.
 	ErrBatchExists = errors.New("queue: batch ID already used with different content")
+	// ErrBatchActive is a batch still running where it must not be.
+	ErrBatchActive = errors.New("queue: batch is active")
 	// ErrBatchNotFound is a batch ID with no spec in etcd.
 	ErrBatchNotFound = errors.New("queue: batch not found")
 	// ErrConflict is a leader transaction that lost a race with another

@@ -28,6 +28,7 @@ type Plan struct {
 	TaskBytes       int            `json:"task_bytes"`   // ready values written, in all
 	KeyWrites       int            `json:"key_writes"`   // puts and deletes for the whole batch, about 3.2 a task
 	StoredBytes     int            `json:"stored_bytes"` // what the batch keeps in etcd until retention: inventory and results
+	PeakBytes       int            `json:"peak_bytes"`   // what it needs at most while it runs: stored, plus its tasks' ready and running records
 	Limits          PlanLimits     `json:"limits"`
 }
 
@@ -80,5 +81,6 @@ func PlanBatch(hosts []inventory.Host, shards int) Plan {
 	}
 	p.KeyWrites = p.InventoryChunks + 2 + p.ShardTxns*2 + len(hosts)*32/10
 	p.StoredBytes = p.InventoryBytes + len(hosts)*resultBytes
+	p.PeakBytes = p.StoredBytes + 2*p.TaskBytes
 	return p
 }

@@ -24,6 +24,8 @@ type run struct {
 	outcomes chan queue.Outcome
 	lost     <-chan struct{} // closed when the session's lease is gone
 
+	listErrs, claimErrs, commitErrs *errLog // failures, logged once per kind and minute
+
 	// held is how many tasks the worker holds: claimed and not yet
 	// finished (running, or waiting for a slot), or in a claim still in
 	// flight. The claim loop adds; whoever lets a task go subtracts.
@@ -38,7 +40,10 @@ type run struct {
 }
 
 func newRun(w *Worker, lease clientv3.LeaseID, lost <-chan struct{}) *run {
-	return &run{w: w, lease: lease, lost: lost, slots: make(chan struct{}, w.cfg.Concurrency), freed: make(chan struct{}, 1),
+	return &run{w: w, lease: lease, lost: lost,
+		listErrs:   &errLog{log: w.log, what: "listing ready tasks"},
+		claimErrs:  &errLog{log: w.log, what: "claim"},
+		commitErrs: &errLog{log: w.log, what: "commit"}, slots: make(chan struct{}, w.cfg.Concurrency), freed: make(chan struct{}, 1),
 		outcomes: make(chan queue.Outcome, w.cfg.Concurrency), groups: map[*queue.Group]struct{}{}}
 }
 
@@ -160,7 +165,7 @@ func (s *run) claimLoop(ctx, taskCtx context.Context, wake <-chan struct{}, task
 			switch {
 			case l.err != nil:
 				if ctx.Err() == nil {
-					w.log.Warn().Err(l.err).Msg("listing ready tasks failed")
+					s.listErrs.fail(l.err, nil)
 				}
 				dry = true
 			case len(l.ready) == 0:
@@ -168,6 +173,7 @@ func (s *run) claimLoop(ctx, taskCtx context.Context, wake <-chan struct{}, task
 				// may have been read before what the wake announced.
 				dry = !reset
 			default:
+				s.listErrs.ok()
 				s.observeRTT(l.took)
 				w.limit.sample(l.took)
 				queued = append(queued, l.ready...)
@@ -293,8 +299,11 @@ func (s *run) settle(taskCtx context.Context, c claimed, tasks *sync.WaitGroup) 
 		took = len(c.group.Running.Tasks)
 	}
 	s.held.Add(int64(took - len(c.ready)))
-	if c.err != nil && !errors.Is(c.err, errLeaseGone) {
-		w.log.Warn().Err(c.err).Msg("claim failed")
+	switch {
+	case c.err == nil:
+		s.claimErrs.ok()
+	case !errors.Is(c.err, errLeaseGone):
+		s.claimErrs.fail(c.err, nil)
 	}
 	if c.group == nil {
 		return

@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/patrol-dev/patrol/queue"
 )
 
@@ -114,14 +116,11 @@ func (s *run) commit(ctx context.Context, outs []queue.Outcome) {
 		if err == nil {
 			w.limit.observe(time.Since(start))
 			s.committed(ctx, outs, rejected)
-			if failures > 0 {
-				w.log.Info().Int("outcomes", len(outs)).Int("failures", failures).Msg("commit went through after failing")
-			}
+			s.commitErrs.ok()
 			return
 		}
-		if failures == 0 {
-			w.log.Warn().Err(err).Int("outcomes", len(outs)).Msg("commit failed: re-reading what landed and committing the rest again")
-		}
+		// Re-read what landed and commit the rest again.
+		s.commitErrs.fail(err, func(e *zerolog.Event) *zerolog.Event { return e.Int("outcomes", len(outs)) })
 		w.m.CommitRetries.Inc()
 		select {
 		case <-s.lost:

@@ -310,6 +310,7 @@ func (w *Worker) session(ctx context.Context) error {
 	var watchers, tasks sync.WaitGroup
 	watchers.Go(func() { w.watchWake(claimCtx, wake) })
 	watchers.Go(func() { w.watchCancels(taskCtx) })
+	watchers.Go(func() { w.watchEnded(taskCtx) })
 	watchers.Go(func() { s.watchAssignment(claimCtx) })
 	committed := make(chan struct{})
 	go func() { defer close(committed); s.commitLoop(ctx) }()
@@ -557,6 +558,43 @@ func (s *run) watchAssignment(ctx context.Context) {
 		s.mu.Lock()
 		s.assign = a
 		s.mu.Unlock()
+	})
+}
+
+// watchEnded aborts the running checks of batches that stop being
+// active: a batch finishes only once every host has a result, so a check
+// still running then belongs to a batch that was deleted (`patrol delete
+// --force`), and its slot is better used by another batch. The worker
+// forgets the batch first, so that a later round of it (`patrol retry`,
+// which makes it active again) starts afresh.
+func (w *Worker) watchEnded(ctx context.Context) {
+	w.q.Sync(ctx, w.q.Keys().Active(), 0, nil, func(ev queue.Event) {
+		if !ev.Delete {
+			return
+		}
+		id, err := w.q.Keys().ParseActive(string(ev.KV.Key))
+		if err != nil {
+			return
+		}
+		w.mu.Lock()
+		b, ok := w.batches[id]
+		w.mu.Unlock()
+		if !ok || b.ctx.Err() != nil {
+			return
+		}
+		cctx, cancel := context.WithTimeout(ctx, w.limit.timeout(w.cfg.CallTimeout))
+		resp, err := w.q.Client().Get(cctx, w.q.Keys().ActiveBatch(id), clientv3.WithCountOnly())
+		cancel()
+		if err != nil || resp.Count > 0 {
+			return // active again (a new round), or etcd cannot tell: leave it
+		}
+		w.mu.Lock()
+		if w.batches[id] == b {
+			delete(w.batches, id)
+		}
+		w.mu.Unlock()
+		w.log.Info().Str("batch_id", id).Msg("batch no longer active: aborting what still runs of it")
+		b.cancel()
 	})
 }
 

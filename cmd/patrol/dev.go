@@ -27,6 +27,7 @@ func devCommand() *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "data-dir", Usage: "embedded etcd data directory (default: USER_CACHE_DIR/patrol/dev-etcd)"},
 			&cli.StringFlag{Name: "listen-client", Value: "127.0.0.1:2379", Usage: "HOST:PORT the embedded etcd serves clients on (port 0 picks one)"},
+			&cli.Int64Flag{Name: "quota-backend-bytes", Usage: "the embedded etcd's database quota, past which it takes reads and deletes only (0: etcd's default, 2 GiB); small values try out running out of space"},
 			&cli.IntFlag{Name: "workers", Value: 4, Usage: "workers to run"},
 			&cli.IntFlag{Name: "concurrency", Value: worker.DefaultConcurrency, Usage: "checks each worker runs at once"},
 			&cli.BoolFlag{Name: "demo", Usage: "start demo targets on loopback, run a batch against them, print the results and exit"},
@@ -52,7 +53,10 @@ func dev(c *cli.Context) error {
 		}
 		dir = filepath.Join(cache, "patrol", "dev-etcd")
 	}
-	srv, err := etcdserver.Start(etcdserver.Config{DataDir: dir, ClientAddr: c.String("listen-client"), Log: a.log})
+	if q := c.Int64("quota-backend-bytes"); q < 0 || (q > 0 && q < 1<<20) {
+		return usageErr("--quota-backend-bytes %d: give 0 for etcd's default, or at least 1048576 (1 MiB)", q)
+	}
+	srv, err := etcdserver.Start(etcdserver.Config{DataDir: dir, ClientAddr: c.String("listen-client"), Log: a.log, QuotaBackendBytes: c.Int64("quota-backend-bytes")})
 	if err != nil {
 		return fmt.Errorf("%w (is another `patrol dev` or etcd using %s? pass --listen-client 127.0.0.1:0 to pick a free port)",
 			err, c.String("listen-client"))

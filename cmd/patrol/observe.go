@@ -35,8 +35,11 @@ func observeFlags(defaultAddr string) []cli.Flag {
 
 // observed is a role's metrics registry and the queue that reports to it.
 type observed struct {
-	reg *prometheus.Registry
-	q   *queue.Queue
+	reg  *prometheus.Registry
+	q    *queue.Queue
+	etcd *metrics.Etcd
+	// space is etcd's alarm state as last read (see followAlarms).
+	space *alarmState
 }
 
 // openRole connects for a long-running role: it returns the role's
@@ -65,7 +68,8 @@ func checkTTL(flag string, ttl, def time.Duration) error {
 // transactions to it.
 func observe(role string, q *queue.Queue) observed {
 	reg := metrics.NewRegistry(role, version)
-	return observed{reg: reg, q: q.WithObserver(metrics.NewEtcd(reg))}
+	e := metrics.NewEtcd(reg)
+	return observed{reg: reg, q: q.WithObserver(e), etcd: e, space: &alarmState{}}
 }
 
 // serve starts the metrics listener unless --metrics-addr is empty, and
@@ -84,6 +88,9 @@ func (o observed) serve(ctx context.Context, c *cli.Context, log zerolog.Logger,
 				if err := ready(); err != nil {
 					return err
 				}
+				if err := o.space.err(); err != nil {
+					return err
+				}
 				return etcdAnswers(ctx, o.q)
 			},
 		})
@@ -97,6 +104,7 @@ func (o observed) serve(ctx context.Context, c *cli.Context, log zerolog.Logger,
 			}
 		})
 	}
+	wg.Go(func() { o.followAlarms(ctx, log) })
 	wg.Go(func() {
 		select {
 		case <-started:
@@ -110,6 +118,63 @@ func (o observed) serve(ctx context.Context, c *cli.Context, log zerolog.Logger,
 		sdnotify.Notify(sdnotify.Stopping)
 	})
 	return stop, nil
+}
+
+// alarmPoll is how often a role reads etcd's alarms.
+const alarmPoll = 10 * time.Second
+
+// alarmState is etcd's NOSPACE alarm as a role last read it.
+type alarmState struct {
+	mu      sync.Mutex
+	noSpace bool
+	detail  string
+}
+
+// err says why the role cannot work while etcd is out of space, for
+// /readyz.
+func (a *alarmState) err() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.noSpace {
+		return nil
+	}
+	return fmt.Errorf("etcd is out of space (NOSPACE alarm%s): it takes no write; free space and run `patrol space --reclaim` (docs/runbook.md#patroletcdnospace)", a.detail)
+}
+
+// followAlarms reads etcd's alarms every alarmPoll until ctx ends: it sets
+// patrol_etcd_alarm, keeps the state /readyz reports, and logs each change
+// of it once (not each failed write).
+func (o observed) followAlarms(ctx context.Context, log zerolog.Logger) {
+	t := time.NewTicker(alarmPoll)
+	defer t.Stop()
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		sp, err := o.q.Space(rctx)
+		cancel()
+		if err == nil {
+			o.etcd.SetAlarms(sp.Alarms)
+			detail := ""
+			if sp.Quota > 0 {
+				detail = fmt.Sprintf(": database %s of a %s quota", bytesText(int(sp.Size)), bytesText(int(sp.Quota)))
+			}
+			o.space.mu.Lock()
+			was := o.space.noSpace
+			o.space.noSpace, o.space.detail = sp.NoSpace, detail
+			o.space.mu.Unlock()
+			switch {
+			case sp.NoSpace && !was:
+				log.Error().Str("alarm", "NOSPACE").Int64("db_size", sp.Size).Int64("quota", sp.Quota).
+					Msg("etcd is out of space: it takes reads and deletes only, so no task starts or finishes; free space (patrol delete, patrol cancel) and run `patrol space --reclaim`")
+			case !sp.NoSpace && was:
+				log.Info().Msg("etcd takes writes again: the NOSPACE alarm is disarmed")
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // etcdAnswers checks that etcd serves a linearizable read: it fails while

@@ -132,7 +132,7 @@ func startRoles(t *testing.T, ctx context.Context, q *queue.Queue, n int) (stop 
 	}
 	wg.Go(func() { s.Run(ctx) })
 	for i := range n {
-		w, err := worker.New(q, worker.Config{ID: fmt.Sprintf("scale-worker-%d", i+1), Log: zerolog.Nop()})
+		w, err := worker.New(q, worker.Config{ID: fmt.Sprintf("scale-worker-%d", i+1), Log: zerolog.Nop(), DrainTimeout: time.Nanosecond})
 		if err != nil {
 			stop()
 			t.Fatal(err)

@@ -26,6 +26,10 @@ func statusCommand() *cli.Command {
 			if done {
 				state = "finished"
 			}
+			stalled := !done && warnNoSpace(b)
+			if stalled {
+				state = "stalled: etcd is out of space"
+			}
 			zones, err := b.q.ZoneStatus(b.ctx, b.batch)
 			if err != nil {
 				return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -102,8 +103,9 @@ func submit(c *cli.Context) error {
 		return err
 	}
 
+	plan := queue.PlanBatch(hosts, 0)
 	if c.Bool("plan") {
-		return printPlan(a.stdout, out, queue.PlanBatch(hosts, 0))
+		return printPlan(a.stdout, out, plan, planSpace(c))
 	}
 
 	// Everything the operator gave is valid: only now touch etcd.
@@ -112,6 +114,9 @@ func submit(c *cli.Context) error {
 		return err
 	}
 	defer closeQ()
+	if err := checkSpace(c.Context, q, plan); err != nil {
+		return err
+	}
 	if id == "" {
 		id = queue.NewBatchID(time.Now())
 	}
@@ -170,10 +175,68 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
+// spaceRead is etcd's space as --plan read it, or why it could not.
+type spaceRead struct {
+	space queue.Space
+	err   error
+}
+
+// planSpace reads etcd's space for --plan, which must work without etcd:
+// it gives up after a couple of seconds.
+func planSpace(c *cli.Context) spaceRead {
+	ctx, cancel := context.WithTimeout(c.Context, min(c.Duration("dial-timeout"), 2*time.Second))
+	defer cancel()
+	q, closeQ, err := openQueue(ctx, c)
+	if err != nil {
+		return spaceRead{err: err}
+	}
+	defer closeQ()
+	sp, err := q.Space(ctx)
+	return spaceRead{space: sp, err: err}
+}
+
+// checkSpace refuses a batch that etcd cannot take: while its NOSPACE
+// alarm is raised, or when the batch needs more than the quota leaves.
+// Nothing is written either way. When etcd's space cannot be read, it
+// lets etcd itself refuse.
+func checkSpace(ctx context.Context, q *queue.Queue, plan queue.Plan) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	sp, err := q.Space(ctx)
+	if err != nil {
+		return nil
+	}
+	if sp.NoSpace {
+		return fmt.Errorf("etcd is out of space (NOSPACE alarm: database %s of a %s quota) and takes no new batch; "+
+			"free space with `patrol delete BATCH` (old batches) or `patrol cancel BATCH`, then `patrol space --reclaim`; nothing was written",
+			bytesText(int(sp.Size)), quotaText(sp))
+	}
+	if sp.Quota > 0 && int64(plan.PeakBytes) > sp.Free() {
+		return fmt.Errorf("batch does not fit in etcd: it needs about %s while it runs, and etcd has %s free (database %s of a %s quota); "+
+			"submit fewer hosts (--limit), delete old batches (`patrol delete BATCH`) and `patrol space --reclaim`, "+
+			"or raise etcd's --quota-backend-bytes; nothing was written",
+			bytesText(plan.PeakBytes), bytesText(int(sp.Free())), bytesText(int(sp.Size)), quotaText(sp))
+	}
+	return nil
+}
+
+func quotaText(sp queue.Space) string {
+	if sp.Quota == 0 {
+		return "unreported"
+	}
+	return bytesText(int(sp.Quota))
+}
+
 // printPlan shows what a submit would write.
-func printPlan(w io.Writer, format string, p queue.Plan) error {
+func printPlan(w io.Writer, format string, p queue.Plan, sr spaceRead) error {
 	if format == "json" {
-		return json.NewEncoder(w).Encode(p)
+		v := map[string]any{"plan": p}
+		if sr.err == nil {
+			v["etcd_space"] = sr.space
+		} else {
+			v["etcd_space_error"] = sr.err.Error()
+		}
+		return json.NewEncoder(w).Encode(v)
 	}
 	within := func(ok bool) string {
 		if ok {
@@ -190,8 +253,21 @@ func printPlan(w io.Writer, format string, p queue.Plan) error {
 	fmt.Fprintf(w, "sharding:         %d transactions of up to 122 operations in %d lane(s) (etcd limit %d per branch: within)\n",
 		p.ShardTxns, p.ShardLanes, p.Limits.MaxTxnOps)
 	fmt.Fprintf(w, "key writes:       about %d for the whole batch (about 3.2 per host)\n", p.KeyWrites)
-	fmt.Fprintf(w, "stored until retention: about %s (etcd quota %s: %s)\n", bytesText(p.StoredBytes), bytesText(p.Limits.QuotaBytes),
-		within(p.StoredBytes < p.Limits.QuotaBytes/2))
+	switch {
+	case sr.err != nil:
+		fmt.Fprintf(w, "stored until retention: about %s; at most %s while it runs (etcd's quota not read: %v; assumed %s, etcd's default: %s)\n",
+			bytesText(p.StoredBytes), bytesText(p.PeakBytes), sr.err, bytesText(p.Limits.QuotaBytes), within(p.PeakBytes < p.Limits.QuotaBytes/2))
+	case sr.space.Quota == 0:
+		fmt.Fprintf(w, "stored until retention: about %s; at most %s while it runs (etcd reports no quota, before 3.6; assumed %s: %s)\n",
+			bytesText(p.StoredBytes), bytesText(p.PeakBytes), bytesText(p.Limits.QuotaBytes), within(int64(p.PeakBytes) < int64(p.Limits.QuotaBytes)-sr.space.Size))
+	default:
+		fmt.Fprintf(w, "stored until retention: about %s; at most %s while it runs (etcd: %s free, database %s of a %s quota: %s)\n",
+			bytesText(p.StoredBytes), bytesText(p.PeakBytes), bytesText(int(sr.space.Free())), bytesText(int(sr.space.Size)),
+			bytesText(int(sr.space.Quota)), within(int64(p.PeakBytes) <= sr.space.Free()))
+	}
+	if sr.err == nil && sr.space.NoSpace {
+		fmt.Fprintln(w, "etcd alarm NOSPACE: etcd takes no new batch now; see `patrol space`")
+	}
 	fmt.Fprintln(w, "nothing was written (--plan)")
 	return nil
 }

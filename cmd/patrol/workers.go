@@ -13,6 +13,7 @@ func workersCommand() *cli.Command {
 	return queueCommand("workers", "list live workers: ID, zone, running checks, capacity, lease time left, version", "",
 		[]string{"table", "json"}, 30*time.Second, nil, nil, func(b queueCall) error {
 			a, q, ctx, out := b.a, b.q, b.ctx, b.output
+			warnNoSpace(b)
 			workers, err := q.Workers(ctx)
 			if err != nil {
 				return fmt.Errorf("list workers: %w", err)

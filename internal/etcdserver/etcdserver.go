@@ -39,6 +39,10 @@ type Config struct {
 	// Default 1h. etcd ships with compaction off; a queue that never
 	// compacts fills its quota.
 	CompactionRetention time.Duration
+	// QuotaBackendBytes is the database size past which etcd raises its
+	// NOSPACE alarm and takes reads and deletes only. Default 0: etcd's
+	// own (2 GiB).
+	QuotaBackendBytes int64
 	// Log receives the server's warnings and errors.
 	Log zerolog.Logger
 	// StartTimeout bounds how long Start waits for the member to be ready.
@@ -93,6 +97,7 @@ func Start(cfg Config) (*Server, error) {
 	}))
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(logging.Zap(quiet, zapcore.ErrorLevel))
 	ec.UnsafeNoFsync = cfg.NoFsync
+	ec.QuotaBackendBytes = cfg.QuotaBackendBytes
 	ec.AutoCompactionMode = "periodic"
 	ec.AutoCompactionRetention = cfg.CompactionRetention.String()
 

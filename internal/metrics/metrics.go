@@ -5,6 +5,7 @@ import (
 	"errors"
 	"runtime"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,7 +61,11 @@ type Etcd struct {
 	txn      *prometheus.HistogramVec
 	errors   *prometheus.CounterVec
 	restarts *prometheus.CounterVec
+	alarms   *prometheus.GaugeVec
 }
+
+// Alarms are the values of the alarm label: etcd's alarms, lower case.
+var Alarms = []string{"nospace", "corrupt"}
 
 // Watches are the values of the watch label: every watch Patrol keeps,
 // named by the kind of key it follows.
@@ -86,13 +91,34 @@ func NewEtcd(reg prometheus.Registerer) *Etcd {
 			Help: "Watches that ended and were listed and started again, by watch and reason (compacted, no_leader, closed, error, list_failed).",
 		}, []string{"watch", "reason"}),
 	}
+	e.alarms = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "etcd", Name: "alarm",
+		Help: "1 while etcd has raised the alarm (nospace: it takes reads and deletes only; corrupt), as this process last read it.",
+	}, []string{"alarm"})
+	for _, a := range Alarms {
+		e.alarms.WithLabelValues(a)
+	}
 	for _, w := range Watches {
 		for _, r := range queue.WatchReasons {
 			e.restarts.WithLabelValues(w, r)
 		}
 	}
-	register(reg, e.txn, e.errors, e.restarts)
+	register(reg, e.txn, e.errors, e.restarts, e.alarms)
 	return e
+}
+
+// SetAlarms records the alarms etcd has raised (etcd's names, such as
+// "NOSPACE"); the others are cleared.
+func (e *Etcd) SetAlarms(raised []string) {
+	for _, a := range Alarms {
+		v := 0.0
+		for _, r := range raised {
+			if strings.EqualFold(r, a) {
+				v = 1
+			}
+		}
+		e.alarms.WithLabelValues(a).Set(v)
+	}
 }
 
 // WatchRestarted counts one watch restart. It implements

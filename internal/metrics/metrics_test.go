@@ -89,7 +89,7 @@ func described(t *testing.T, cs ...prometheus.Collector) map[string][]string {
 }
 
 func TestNoLabelGrowsWithHostsBatchesOrTasks(t *testing.T) {
-	allowed := []string{"zone", "state", "status", "check", "outcome", "op", "kind", "reason", "watch"}
+	allowed := []string{"zone", "state", "status", "check", "outcome", "op", "kind", "reason", "watch", "alarm"}
 	for name, labels := range described(t, patrolCollectors(t)...) {
 		for _, l := range labels {
 			if !slices.Contains(allowed, l) {
