@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -219,6 +220,14 @@ func (p *Proc) Logs(msg string) []LogLine {
 		}
 	}
 	return out
+}
+
+// Stderr returns every line the process has written to stderr so far,
+// JSON or not (a command's error, "patrol: ...", is plain text).
+func (p *Proc) Stderr() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.lines)
 }
 
 // dump logs the tail of the process's stderr, for a failed test.
