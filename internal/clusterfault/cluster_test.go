@@ -238,11 +238,11 @@ func (c *cluster) others(m *member) []*member {
 }
 
 // leader asks every running member (Status) who leads, and returns the
-// leader they all name and its term. It fails t if they disagree or name
-// none: call it when the cluster is settled.
-func (c *cluster) leader(ctx context.Context) (*member, uint64) {
+// leader they all name. It fails t if they disagree or name none: call it
+// when the cluster is settled.
+func (c *cluster) leader(ctx context.Context) *member {
 	c.t.Helper()
-	var lead, term uint64
+	var lead uint64
 	for _, m := range c.members {
 		if m.state != up {
 			continue
@@ -256,30 +256,35 @@ func (c *cluster) leader(ctx context.Context) (*member, uint64) {
 		if lead != 0 && st.Leader != lead {
 			c.t.Fatalf("members disagree on the etcd leader: %x and %x", lead, st.Leader)
 		}
-		lead, term = st.Leader, max(term, st.RaftTerm)
+		lead = st.Leader
 	}
 	l := c.byID(lead)
 	if l == nil {
 		c.t.Fatalf("the members name leader %x, not one of them", lead)
 	}
-	return l, term
+	return l
 }
 
-// awaitNewLeader waits until watcher, a running member, logs that it
-// follows a leader elected after term other than old, and returns that
-// leader and when the test saw the line.
-func (c *cluster) awaitNewLeader(watcher, old *member, term uint64) (*member, time.Time) {
-	c.t.Helper()
-	l := watcher.proc.WaitLog(c.t, readyTimeout, "leader changed", func(l proctest.LogLine) bool {
-		t, _ := l["term"].(float64)
-		return uint64(t) > term && l.Str("leader") != fmt.Sprintf("%x", old.id)
-	})
-	at := time.Now()
-	id, err := strconv.ParseUint(l.Str("leader"), 16, 64)
-	if err != nil || c.byID(id) == nil {
-		c.t.Fatalf("%s follows leader %q, not a member", watcher.name, l.Str("leader"))
+// newLeader returns a wait for the next leader other than old that
+// watcher, a running member, learns of after this call: call it before
+// the fault, and the wait after. The wait returns the leader and when the
+// test saw watcher's line.
+func (c *cluster) newLeader(watcher, old *member) (wait func() (*member, time.Time)) {
+	before := len(watcher.proc.Logs("leader changed"))
+	return func() (*member, time.Time) {
+		c.t.Helper()
+		seen := 0
+		l := watcher.proc.WaitLog(c.t, readyTimeout, "leader changed", func(l proctest.LogLine) bool {
+			seen++
+			return seen > before && l.Str("leader") != fmt.Sprintf("%x", old.id)
+		})
+		at := time.Now()
+		id, err := strconv.ParseUint(l.Str("leader"), 16, 64)
+		if err != nil || c.byID(id) == nil {
+			c.t.Fatalf("%s follows leader %q, not a member", watcher.name, l.Str("leader"))
+		}
+		return c.byID(id), at
 	}
-	return c.byID(id), at
 }
 
 // kill sends SIGKILL to each member and reaps it.

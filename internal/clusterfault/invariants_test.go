@@ -5,6 +5,7 @@ package clusterfault
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"time"
 
@@ -62,7 +63,8 @@ func (h *harness) checkInvariants(batch string, hosts []string) outcome {
 			continue
 		}
 		if kv.Version != 1 {
-			h.t.Errorf("%s written %d times (version %d), want once", kv.Key, kv.Version, kv.Version)
+			h.t.Errorf("%s written %d times (version %d), want once; now %s attempt %d by %s, earlier attempts %s",
+				kv.Key, kv.Version, kv.Version, r.Status, r.Attempts, r.Worker, history(r.History))
 		}
 		stored[strings.TrimPrefix(string(kv.Key), h.keys.BatchResults(batch))] = r
 	}
@@ -118,4 +120,16 @@ func (h *harness) checkInvariants(batch string, hosts []string) outcome {
 		out.zombies += counted
 	}
 	return out
+}
+
+// history renders earlier attempts for a failure message.
+func history(as []queue.Attempt) string {
+	var parts []string
+	for _, a := range as {
+		parts = append(parts, fmt.Sprintf("[%d %s by %s: %q]", a.Attempt, a.Status, a.Worker, a.Message))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, " ")
 }

@@ -30,6 +30,11 @@ type figures struct {
 	// began, after the submit.
 	longest   span
 	longestAt time.Duration
+	// heldAtSummary is how many groups still had a claim, running or
+	// done key when the summary was written; heldFor how long after it
+	// the last of them went.
+	heldAtSummary int
+	heldFor       time.Duration
 	// leasesLost is the sum of the workers' keepalive failures.
 	leasesLost int
 	retried    int // hosts that took more than one attempt
@@ -54,10 +59,11 @@ func report(rows []figures, nospace string) string {
 		}
 	}
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SCENARIO\tFAULT AT\tBATCH\tVS BASELINE\tTARGET\tSTALL\tTARGET\tLEASES LOST\tTARGET\tLONGEST RUNNING\tAFTER RE-ELECTION\tTARGET\tRETRIED\tZOMBIES\tEXITED\tTARGET")
+	fmt.Fprintln(tw, "SCENARIO\tFAULT AT\tBATCH\tVS BASELINE\tTARGET\tSTALL\tTARGET\tLEASES LOST\tTARGET\tLONGEST RUNNING\tAFTER RE-ELECTION\tTARGET\tRETRIED\tZOMBIES\tEXITED\tTARGET\tHELD AT SUMMARY")
 	for _, f := range rows {
 		if !f.ran {
-			fmt.Fprintf(tw, "%s\tFAILED (see the test log)\n", f.name)
+			// As many cells as the other rows, so that the columns align.
+			fmt.Fprintf(tw, "%s\tFAILED%s\n", f.name, strings.Repeat("\t", 15))
 			continue
 		}
 		tg := f.target
@@ -77,12 +83,20 @@ func report(rows []figures, nospace string) string {
 		cols = append(cols, target(tg.afterLeader > 0, f.afterLeader <= tg.afterLeader, fmt.Sprintf("<= %s", tg.afterLeader)))
 		cols = append(cols, fmt.Sprint(f.retried), fmt.Sprint(f.zombies), fmt.Sprint(len(f.exited)))
 		cols = append(cols, target(tg.noExit, len(f.exited) == 0, "0"))
+		if f.heldAtSummary > 0 {
+			cols = append(cols, fmt.Sprintf("%d groups, gone +%s", f.heldAtSummary, round(f.heldFor)))
+		} else {
+			cols = append(cols, "0")
+		}
 		fmt.Fprintln(tw, strings.Join(cols, "\t"))
 	}
 	tw.Flush()
 	b.WriteString("\n")
 	for _, f := range rows {
 		notes := slices.Clone(f.notes)
+		if !f.ran {
+			notes = append(notes, "FAILED: see the test log above")
+		}
 		if len(f.exited) > 0 {
 			notes = append(notes, fmt.Sprintf("exited: %s", strings.Join(f.exited, ", ")))
 		}

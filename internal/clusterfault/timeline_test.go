@@ -42,6 +42,10 @@ type timeline struct {
 	groups    map[string][]string    // the task IDs of each running record, by group
 	spans     []span                 // every closed stay in running
 	restarts  int                    // the test's own watches restarted after a compaction
+	// held is the claim, running and done keys present, by group; heldAt
+	// when the last of them came or went.
+	held   map[string]map[string]bool
+	heldAt time.Time
 }
 
 // runningTask is a task named by a running record: claimed and not yet
@@ -63,7 +67,7 @@ func follow(t *testing.T, c *cluster, keys queue.Keys, rev int64) *timeline {
 	tl := &timeline{
 		keys: keys, highest: rev - 1, changed: make(chan struct{}),
 		results: map[string]int{}, commits: map[string][]time.Time{}, summaries: map[string]time.Time{},
-		running: map[string]runningTask{}, groups: map[string][]string{},
+		running: map[string]runningTask{}, groups: map[string][]string{}, held: map[string]map[string]bool{},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -143,6 +147,9 @@ func (tl *timeline) add(events []*clientv3.Event) {
 func (tl *timeline) apply(ev *clientv3.Event, now time.Time, counted map[string]bool) {
 	key := string(ev.Kv.Key)
 	put := ev.Type == clientv3.EventTypePut
+	if group, err := tl.keys.ParseGroup(key); err == nil {
+		tl.hold(group, key, put, now)
+	}
 	switch {
 	case strings.HasPrefix(key, tl.keys.Results()):
 		batch, task, err := tl.keys.ParseResult(key)
@@ -181,6 +188,22 @@ func (tl *timeline) apply(ev *clientv3.Event, now time.Time, counted map[string]
 		if _, ok := tl.summaries[batch]; !ok {
 			tl.summaries[batch] = now
 		}
+	}
+}
+
+// hold records a group key coming (put) or going.
+func (tl *timeline) hold(group, key string, put bool, now time.Time) {
+	tl.heldAt = now
+	if put {
+		if tl.held[group] == nil {
+			tl.held[group] = map[string]bool{}
+		}
+		tl.held[group][key] = true
+		return
+	}
+	delete(tl.held[group], key)
+	if len(tl.held[group]) == 0 {
+		delete(tl.held, group)
 	}
 }
 
@@ -229,12 +252,13 @@ func (tl *timeline) awaitSummary(t *testing.T, timeout time.Duration, batch stri
 }
 
 // stall is the longest gap between consecutive commits of batch's
-// results, and when it began.
-func (tl *timeline) stall(batch string) (gap time.Duration, from time.Time) {
+// results up to until (its summary: a result written after that is a
+// rewrite, which the invariants report), and when it began.
+func (tl *timeline) stall(batch string, until time.Time) (gap time.Duration, from time.Time) {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
 	c := tl.commits[batch]
-	for i := 1; i < len(c); i++ {
+	for i := 1; i < len(c) && !c[i].After(until); i++ {
 		if d := c[i].Sub(c[i-1]); d > gap {
 			gap, from = d, c[i-1]
 		}
@@ -256,6 +280,23 @@ func (tl *timeline) longestRunning(since time.Time) (longest span, after time.Du
 		}
 	}
 	return longest, after
+}
+
+// heldGroups is the number of groups with a claim, running or done key.
+func (tl *timeline) heldGroups() int {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	return len(tl.held)
+}
+
+// awaitNoneHeld waits until no group has a claim, running or done key,
+// and returns when the last one went.
+func (tl *timeline) awaitNoneHeld(t *testing.T, timeout time.Duration) time.Time {
+	t.Helper()
+	tl.await(t, timeout, "every claim, running and done key to go", func() bool { return len(tl.held) == 0 })
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	return tl.heldAt
 }
 
 // stillRunning is the number of tasks a running record still names.

@@ -133,7 +133,7 @@ func run(args []string) error {
 		select {
 		case <-e.Server.LeaderChangedNotify():
 			// Notified once the member has recorded the new leader.
-			log.Info().Str("leader", e.Server.Leader().String()).Uint64("term", e.Server.Term()).Msg("leader changed")
+			log.Info().Str("leader", e.Server.Leader().String()).Msg("leader changed")
 		case err := <-e.Err():
 			log.Error().Err(err).Msg("member stopped on an error")
 			return err
