@@ -32,7 +32,8 @@ type outcome struct {
 //   - nothing is left claimed, running, pending or delayed;
 //   - no host took more than --max-attempts attempts;
 //   - every completion a worker logged as rejected by the fence is in its
-//     metric (and the other way round).
+//     metric (and the other way round);
+//   - no scheduler or worker exited.
 func (h *harness) checkInvariants(batch string, hosts []string) outcome {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -108,6 +109,11 @@ func (h *harness) checkInvariants(batch string, hosts []string) outcome {
 		h.t.Errorf("the timeline has %d tasks still named by a running record", n)
 	}
 
+	for id, p := range h.roles() {
+		if p.Exited() {
+			h.t.Errorf("%s exited during the scenario", id)
+		}
+	}
 	for id, w := range h.workers {
 		if w.Exited() {
 			continue

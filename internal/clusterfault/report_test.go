@@ -67,7 +67,10 @@ func report(rows []figures, nospace string) string {
 			continue
 		}
 		tg := f.target
-		cols := []string{f.name, dash(f.faultAt), round(f.batch).String()}
+		cols := []string{f.name, "-", round(f.batch).String()}
+		if f.faultAt > 0 {
+			cols[1] = "+" + round(f.faultAt).String()
+		}
 		over := f.batch - base
 		if base == 0 || f.name == "baseline" {
 			cols = append(cols, "-")
