@@ -299,17 +299,21 @@ func (c *cluster) kill(ms ...*member) {
 	}
 }
 
-// stop freezes m with SIGSTOP; cont resumes it.
-func (c *cluster) stop(m *member) {
+// stop freezes members with SIGSTOP; cont resumes them.
+func (c *cluster) stop(ms ...*member) {
 	c.t.Helper()
-	m.proc.Signal(c.t, syscall.SIGSTOP)
-	m.state = stopped
+	for _, m := range ms {
+		m.proc.Signal(c.t, syscall.SIGSTOP)
+		m.state = stopped
+	}
 }
 
-func (c *cluster) cont(m *member) {
+func (c *cluster) cont(ms ...*member) {
 	c.t.Helper()
-	m.proc.Signal(c.t, syscall.SIGCONT)
-	m.state = up
+	for _, m := range ms {
+		m.proc.Signal(c.t, syscall.SIGCONT)
+		m.state = up
+	}
 }
 
 // restart starts killed members again from their data directories, on

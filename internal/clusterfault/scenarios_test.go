@@ -141,29 +141,29 @@ func runScenario(t *testing.T, sc scenario) figures {
 // leaderKill kills the etcd leader with SIGKILL, and restarts it from its
 // data directory 5 s later.
 func leaderKill(ctx context.Context, h *harness, f *figures) func() {
-	lead := h.c.leader(ctx)
-	next := h.c.newLeader(h.c.others(lead)[0], lead)
-	killed := time.Now()
-	h.c.kill(lead)
-	_, f.leaderAgain = next()
-	f.notes = append(f.notes, fmt.Sprintf("etcd had a leader again %s after the kill", round(f.leaderAgain.Sub(killed))))
-	<-time.After(time.Until(killed.Add(5 * time.Second))) // the fault: down 5 s
-	h.c.restart(lead)
+	leaderAway(ctx, h, f, "kill", 5*time.Second, h.c.kill, h.c.restart)
 	return nil
 }
 
 // leaderStop freezes the etcd leader with SIGSTOP for 30 s: the other two
 // keep a quorum and elect a leader.
 func leaderStop(ctx context.Context, h *harness, f *figures) func() {
+	leaderAway(ctx, h, f, "SIGSTOP", 30*time.Second, h.c.stop, h.c.cont)
+	return nil
+}
+
+// leaderAway takes the etcd leader away with away (a kill, a freeze),
+// notes when the others have elected a leader, and brings it back with
+// back once d has passed since it went.
+func leaderAway(ctx context.Context, h *harness, f *figures, what string, d time.Duration, away, back func(...*member)) {
 	lead := h.c.leader(ctx)
 	next := h.c.newLeader(h.c.others(lead)[0], lead)
-	frozen := time.Now()
-	h.c.stop(lead)
+	went := time.Now()
+	away(lead)
 	_, f.leaderAgain = next()
-	f.notes = append(f.notes, fmt.Sprintf("etcd had a leader again %s after the SIGSTOP", round(f.leaderAgain.Sub(frozen))))
-	<-time.After(time.Until(frozen.Add(30 * time.Second))) // the fault: frozen 30 s
-	h.c.cont(lead)
-	return nil
+	f.notes = append(f.notes, fmt.Sprintf("etcd had a leader again %s after the %s", round(f.leaderAgain.Sub(went)), what))
+	<-time.After(time.Until(went.Add(d))) // the fault itself: the leader away for d
+	back(lead)
 }
 
 // followerKill kills a follower with SIGKILL for good: two members remain,
