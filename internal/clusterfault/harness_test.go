@@ -48,9 +48,6 @@ type harness struct {
 // timeline from the cluster's revision before any of them wrote.
 func setup(t *testing.T, cfg clusterConfig) *harness {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("runs a 3-member etcd cluster and the patrol binary as processes; skipped with -short")
-	}
 	h := &harness{t: t, bin: proctest.Binary(t), keys: queue.NewKeys(prefix),
 		scheds: map[string]*proctest.Proc{}, workers: map[string]*proctest.Proc{}}
 	h.c = startCluster(t, proctest.Build(t, "./internal/clusterfault/etcdmember"), cfg)

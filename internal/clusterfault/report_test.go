@@ -14,7 +14,9 @@ import (
 type figures struct {
 	name   string
 	target targets
-	ran    bool // the scenario ran to its end and its invariants held
+	ran    bool // the scenario ran to its end
+	// violated is set when an invariant did not hold (the test failed).
+	violated bool
 
 	faultAt time.Duration // when the fault began, after the submit began
 	batch   time.Duration // from the submit to the summary
@@ -59,11 +61,11 @@ func report(rows []figures, nospace string) string {
 		}
 	}
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SCENARIO\tFAULT AT\tBATCH\tVS BASELINE\tTARGET\tSTALL\tTARGET\tLEASES LOST\tTARGET\tLONGEST RUNNING\tAFTER RE-ELECTION\tTARGET\tRETRIED\tZOMBIES\tEXITED\tTARGET\tHELD AT SUMMARY")
+	fmt.Fprintln(tw, "SCENARIO\tFAULT AT\tBATCH\tVS BASELINE\tTARGET\tSTALL\tTARGET\tLEASES LOST\tTARGET\tLONGEST RUNNING\tAFTER RE-ELECTION\tTARGET\tRETRIED\tZOMBIES\tEXITED\tTARGET\tHELD AT SUMMARY\tINVARIANTS")
 	for _, f := range rows {
 		if !f.ran {
 			// As many cells as the other rows, so that the columns align.
-			fmt.Fprintf(tw, "%s\tFAILED%s\n", f.name, strings.Repeat("\t", 15))
+			fmt.Fprintf(tw, "%s\tFAILED%s\n", f.name, strings.Repeat("\t", 16))
 			continue
 		}
 		tg := f.target
@@ -91,14 +93,22 @@ func report(rows []figures, nospace string) string {
 		} else {
 			cols = append(cols, "0")
 		}
+		if f.violated {
+			cols = append(cols, "VIOLATED")
+		} else {
+			cols = append(cols, "held")
+		}
 		fmt.Fprintln(tw, strings.Join(cols, "\t"))
 	}
 	tw.Flush()
 	b.WriteString("\n")
 	for _, f := range rows {
 		notes := slices.Clone(f.notes)
-		if !f.ran {
+		switch {
+		case !f.ran:
 			notes = append(notes, "FAILED: see the test log above")
+		case f.violated:
+			notes = append(notes, "invariants VIOLATED: see the test log above")
 		}
 		if len(f.exited) > 0 {
 			notes = append(notes, fmt.Sprintf("exited: %s", strings.Join(f.exited, ", ")))
