@@ -7,9 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"time"
-
 	"testing"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
