@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,17 +15,24 @@ import (
 // as etcdtest.Wrap's (goleak.VerifyTestMain takes it too).
 type M interface{ Run() int }
 
-// build is the binary Binary builds, shared by the test binary's tests.
+// build holds the binaries Build builds, shared by the test binary's tests.
 var build struct {
 	sync.Mutex
 	wrapped bool   // Wrap's Run is running the tests
-	dir     string // made by the first Binary call, removed by Wrap's Run
-	path    string
-	err     error // the build failed; every later Binary call fails with it
+	dir     string // made by the first Build call, removed by Wrap's Run
+	bins    map[string]built
 }
 
-// Wrap returns m with a Run that runs the tests and then removes the binary
-// Binary built. Binary refuses to build unless the tests run through it.
+// built is one package's build: its path, or why it failed (every later
+// Build of that package fails with it).
+type built struct {
+	path string
+	err  error
+}
+
+// Wrap returns m with a Run that runs the tests and then removes the
+// binaries Build built. Build refuses to build unless the tests run through
+// it.
 func Wrap(m M) M { return wrapped{m} }
 
 type wrapped struct{ m M }
@@ -47,37 +55,52 @@ func (w wrapped) Run() int {
 // if the package's TestMain does not run its tests through Wrap.
 func Binary(t testing.TB) string {
 	t.Helper()
-	build.Lock()
-	if build.wrapped && build.path == "" && build.err == nil {
-		build.path, build.err = buildPatrol()
-	}
-	wrapped, path, err := build.wrapped, build.path, build.err
-	build.Unlock()
-	if !wrapped {
-		t.Fatal("proctest: Binary needs the package's TestMain to run its tests through proctest.Wrap, which removes the binary afterwards")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return Build(t, "./cmd/patrol")
 }
 
-// buildPatrol builds the binary into build.dir, which it makes. The caller
-// holds build's lock.
-func buildPatrol() (string, error) {
+// Build builds the main package pkg, a path relative to the module root
+// such as "./cmd/patrol", as Binary builds cmd/patrol: once per test binary,
+// into the directory Wrap removes. It fails t as Binary does.
+func Build(t testing.TB, pkg string) string {
+	t.Helper()
+	build.Lock()
+	b, done := build.bins[pkg]
+	if build.wrapped && !done {
+		b.path, b.err = buildPackage(pkg)
+		if build.bins == nil {
+			build.bins = map[string]built{}
+		}
+		build.bins[pkg] = b
+	}
+	wrapped := build.wrapped
+	build.Unlock()
+	if !wrapped {
+		t.Fatal("proctest: Build needs the package's TestMain to run its tests through proctest.Wrap, which removes the binaries afterwards")
+	}
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.path
+}
+
+// buildPackage builds pkg into build.dir, which the first build makes.
+// The caller holds build's lock.
+func buildPackage(pkg string) (string, error) {
 	gomod, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
 		return "", fmt.Errorf("proctest: go env GOMOD: %w", err)
 	}
-	if build.dir, err = os.MkdirTemp("", "patrol-proctest-*"); err != nil {
-		return "", fmt.Errorf("proctest: %w", err)
+	if build.dir == "" {
+		if build.dir, err = os.MkdirTemp("", "patrol-proctest-*"); err != nil {
+			return "", fmt.Errorf("proctest: %w", err)
+		}
 	}
-	bin := filepath.Join(build.dir, "patrol")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/patrol")
+	bin := filepath.Join(build.dir, path.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", bin, pkg)
 	cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("proctest: go build ./cmd/patrol: %w\n%s", err, out)
+		return "", fmt.Errorf("proctest: go build %s: %w\n%s", pkg, err, out)
 	}
 	return bin, nil
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -148,6 +149,22 @@ func (l LogLine) Str(k string) string { s, _ := l[k].(string); return s }
 // t after timeout or if the process exits first.
 func (p *Proc) WaitLog(t testing.TB, timeout time.Duration, msg string, match func(LogLine) bool) LogLine {
 	t.Helper()
+	l, err := p.AwaitLog(timeout, msg, match)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// ErrExited is what AwaitLog returns (wrapped) when the process exits
+// before logging the line.
+var ErrExited = errors.New("proctest: process exited")
+
+// AwaitLog is WaitLog for a caller that handles the failure itself (a
+// process that may exit, say, because its port was taken): it returns an
+// error wrapping ErrExited if the process exits first, or another error
+// after timeout.
+func (p *Proc) AwaitLog(timeout time.Duration, msg string, match func(LogLine) bool) (LogLine, error) {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	next := 0
@@ -162,7 +179,7 @@ func (p *Proc) WaitLog(t testing.TB, timeout time.Duration, msg string, match fu
 				continue
 			}
 			if strings.Contains(l.Str("message"), msg) && (match == nil || match(l)) {
-				return l
+				return l, nil
 			}
 		}
 		select {
@@ -173,11 +190,21 @@ func (p *Proc) WaitLog(t testing.TB, timeout time.Duration, msg string, match fu
 			more := len(p.lines) > next
 			p.mu.Unlock()
 			if !more {
-				t.Fatalf("%s exited (%v) before logging %q", p.name, p.err, msg)
+				return nil, fmt.Errorf("%s exited (%v) before logging %q: %w", p.name, p.err, msg, ErrExited)
 			}
 		case <-deadline.C:
-			t.Fatalf("%s logged no %q within %s", p.name, msg, timeout)
+			return nil, fmt.Errorf("%s logged no %q within %s", p.name, msg, timeout)
 		}
+	}
+}
+
+// Exited reports whether the process has exited and been reaped.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -193,6 +220,14 @@ func (p *Proc) Logs(msg string) []LogLine {
 		}
 	}
 	return out
+}
+
+// Stderr returns every line the process has written to stderr so far,
+// JSON or not (a command's error, "patrol: ...", is plain text).
+func (p *Proc) Stderr() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.lines)
 }
 
 // dump logs the tail of the process's stderr, for a failed test.
