@@ -367,6 +367,9 @@ type Outcome struct {
 	// GivenBack marks a Retry of a task that never started: the worker
 	// gives it back on the same attempt.
 	GivenBack bool
+	// Drop ends the task in its group without writing anything: its batch
+	// was deleted.
+	Drop bool
 }
 
 // Commit records outcomes in as few transactions as it can. Each holds
@@ -395,9 +398,11 @@ func (q *Queue) Commit(ctx context.Context, outs []Outcome) (rejected []Outcome,
 		}
 		for _, o := range batch {
 			t := o.Group.Running.Tasks[o.Index]
-			if o.Retry != nil {
+			switch {
+			case o.Drop:
+			case o.Retry != nil:
 				ops = append(ops, clientv3.OpPut(q.keys.DelayedTask(t.Batch, t.ID), mustJSON(o.Retry)))
-			} else {
+			default:
 				ops = append(ops, clientv3.OpPut(q.keys.Result(t.Batch, t.ID), mustJSON(o.Result)))
 			}
 			newDone[o.Group][o.Index] = true

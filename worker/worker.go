@@ -112,6 +112,7 @@ type batchEntry struct {
 	policy    queue.Policy
 	ctx       context.Context
 	cancel    context.CancelFunc
+	deleted   atomic.Bool // the batch was deleted: its outcomes are dropped
 }
 
 // New validates cfg and returns a Worker.
@@ -367,6 +368,9 @@ func (s *run) runTask(ctx context.Context, g *queue.Group, i int) (queue.Outcome
 	w := s.w
 	t := g.Running.Tasks[i]
 	b, err := w.batch(ctx, t.Batch)
+	if errors.Is(err, queue.ErrBatchNotFound) {
+		return queue.Outcome{Group: g, Index: i, Drop: true}, true // deleted: nothing to run or record
+	}
 	if err != nil {
 		return queue.Outcome{}, false // etcd unreachable: the group is released and retried
 	}
@@ -393,6 +397,10 @@ func (s *run) runTask(ctx context.Context, g *queue.Group, i int) (queue.Outcome
 	attempt := queue.Attempt{Attempt: t.Attempt, Round: t.Round, Status: queue.Status(res.Status), Message: res.Message, Worker: w.cfg.ID,
 		DurationMS: now.Sub(start).Milliseconds(), FinishedAt: now, Details: res.Details}
 	o := queue.Outcome{Group: g, Index: i}
+	if b.deleted.Load() {
+		o.Drop = true // the batch is gone: record nothing under it
+		return o, true
+	}
 	if b.ctx.Err() != nil {
 		o.Result = result(t, attempt)
 		o.Result.Status, o.Result.Message = queue.StatusCancelled, "batch cancelled while this host ran"
@@ -452,7 +460,7 @@ func (w *Worker) countOutcome(ctx context.Context, o queue.Outcome) {
 		checkType = b.checkType
 	}
 	switch {
-	case o.GivenBack: // counted when given back
+	case o.GivenBack, o.Drop: // counted when given back; nothing to count
 	case o.Retry != nil:
 		w.m.Retried(checkType)
 	case o.Result != nil:
@@ -594,6 +602,7 @@ func (w *Worker) watchEnded(ctx context.Context) {
 		}
 		w.mu.Unlock()
 		w.log.Info().Str("batch_id", id).Msg("batch no longer active: aborting what still runs of it")
+		b.deleted.Store(true)
 		b.cancel()
 	})
 }

@@ -23,12 +23,15 @@ const (
 	fillHosts    = 20000
 )
 
-// runNOSPACE fills a cluster whose quota is 16 MiB with batches until etcd
-// raises its NOSPACE alarm and refuses a submit, and checks what holds
-// today: the alarm is raised, the refused batch has no spec (a batch is
-// there whole or not at all), and no result was written twice. What
-// Patrol tells the operator (the refusal, cancel, status) is reported,
-// not asserted. It returns the report's NOSPACE line.
+// runNOSPACE fills a cluster whose quota is 16 MiB with batches until
+// Patrol refuses one because it would not fit, then fills the rest with
+// another application's data until etcd raises its NOSPACE alarm, and
+// walks the runbook's recovery: a submit under the alarm is refused with
+// what to do and writes nothing; status says why nothing moves; cancel
+// removes a batch's queued tasks with deletes only; the filling batches
+// are deleted (with --force: they run); `patrol space --reclaim`
+// compacts, defragments and disarms; then a batch runs and its
+// invariants hold. It returns the report's NOSPACE line.
 func runNOSPACE(t *testing.T) string {
 	h := setup(t, clusterConfig{quota: nospaceQuota})
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -40,7 +43,7 @@ func runNOSPACE(t *testing.T) string {
 	var refusedBatch string
 	for i := 1; refused == nil; i++ {
 		if i > 20 {
-			t.Fatalf("%d batches of %d hosts accepted, and no NOSPACE alarm: is the %d MiB quota applied?", i-1, fillHosts, nospaceQuota>>20)
+			t.Fatalf("%d batches of %d hosts accepted, and none refused: is the %d MiB quota applied?", i-1, fillHosts, nospaceQuota>>20)
 		}
 		batch := fmt.Sprintf("fill-%d", i)
 		path, _ := inventory(t, batch, fillHosts)
@@ -53,75 +56,90 @@ func runNOSPACE(t *testing.T) string {
 		accepted = append(accepted, batch)
 	}
 	filled := time.Since(began)
-
-	alarms, err := h.c.cli.AlarmList(ctx)
-	if err != nil {
-		t.Fatalf("list etcd's alarms: %v", err)
-	}
-	nospace := 0
-	for _, a := range alarms.Alarms {
-		if a.Alarm == etcdserverpb.AlarmType_NOSPACE {
-			nospace++
-		}
-	}
-	if nospace == 0 {
-		t.Errorf("submit of %s refused (%s), but etcd raised no NOSPACE alarm: %v", refusedBatch, lastLine(refused), alarms.Alarms)
-	}
-	spec, err := h.c.cli.Get(ctx, h.keys.BatchSpec(refusedBatch), clientv3.WithCountOnly())
-	if err != nil {
-		t.Fatalf("read the refused batch's spec: %v", err)
-	}
-	if spec.Count != 0 {
-		t.Errorf("the refused submit of %s wrote its spec", refusedBatch)
-	}
-	results := 0
-	for _, batch := range accepted {
-		resp, err := h.c.cli.Get(ctx, h.keys.BatchResults(batch), clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	line := fmt.Sprintf("%d batches of %d hosts accepted (%s); fill-%d refused: %q", len(accepted), fillHosts, round(filled),
+		len(accepted)+1, lastLine(refused))
+	noSpec := func(batch string) {
+		spec, err := h.c.cli.Get(ctx, h.keys.BatchSpec(batch), clientv3.WithCountOnly())
 		if err != nil {
-			t.Fatalf("read the results of %s: %v", batch, err)
+			t.Fatalf("read the refused batch's spec: %v", err)
 		}
-		for _, kv := range resp.Kvs {
-			if kv.Version != 1 {
-				t.Errorf("%s written %d times, want once", kv.Key, kv.Version)
-			}
+		if spec.Count != 0 {
+			t.Errorf("the refused submit of %s wrote its spec", batch)
 		}
-		results += len(resp.Kvs)
+	}
+	noSpec(refusedBatch)
+
+	// Another application's data fills the rest: etcd raises NOSPACE.
+	val := strings.Repeat("x", 256<<10)
+	for i := 0; ; i++ {
+		_, err := h.c.cli.Put(ctx, fmt.Sprintf("/other-app/%d", i), val)
+		if err != nil && strings.Contains(err.Error(), "database space exceeded") {
+			break
+		}
+		if err != nil || i > 200 {
+			t.Fatalf("filling etcd: put %d: %v", i, err)
+		}
+	}
+	if !h.noSpace(ctx) {
+		t.Fatal("etcd took more than its quota and raised no NOSPACE alarm")
 	}
 
-	var db int64
-	if st, err := h.c.cli.Status(ctx, h.c.members[0].client); err == nil {
-		db = st.DbSize
+	// Under the alarm: a submit is refused with what to do; status and
+	// cancel work.
+	path, _ := inventory(t, "under-alarm", 10)
+	p := h.run(time.Minute, "submit", "-i", path, "--check", "noop", "--batch-id", "under-alarm")
+	if err := p.Wait(t, time.Second); err == nil || !strings.Contains(lastLine(p), "etcd is out of space (NOSPACE alarm") ||
+		!strings.Contains(lastLine(p), "nothing was written") {
+		t.Errorf("submit under NOSPACE: %v %q, want a refusal that names the alarm and the remedy", err, lastLine(p))
 	}
-	line := fmt.Sprintf("alarm after %d batches of %d hosts accepted (%s; db %.1f MiB, quota %d MiB; %d results in); "+
-		"submit of %s refused, exit %d: %q",
-		len(accepted), fillHosts, round(filled), float64(db)/(1<<20), nospaceQuota>>20, results,
-		refusedBatch, proctest.ExitCode(refused.Wait(t, time.Second)), lastLine(refused))
-
-	// What an operator meets under the alarm today, reported as it is.
+	noSpec("under-alarm")
 	victim := accepted[0]
-	st := h.run(time.Minute, "status", victim, "-o", "json")
 	var status struct{ State string }
-	if json.Unmarshal(st.Stdout(), &status) == nil && status.State != "" {
-		line += fmt.Sprintf("; status %s: %s", victim, status.State)
-	} else {
-		line += fmt.Sprintf("; status %s: exit %d: %q", victim, proctest.ExitCode(st.Wait(t, time.Second)), lastLine(st))
+	if err := json.Unmarshal(h.mustRun(time.Minute, "status", victim, "-o", "json"), &status); err != nil ||
+		!strings.Contains(status.State, "etcd is out of space") {
+		t.Errorf("status %s under NOSPACE: state %q (%v), want it to say etcd is out of space", victim, status.State, err)
 	}
-	cn := h.run(time.Minute, "cancel", victim)
-	line += fmt.Sprintf("; cancel %s: exit %d: %q", victim, proctest.ExitCode(cn.Wait(t, time.Second)), lastLine(cn))
+	if out := string(h.mustRun(time.Minute, "cancel", victim)); !strings.Contains(out, "queued tasks instead") {
+		t.Errorf("cancel %s under NOSPACE: %q", victim, out)
+	}
+	line += fmt.Sprintf("; under the alarm: submit refused %q, status %q, cancel removed the queued tasks", lastLine(p), status.State)
+
+	// Recovery: free space, reclaim, run a batch.
+	recovering := time.Now()
+	if _, err := h.c.cli.Delete(ctx, "/other-app/", clientv3.WithPrefix()); err != nil {
+		t.Fatalf("delete the other application's data under NOSPACE: %v", err)
+	}
+	for _, b := range accepted {
+		h.mustRun(time.Minute, "delete", "--force", b)
+	}
+	out := string(h.mustRun(5*time.Minute, "space", "--reclaim"))
+	if !strings.Contains(out, "disarmed NOSPACE") || h.noSpace(ctx) {
+		t.Fatalf("space --reclaim left the alarm:\n%s", out)
+	}
+	hosts, _ := h.submit("after", 200, batchSleep)
+	h.mustRun(3*time.Minute, "watch", "after")
+	o := h.checkInvariants("after", hosts)
+	line += fmt.Sprintf("; recovered in %s (delete, space --reclaim), the next batch ran: %v", round(time.Since(recovering)), o.statuses)
 	if exited := h.exited(); len(exited) > 0 {
 		line += fmt.Sprintf("; exited: %s", strings.Join(exited, ", "))
 	}
-
-	// Recovery. The place for issue 12's recovery steps, which land with
-	// the code that makes them work (cancel and deleting a batch under the
-	// alarm): cancel or delete the filling batches, compact, defragment
-	// every member, disarm the alarm, then submit a batch, wait for its
-	// summary and h.checkInvariants over it. Today cancel fails under the
-	// alarm (reported above) and the filling batches are the data, so
-	// nothing here recovers yet.
-
 	t.Log(line)
 	return line
+}
+
+// noSpace reports whether etcd's NOSPACE alarm is raised.
+func (h *harness) noSpace(ctx context.Context) bool {
+	h.t.Helper()
+	alarms, err := h.c.cli.AlarmList(ctx)
+	if err != nil {
+		h.t.Fatalf("list etcd's alarms: %v", err)
+	}
+	for _, a := range alarms.Alarms {
+		if a.Alarm == etcdserverpb.AlarmType_NOSPACE {
+			return true
+		}
+	}
+	return false
 }
 
 // lastLine is the last line a process wrote to stderr.
