@@ -155,6 +155,9 @@ func (s *Scheduler) term(ctx context.Context) error {
 	// context that ends with the session.
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	kept := make(chan struct{})
+	go func() { defer close(kept); s.q.KeepLease(cctx, sess.Lease(), s.cfg.SessionTTL) }()
+	defer func() { cancel(); <-kept }()
 	go func() {
 		select {
 		case <-sess.Done():

@@ -312,6 +312,7 @@ func (w *Worker) session(ctx context.Context) error {
 	watchers.Go(func() { w.watchWake(claimCtx, wake) })
 	watchers.Go(func() { w.watchCancels(taskCtx) })
 	watchers.Go(func() { w.watchEnded(taskCtx) })
+	watchers.Go(func() { w.q.KeepLease(taskCtx, sess.Lease(), w.cfg.LeaseTTL) })
 	watchers.Go(func() { s.watchAssignment(claimCtx) })
 	committed := make(chan struct{})
 	go func() { defer close(committed); s.commitLoop(ctx) }()
