@@ -249,6 +249,36 @@ func (q *Queue) RecoverGroup(ctx context.Context, fence Fence, group string, pol
 	}
 	done := parseDone(doneKVs)
 	released := len(doneKVs) > 0 && strings.HasPrefix(string(doneKVs[0].Value), releasedMark)
+	// A task whose result exists is done, whatever the done set says: a
+	// commit whose answer the worker lost may have landed after it wrote
+	// the set it knew (releasing the group, say). Requeueing it would run
+	// it again and write its result twice. The write compares that the
+	// rest still have none.
+	var open []int
+	for i := range run.Tasks {
+		if !done[i] {
+			open = append(open, i)
+		}
+	}
+	if len(open) > 0 {
+		reads := make([]clientv3.Op, len(open))
+		for j, i := range open {
+			t := run.Tasks[i]
+			reads[j] = clientv3.OpGet(q.keys.Result(t.Batch, t.ID), clientv3.WithKeysOnly())
+		}
+		rr, err := q.txn(ctx, "read").Then(reads...).Commit()
+		if err != nil {
+			return 0, 0, err
+		}
+		for j, i := range open {
+			t := run.Tasks[i]
+			if len(rr.Responses[j].GetResponseRange().Kvs) > 0 {
+				done[i] = true
+				continue
+			}
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(q.keys.Result(t.Batch, t.ID)), "=", 0))
+		}
+	}
 	for i, t := range run.Tasks {
 		if done[i] {
 			continue

@@ -532,6 +532,33 @@ func (f *fixture) claimAfter(t *testing.T, fence queue.Fence, s *concurrency.Ses
 	return g
 }
 
+// TestRecoverDoesNotRequeueATaskWithAResult: a commit whose answer its
+// worker lost landed, but the group's done set does not say so (the
+// worker released the group with the set it knew). Recovery requeues only
+// the tasks without a result, so none runs twice.
+func TestRecoverDoesNotRequeueATaskWithAResult(t *testing.T) {
+	f := setup(t)
+	_, fence := f.submitAndShard(t, "b1", 3)
+	s := f.session(t, 10)
+	g := f.claim(t, s.Lease(), "w", 3)
+	landed := g.Running.Tasks[1]
+	if _, err := f.env.Client.Put(f.ctx, f.q.Keys().Result(landed.Batch, landed.ID), `{"host":"`+landed.Host.Name+`","status":"ok","attempts":1}`); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := f.q.Release(f.ctx, g); err != nil || !ok {
+		t.Fatalf("release: %v %v", ok, err)
+	}
+	requeued, dead, err := f.q.RecoverGroup(f.ctx, fence, g.ID, policyOf(3), "lost", time.Now())
+	if err != nil || requeued != 2 || dead != 0 {
+		t.Fatalf("recover: requeued %d, dead %d, err %v; want the 2 tasks without a result", requeued, dead, err)
+	}
+	for _, k := range etcdtest.Keys(t, f.env.Client, f.q.Keys().Ready()) {
+		if strings.HasSuffix(k, "/"+landed.ID) {
+			t.Fatalf("%s requeued though it has a result", k)
+		}
+	}
+}
+
 func TestCommitIsFencedOnTheClaim(t *testing.T) {
 	f := setup(t)
 	_, fence := f.submitAndShard(t, "b1", 4)

@@ -59,11 +59,25 @@ func (s *run) commitLoop(ctx context.Context) {
 		}
 	}
 	// Give back what was claimed and not finished, so that it is requeued
-	// now rather than when the lease expires.
+	// now rather than when the lease expires. A commit whose answer was
+	// lost may have landed: read each group's done set first (Reconcile),
+	// so that the release does not write back a set that misses it.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.limit.timeout(w.cfg.CallTimeout))
 	defer cancel()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var open []queue.Outcome
+	for g := range s.groups {
+		if !g.Finished() {
+			open = append(open, queue.Outcome{Group: g})
+		}
+	}
+	if len(open) > 0 {
+		if _, _, err := w.q.Reconcile(cctx, open); err != nil {
+			w.log.Warn().Err(err).Int("groups", len(open)).Msg("could not re-read the groups to release: their claims go with the lease, and the leader requeues them")
+			return
+		}
+	}
 	for g := range s.groups {
 		if !g.Finished() {
 			if ok, err := w.q.Release(cctx, g); err == nil && ok {

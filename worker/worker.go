@@ -250,6 +250,10 @@ func (w *Worker) session(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open session: %w", err)
 	}
+	lease := sess.Lease()
+	// lost is closed when the lease is gone (or etcd cannot say); kept
+	// follows the session that keeps it alive now.
+	lost, kept := w.keepLease(life, sess)
 	info := queue.WorkerInfo{ID: w.cfg.ID, Zone: w.cfg.Zone, Capacity: w.cfg.Concurrency, Version: w.cfg.Version, StartedAt: time.Now().UTC()}
 	registered := false
 	leaseGone := false // etcd answered that the lease is not found
@@ -259,7 +263,7 @@ func (w *Worker) session(ctx context.Context) error {
 		// keepalive loop noticed): then there is nothing to revoke.
 		expired := leaseGone
 		select {
-		case <-sess.Done():
+		case <-lost:
 			expired = expired || life.Err() == nil
 		default:
 		}
@@ -272,20 +276,20 @@ func (w *Worker) session(ctx context.Context) error {
 				// Say this is a clean stop, so the leader does not count
 				// the lease's end as an expiry.
 				info.Stopping = true
-				w.q.Register(cctx, sess.Lease(), info)
+				w.q.Register(cctx, lease, info)
 			}
-			w.q.Client().Revoke(cctx, sess.Lease())
+			w.q.Client().Revoke(cctx, lease)
 		}
-		sess.Orphan()
+		kept().Orphan()
 	}()
 	rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
-	err = w.q.Register(rctx, sess.Lease(), info)
+	err = w.q.Register(rctx, lease, info)
 	rcancel()
 	if err != nil {
 		return fmt.Errorf("register: %w", err)
 	}
 	registered = true
-	w.log.Info().Int("concurrency", w.cfg.Concurrency).Str("zone", w.cfg.Zone).Str("lease", fmt.Sprintf("%x", sess.Lease())).Msg("worker started")
+	w.log.Info().Int("concurrency", w.cfg.Concurrency).Str("zone", w.cfg.Zone).Str("lease", fmt.Sprintf("%x", lease)).Msg("worker started")
 	w.live.Store(true)
 	defer w.live.Store(false)
 	w.startOnce.Do(func() { close(w.started) })
@@ -296,7 +300,7 @@ func (w *Worker) session(ctx context.Context) error {
 	defer endTasks()
 	go func() {
 		select {
-		case <-sess.Done():
+		case <-lost:
 			endTasks()
 		case <-taskCtx.Done():
 		}
@@ -306,13 +310,13 @@ func (w *Worker) session(ctx context.Context) error {
 	stopClaims := context.AfterFunc(ctx, endClaims)
 	defer stopClaims()
 
-	s := newRun(w, sess.Lease(), sess.Done())
+	s := newRun(w, lease, lost)
 	wake := make(chan struct{}, 1)
 	var watchers, tasks sync.WaitGroup
 	watchers.Go(func() { w.watchWake(claimCtx, wake) })
 	watchers.Go(func() { w.watchCancels(taskCtx) })
 	watchers.Go(func() { w.watchEnded(taskCtx) })
-	watchers.Go(func() { w.q.KeepLease(taskCtx, sess.Lease(), w.cfg.LeaseTTL) })
+	watchers.Go(func() { w.q.KeepLease(taskCtx, lease, w.cfg.LeaseTTL) })
 	watchers.Go(func() { s.watchAssignment(claimCtx) })
 	committed := make(chan struct{})
 	go func() { defer close(committed); s.commitLoop(ctx) }()
@@ -338,6 +342,69 @@ func (w *Worker) session(ctx context.Context) error {
 		return err
 	}
 	return errors.New("lease lost")
+}
+
+// keepLease follows the worker's lease through sessions. A session's
+// keepalive stream stays on one etcd member; when that member hangs, the
+// client gives the session up after a TTL without answers, though the
+// lease may be alive (queue.KeepLease renews it through other members,
+// and an etcd leader change renews every lease). Then keepLease asks etcd,
+// through a member that answers, whether the lease is alive, and if so
+// keeps it with a new session on the same lease: the worker keeps its
+// claims and its running checks. lost is closed when the lease is gone,
+// or no member can say; kept returns the current session.
+func (w *Worker) keepLease(life context.Context, first *concurrency.Session) (lost <-chan struct{}, kept func() *concurrency.Session) {
+	ch := make(chan struct{})
+	var mu sync.Mutex
+	cur := first
+	go func() {
+		defer close(ch)
+		s := first
+		for {
+			select {
+			case <-life.Done():
+				return
+			case <-s.Done():
+			}
+			if life.Err() != nil || !w.leaseAlive(life, first.Lease()) {
+				return
+			}
+			ns, err := concurrency.NewSession(w.q.Client(), concurrency.WithLease(first.Lease()),
+				concurrency.WithTTL(int(w.cfg.LeaseTTL.Seconds())), concurrency.WithContext(life))
+			if err != nil {
+				return
+			}
+			w.log.Warn().Str("lease", fmt.Sprintf("%x", first.Lease())).
+				Msg("the lease's keepalive stream went unanswered (its etcd member hangs or is cut off), but the lease is alive: keeping it through another member")
+			mu.Lock()
+			cur = ns
+			mu.Unlock()
+			s = ns
+		}
+	}()
+	return ch, func() *concurrency.Session {
+		mu.Lock()
+		defer mu.Unlock()
+		return cur
+	}
+}
+
+// leaseAlive asks etcd whether lease still has time left, up to three
+// times with a short deadline, each going to the member the client's
+// balancer picks.
+func (w *Worker) leaseAlive(ctx context.Context, lease clientv3.LeaseID) bool {
+	for range 3 {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		resp, err := w.q.Client().TimeToLive(cctx, lease)
+		cancel()
+		if err == nil {
+			return resp.TTL > 0
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+	}
+	return false
 }
 
 // drain waits for running checks for up to DrainTimeout, or until Kill,
