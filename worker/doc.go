@@ -35,7 +35,7 @@
 //     own baseline: a far etcd keeps the whole pipeline, a saturated one
 //     gets fewer, larger transactions. It never lowers --concurrency.
 //     Deadlines of the claim and commit path are the larger of
-//     CallTimeout and twenty times the slowest recent listing, claim or
+//     CallTimeout and four times the slowest recent listing, claim or
 //     commit, capped at MaxCallTimeout (commits get twice that).
 //   - A claimed task that waits longer than a quarter of its timeout (at
 //     most 15s) for a slot is given back, due at once on the same attempt.

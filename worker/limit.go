@@ -143,7 +143,7 @@ func (l *requestLimit) base() time.Duration {
 }
 
 // timeout is the deadline for one etcd call of the claim and commit path:
-// twenty times the slowest of the recent transactions, and never below
+// four times the slowest of the recent transactions, and never below
 // floor. A link that is merely slow never runs it out; one that has
 // stopped answering does, after about floor.
 func (l *requestLimit) timeout(floor time.Duration) time.Duration {
@@ -154,7 +154,7 @@ func (l *requestLimit) timeout(floor time.Duration) time.Duration {
 		return floor
 	}
 	slowest := slices.Max(l.recent[:n])
-	return min(max(floor, 20*slowest), MaxCallTimeout)
+	return min(max(floor, 4*slowest), MaxCallTimeout)
 }
 
 // MaxCallTimeout caps a derived deadline, and CallTimeout: a call this

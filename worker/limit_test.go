@@ -52,7 +52,7 @@ func TestRequestLimitFixed(t *testing.T) {
 }
 
 // TestCallTimeoutFitsTheLink: the deadline is the floor next to etcd and
-// twenty times the slowest recent call far from it, capped.
+// four times the slowest recent call far from it, capped.
 func TestCallTimeoutFitsTheLink(t *testing.T) {
 	l := newRequestLimit(zerolog.Nop(), nil)
 	if got := l.timeout(5 * time.Second); got != 5*time.Second {
@@ -62,9 +62,9 @@ func TestCallTimeoutFitsTheLink(t *testing.T) {
 	if got := l.timeout(5 * time.Second); got != 5*time.Second {
 		t.Fatalf("near etcd: %s, want the floor", got)
 	}
-	feed(l, 400*time.Millisecond, 1)
+	feed(l, 2*time.Second, 1)
 	if got := l.timeout(5 * time.Second); got != 8*time.Second {
-		t.Fatalf("a 400ms call: %s, want 8s", got)
+		t.Fatalf("a 2s call: %s, want 8s", got)
 	}
 	feed(l, time.Minute, 1)
 	if got := l.timeout(5 * time.Second); got != MaxCallTimeout {

@@ -23,7 +23,7 @@ const (
 	DefaultConcurrency  = 64
 	DefaultLeaseTTL     = 10 * time.Second
 	DefaultDrainTimeout = 30 * time.Second
-	DefaultCallTimeout  = 5 * time.Second
+	DefaultCallTimeout  = 2 * time.Second
 	// MaxConcurrency is the most checks one worker runs at once: past
 	// that, run more workers.
 	MaxConcurrency = 100000
@@ -49,9 +49,10 @@ type Config struct {
 	// ends; then they are cut short and their tasks released. Default 30s.
 	DrainTimeout time.Duration
 	// CallTimeout is the least time an etcd call of the claim and commit
-	// path is given. The deadline actually used is twenty times the
+	// path is given. The deadline actually used is four times the
 	// slowest recent transaction when that is longer, so a far or busy
-	// etcd never fails a call for being slow. Default 5s.
+	// etcd never fails a call for being slow. Default 2s: a call to a
+	// member that hangs gives up soon, and its retry goes to another.
 	CallTimeout time.Duration
 	// RequestLimit, when above 0, fixes how many claim transactions (and
 	// how many commit transactions) are kept in flight, at most 8, in

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -133,6 +134,15 @@ func runScenario(t *testing.T, sc scenario) figures {
 	}
 	f.exited = h.exited()
 	f.leasesLost = h.workerMetric("patrol_worker_keepalive_failures_total")
+	if os.Getenv("CLUSTERFAULT_DEBUG") != "" { // the workers' lease, session and failure lines, to see why a figure moved
+		for id, w := range h.workers {
+			for _, l := range w.Stderr() {
+				if strings.Contains(l, "lease") || strings.Contains(l, "session") || strings.Contains(l, "failed") {
+					t.Logf("%s: %s", id, l)
+				}
+			}
+		}
+	}
 	if n := h.tl.watchRestarts(); n > 0 {
 		f.notes = append(f.notes, fmt.Sprintf("the suite's own watches were compacted %d times", n))
 	}
