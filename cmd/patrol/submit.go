@@ -102,6 +102,9 @@ func submit(c *cli.Context) error {
 	if err := check.Validate(typ, params, hosts); err != nil {
 		return err
 	}
+	if err := check.ValidateTimeout(typ, params, policy.Timeout()); err != nil {
+		return err
+	}
 
 	plan := queue.PlanBatch(hosts, 0)
 	if c.Bool("plan") {

@@ -212,6 +212,28 @@ func Validate(typ string, params map[string]string, hosts []inventory.Host) erro
 	return nil
 }
 
+// ownTimeout lists the check types whose timeout param bounds the whole
+// run, so that it must end before the job's --timeout does.
+var ownTimeout = []string{"dns", "icmp", "tls"}
+
+// ValidateTimeout refuses a timeout param of a dns, icmp or tls check
+// longer than the job's per-attempt timeout, which would end the run
+// first: the check's own timeout could never decide. It is what `patrol
+// submit` calls with --timeout, after Validate. A check whose default
+// timeout is longer than the job's is clamped at run time, and says so.
+func ValidateTimeout(typ string, params map[string]string, job time.Duration) error {
+	v, ok := params["timeout"]
+	if !ok || job <= 0 || !slices.Contains(ownTimeout, typ) {
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= job {
+		return nil // Validate reports a malformed one
+	}
+	return fmt.Errorf("%w: %s timeout=%q is longer than the job's --timeout %s, which would end every run first: pass a --timeout longer than %s, or --param timeout=%s or less",
+		ErrBadParam, typ, v, job, d, job)
+}
+
 // result builds a Result whose Duration runs from start to now.
 func result(start time.Time, s Status, format string, args ...any) Result {
 	return Result{Status: s, Message: oneLine(fmt.Sprintf(format, args...)), Duration: time.Since(start)}
