@@ -288,11 +288,17 @@ func exchangeOver(ctx context.Context, network string, q *dns.Msg, server string
 	return client.ExchangeWithConnContext(ctx, q, &dns.Conn{Conn: nc})
 }
 
-// exchangeError says why an exchange failed, as briefly as it can.
+// exchangeError says why an exchange failed, as briefly as it can. It
+// reads the error itself, not whether ctx has ended since (it has, once
+// the exchange's cancel ran): a refused query is "connection refused".
+// Only a deadline, or the socket closed because ctx ended, is a timeout.
 func exchangeError(ctx context.Context, err error) string {
 	var netErr net.Error
-	if ctx.Err() != nil || errors.As(err, &netErr) && netErr.Timeout() {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr) && netErr.Timeout():
 		return "timed out"
+	case errors.Is(err, net.ErrClosed) && errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return "timed out" // closed by the AfterFunc of exchangeOver
 	}
 	return innermost(err)
 }
