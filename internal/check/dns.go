@@ -37,7 +37,7 @@ var dnsTypes = map[string]uint16{
 //	         equal the answers exactly (in any order; names compared
 //	         without case or trailing dot), e.g. 192.0.2.1,192.0.2.2 or
 //	         "10 mail.example.com"; or /REGEXP/, which some answer must
-//	         match
+//	         match; an empty one (/ or //) is refused
 //	timeout  duration for the whole check, every server tried; default 5s
 //
 // Answers are written as dig writes their data: A and AAAA an address,
@@ -82,9 +82,15 @@ func newDNS(p params, _ Options) (Check, error) {
 	}
 	if v, ok := p.m["expect"]; ok {
 		c.expect = v
-		if re, isRE := strings.CutPrefix(v, "/"); isRE && strings.HasSuffix(re, "/") && len(re) > 0 {
-			if c.match, err = (params{typ: p.typ, m: map[string]string{"expect": re[:len(re)-1]}}).regexp("expect"); err != nil {
-				return nil, err
+		if strings.HasPrefix(v, "/") {
+			// A regexp, written /REGEXP/: not empty, which would match
+			// anything; errors show the value as written.
+			re := strings.TrimPrefix(v, "/")
+			if len(re) < 2 || !strings.HasSuffix(re, "/") {
+				return nil, p.bad("expect", "/REGEXP/, a regular expression between slashes that some answer must match, e.g. /^192\\.0\\.2\\./ (not empty), or the answers wanted, comma separated")
+			}
+			if c.match, err = regexp.Compile(re[:len(re)-1]); err != nil {
+				return nil, fmt.Errorf("%w: %s expect=%q: want /REGEXP/ with a regular expression (Go RE2 syntax) between the slashes: %v", ErrBadParam, p.typ, v, err)
 			}
 		} else {
 			for f := range strings.SplitSeq(v, ",") {
