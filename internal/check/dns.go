@@ -31,8 +31,10 @@ var dnsTypes = map[string]uint16{
 //	type     the record type: A (default), AAAA, CNAME, MX, TXT or SRV
 //	server   template; host:port of the DNS server to ask, e.g.
 //	         {{.Address}}:53 to check each inventory host as a server;
-//	         default the system resolver: the nameservers in
-//	         /etc/resolv.conf, tried in order
+//	         default the system resolver: the nameserver lines of
+//	         /etc/resolv.conf, tried in order; only those: no search
+//	         domains or ndots (the name is asked as written, fully
+//	         qualified), no /etc/hosts, no nsswitch
 //	expect   the answer wanted: either a comma-separated set that must
 //	         equal the answers exactly (in any order; names compared
 //	         without case or trailing dot), e.g. 192.0.2.1,192.0.2.2 or
@@ -48,7 +50,8 @@ var dnsTypes = map[string]uint16{
 // ok: answers of the type (matching expect). fail: NXDOMAIN, no record of
 // the type (NODATA), answers that do not match expect. error: SERVFAIL,
 // REFUSED and other failure codes, a timeout, a server that cannot be
-// reached (from the system resolver, only once every nameserver failed).
+// reached (from the system resolver, only once every nameserver failed),
+// which says why, e.g. connection refused, and is not called a timeout.
 //
 // Details: "answers" (comma separated), "rcode", "server", "time_ms" (the
 // exchange that answered), "ttl" (the lowest TTL among the answers).
