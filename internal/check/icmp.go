@@ -209,7 +209,7 @@ func (c *icmpCheck) Run(ctx context.Context, h inventory.Host) (res Result) {
 	switch {
 	case errors.Is(ctx.Err(), context.Canceled):
 		return result(start, StatusError, "icmp %s: cancelled", ip)
-	case ctx.Err() != nil:
+	case ended(ctx):
 		// The job's --timeout ended the run before the check's own
 		// timeout did: what came back so far is no verdict.
 		return result(start, StatusError, "icmp %s: timed out after %s, the job's --timeout, before the check's timeout=%s ended (%d of %d requests sent, %d replies): pass a --timeout longer than the check's timeout",
@@ -218,6 +218,17 @@ func (c *icmpCheck) Run(ctx context.Context, h inventory.Host) (res Result) {
 		return result(start, StatusError, "icmp %s: %s", ip, innermost(err))
 	}
 	return c.judge(start, ip, sock.mode, rtts[:sent])
+}
+
+// ended reports whether ctx is done or its deadline has passed: a read
+// deadline set to ctx's deadline can fire before ctx's own timer has
+// marked it done.
+func ended(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
 
 // replies counts the round trips measured.
@@ -285,7 +296,7 @@ func (c *icmpCheck) ping(ctx context.Context, sock *icmpSocket, ip net.IP, start
 		return nil
 	}
 	for seq := range c.count {
-		if err := readUntil(start.Add(time.Duration(seq) * c.interval)); err != nil || ctx.Err() != nil {
+		if err := readUntil(start.Add(time.Duration(seq) * c.interval)); err != nil || ended(ctx) {
 			return rtts, sent, err
 		}
 		msg := icmp.Message{Type: echoType, Body: &icmp.Echo{ID: id, Seq: seq, Data: token[:]}}
