@@ -144,9 +144,19 @@ func globalFlags() []cli.Flag {
 
 // outputFlag is -o/--output. It is global and also on each command that
 // prints, so both `patrol -o json results B` and `patrol results B -o json` work.
-func outputFlag() cli.Flag {
+//
+// formats are the formats the command takes, for its usage text; none for
+// the global flag, whose usage says that commands differ.
+func outputFlag(formats ...string) cli.Flag {
+	usage := "output format: table or json; results also takes wide, yaml and csv"
+	if len(formats) > 0 {
+		usage = "output format: " + strings.Join(formats, ", ")
+		if i := strings.LastIndex(usage, ", "); i >= 0 {
+			usage = usage[:i] + " or " + usage[i+2:]
+		}
+	}
 	return &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", EnvVars: []string{"PATROL_OUTPUT"},
-		Usage: "output format: table or json"}
+		Usage: usage}
 }
 
 // outputFormat returns -o, checked against what the command supports.

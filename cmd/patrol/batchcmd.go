@@ -31,7 +31,7 @@ func queueCommand(name, usage, argsUsage string, formats []string, timeout time.
 		Name:      name,
 		Usage:     usage,
 		ArgsUsage: argsUsage,
-		Flags:     append([]cli.Flag{outputFlag()}, flags...),
+		Flags:     append([]cli.Flag{outputFlag(formats...)}, flags...),
 		Action: func(c *cli.Context) error {
 			out, err := outputFormat(c, formats...)
 			if err != nil {

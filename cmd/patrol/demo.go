@@ -118,7 +118,7 @@ func startDemoTargets() (*demoTargets, error) {
 	for _, days := range []int{90, 20, 3} {
 		var cert tls.Certificate
 		if err == nil {
-			cert, err = ca.Issue(time.Now().Add(time.Duration(days)*24*time.Hour+time.Hour), "127.0.0.1")
+			cert, err = ca.Issue(time.Now().Add(time.Duration(days)*24*time.Hour), "127.0.0.1")
 		}
 		var s *nettest.TLSServer
 		if err == nil {

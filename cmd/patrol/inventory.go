@@ -22,7 +22,7 @@ func inventoryCommand() *cli.Command {
 			"does, and prints every host, or those --limit selects. Touches no etcd.",
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
-			outputFlag(),
+			outputFlag("table", "json"),
 			&cli.StringFlag{Name: "inventory", Aliases: []string{"i"}, Usage: "inventory file or directory"},
 			&cli.StringFlag{Name: "limit", Aliases: []string{"l"},
 				Usage: "Ansible host pattern: web:&prod, web:!web1, web*, ~re, web[0:2], @file"},

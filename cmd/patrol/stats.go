@@ -32,9 +32,10 @@ type hostValue struct {
 }
 
 // notMeasured are details that look numeric but measure nothing: a
-// certificate serial number in hex, a plugin's thresholds and bounds.
+// certificate serial number in hex, icmp's requests sent (the count param,
+// the same on every host), a plugin's thresholds and bounds.
 func notMeasured(key string) bool {
-	if key == "serial" {
+	if key == "serial" || key == "sent" {
 		return true
 	}
 	for _, s := range []string{".warn", ".crit", ".min", ".max"} {
@@ -45,11 +46,12 @@ func notMeasured(key string) bool {
 	return false
 }
 
-// lowIsWorse guesses which end of a detail is bad: days left is worse
-// low; a plugin's value whose threshold is "N:" (alert below N) too;
-// everything else (times, sizes, usage, loss) is worse high.
+// lowIsWorse guesses which end of a detail is bad: certificate days left
+// and icmp replies received are worse low; a plugin's value whose
+// threshold is "N:" (alert below N) too; everything else (times, sizes,
+// usage, loss) is worse high.
 func lowIsWorse(key string, rows []queue.HostResult) bool {
-	if key == "days_left" {
+	if key == "days_left" || key == "received" {
 		return true
 	}
 	for _, r := range rows {
@@ -133,8 +135,11 @@ func printStats(w io.Writer, stats []detailStats) {
 		if s.LowIsWorse {
 			dir = "lowest"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s: %s\n", s.Detail, s.Count, num(s.Min), num(s.P50), num(s.P95), num(s.Max),
-			dir, strings.Join(worst, ", "))
+		what := dir + ": " + strings.Join(worst, ", ")
+		if s.Count > 1 && s.Min == s.Max {
+			what = "(the same on every host)" // no host is worst
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", s.Detail, s.Count, num(s.Min), num(s.P50), num(s.P95), num(s.Max), what)
 	}
 	tw.Flush()
 }

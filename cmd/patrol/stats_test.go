@@ -64,3 +64,32 @@ func TestResultStats(t *testing.T) {
 		t.Errorf("printStats:\n%s", b.String())
 	}
 }
+
+// TestResultStatsICMP: the hosts that got the fewest replies are the
+// worst; the requests sent, the same everywhere, are not summarised; a
+// detail equal on every host names no worst host.
+func TestResultStatsICMP(t *testing.T) {
+	var rows []queue.HostResult
+	for i, got := range []string{"3", "1", "2", "3"} {
+		rows = append(rows, queue.HostResult{Result: queue.Result{Host: "h" + strconv.Itoa(i+1),
+			Details: map[string]string{"sent": "3", "received": got, "rtt_avg_ms": "0.050"}}})
+	}
+	stats := resultStats(rows)
+	var names []string
+	by := map[string]detailStats{}
+	for _, s := range stats {
+		names = append(names, s.Detail)
+		by[s.Detail] = s
+	}
+	if got := strings.Join(names, " "); got != "received rtt_avg_ms" {
+		t.Fatalf("details summarised: %s, want received rtt_avg_ms (not sent)", got)
+	}
+	if r := by["received"]; !r.LowIsWorse || r.Worst[0].Host != "h2" || r.Worst[1].Host != "h3" {
+		t.Errorf("received: %+v, want the fewest replies worst: h2, h3", r)
+	}
+	var b strings.Builder
+	printStats(&b, stats)
+	if !strings.Contains(b.String(), "lowest: h2 (1), h3 (2), h1 (3)") || !strings.Contains(b.String(), "(the same on every host)") {
+		t.Errorf("printStats:\n%s", b.String())
+	}
+}

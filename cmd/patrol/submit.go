@@ -24,7 +24,7 @@ func submitCommand() *cli.Command {
 			"Check types, their params (defaults in parentheses) and verdicts:\n\n" + check.Reference(),
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
-			outputFlag(),
+			outputFlag("table", "json"),
 			&cli.StringFlag{Name: "inventory", Aliases: []string{"i"}, Usage: "inventory: a host list (one per line), an Ansible INI, YAML or JSON inventory, or a directory of them"},
 			&cli.StringFlag{Name: "limit", Aliases: []string{"l"}, Usage: "only hosts matching this Ansible pattern (groups, globs, ~regex, :&, :!, slices, @file)"},
 			&cli.StringFlag{Name: "check", Usage: "check type: " + strings.Join(check.Types(), ", ")},
@@ -100,6 +100,9 @@ func submit(c *cli.Context) error {
 		}
 	}
 	if err := check.Validate(typ, params, hosts); err != nil {
+		return err
+	}
+	if err := check.ValidateTimeout(typ, params, policy.Timeout()); err != nil {
 		return err
 	}
 

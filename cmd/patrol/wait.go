@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -186,19 +187,27 @@ func summaryLine(s queue.Summary) string {
 // failOnFlag is --fail-on, for the commands that wait for a batch.
 func failOnFlag() cli.Flag {
 	return &cli.StringFlag{Name: "fail-on", Value: "fail",
-		Usage: "what makes the exit code 2: fail (a host ended fail, error, dead, cancelled or skipped; warnings exit 0) or warn (warnings too)"}
+		Usage: "what makes the exit code 2 (with --wait for submit and retry): fail (a host ended fail, error, dead, cancelled or skipped; warnings exit 0) or warn (warnings too)"}
 }
 
-// failOnWarn reads --fail-on: whether a warning fails the command.
+// failOnWarn reads --fail-on: whether a warning fails the command. A
+// command with a --wait flag (submit, retry) refuses --fail-on without
+// it: the command would exit 0 once the batch is stored, whatever it says.
 func failOnWarn(c *cli.Context) (bool, error) {
+	var warnFails bool
 	switch v := c.String("fail-on"); v {
 	case "fail":
-		return false, nil
 	case "warn":
-		return true, nil
+		warnFails = true
 	default:
 		return false, usageErr("--fail-on %q: write fail (the default: warnings exit 0) or warn (warnings exit 2)", v)
 	}
+	hasWait := slices.ContainsFunc(c.Command.Flags, func(f cli.Flag) bool { return slices.Contains(f.Names(), "wait") })
+	if hasWait && c.IsSet("fail-on") && !c.Bool("wait") {
+		return false, usageErr("--fail-on %s sets the exit code of --wait, and %s without --wait exits 0 once the batch is stored: add --wait, or follow the batch later with `patrol watch BATCH --fail-on %s`",
+			c.String("fail-on"), c.Command.Name, c.String("fail-on"))
+	}
+	return warnFails, nil
 }
 
 // finishedExit is the exit a finished batch's summary calls for: 2 when a

@@ -115,8 +115,8 @@ type kind struct {
 
 var kinds = map[string]kind{
 	"dns": {params: []string{"expect", "name", "server", "timeout", "type"}, build: newDNS, doc: [2]string{
-		"name (the host's address), type (A; AAAA, CNAME, MX, TXT, SRV), server (host:port; the nameservers in /etc/resolv.conf), expect (a comma-separated exact set, or /regexp/), timeout (5s)",
-		"ok: answers (matching expect); fail: NXDOMAIN, no record of the type, answers that do not match; error: SERVFAIL, REFUSED, timeout"}},
+		"name (the host's address), type (A; AAAA, CNAME, MX, TXT, SRV), server (host:port; the nameserver lines of /etc/resolv.conf: no search domains, no /etc/hosts), expect (a comma-separated exact set, or /regexp/), timeout (5s)",
+		"ok: answers (matching expect); fail: NXDOMAIN, no record of the type, answers that do not match; error: SERVFAIL, REFUSED, timeout, a server that cannot be reached (said so, not a timeout)"}},
 	"exec": {params: []string{"args", "name", "nagios", "timeout"}, build: newExec, doc: [2]string{
 		"name (a command in the worker's --allow-exec), args (words, each a template), nagios (true), timeout (30s)",
 		"as a Nagios plugin: exit 0 ok, 1 warn, 2 or other fail, 3 error; nagios=false: exit 0 ok, other fail; error: not allowed, cannot start, timeout"}},
@@ -124,8 +124,8 @@ var kinds = map[string]kind{
 		"url (http://ADDRESS[:PORT]/), status (200), method (GET), body (regexp), header, insecure (false), ca (a file on the worker), max_redirects (10), timeout (10s)",
 		"ok: expected status (and body); fail: other status, refused, bad TLS; error: timeout, DNS failure"}},
 	"icmp": {params: []string{"count", "fail_loss", "fail_rtt", "interval", "timeout", "warn_loss", "warn_rtt"}, build: newICMP, doc: [2]string{
-		"count (3), interval (200ms), timeout (3s), warn_loss (20%), fail_loss (100%), warn_rtt, fail_rtt (none)",
-		"ok: under the thresholds; warn: loss or average RTT at a warn threshold; fail: at a fail threshold; error: no ICMP socket allowed, DNS failure"}},
+		"count (3), interval (200ms), timeout (3s; at least (count-1) x interval + 1s), warn_loss (20%), fail_loss (100%), warn_rtt, fail_rtt (none)",
+		"ok: under the thresholds; warn: loss or average RTT at a warn threshold; fail: at a fail threshold; error: no ICMP socket allowed, DNS failure, the job's --timeout ending the run"}},
 	"noop": {params: []string{"fail", "sleep", "warn"}, build: newNoop, doc: [2]string{
 		"sleep (0), fail (false), warn (false)", "for tests: ok, or fail or warn as asked"}},
 	"ssh": {params: []string{"args", "connect_timeout", "host_key_check", "nagios", "name", "port", "timeout"}, build: newSSH, doc: [2]string{
@@ -210,6 +210,28 @@ func Validate(typ string, params map[string]string, hosts []inventory.Host) erro
 		}
 	}
 	return nil
+}
+
+// ownTimeout lists the check types whose timeout param bounds the whole
+// run, so that it must end before the job's --timeout does.
+var ownTimeout = []string{"dns", "icmp", "tls"}
+
+// ValidateTimeout refuses a timeout param of a dns, icmp or tls check
+// longer than the job's per-attempt timeout, which would end the run
+// first: the check's own timeout could never decide. It is what `patrol
+// submit` calls with --timeout, after Validate. A check whose default
+// timeout is longer than the job's is clamped at run time, and says so.
+func ValidateTimeout(typ string, params map[string]string, job time.Duration) error {
+	v, ok := params["timeout"]
+	if !ok || job <= 0 || !slices.Contains(ownTimeout, typ) {
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= job {
+		return nil // Validate reports a malformed one
+	}
+	return fmt.Errorf("%w: %s timeout=%q is longer than the job's --timeout %s, which would end every run first: pass a --timeout longer than %s, or --param timeout=%s or less",
+		ErrBadParam, typ, v, job, d, job)
 }
 
 // result builds a Result whose Duration runs from start to now.

@@ -31,13 +31,15 @@ var dnsTypes = map[string]uint16{
 //	type     the record type: A (default), AAAA, CNAME, MX, TXT or SRV
 //	server   template; host:port of the DNS server to ask, e.g.
 //	         {{.Address}}:53 to check each inventory host as a server;
-//	         default the system resolver: the nameservers in
-//	         /etc/resolv.conf, tried in order
+//	         default the system resolver: the nameserver lines of
+//	         /etc/resolv.conf, tried in order; only those: no search
+//	         domains or ndots (the name is asked as written, fully
+//	         qualified), no /etc/hosts, no nsswitch
 //	expect   the answer wanted: either a comma-separated set that must
 //	         equal the answers exactly (in any order; names compared
 //	         without case or trailing dot), e.g. 192.0.2.1,192.0.2.2 or
 //	         "10 mail.example.com"; or /REGEXP/, which some answer must
-//	         match
+//	         match; an empty one (/ or //) is refused
 //	timeout  duration for the whole check, every server tried; default 5s
 //
 // Answers are written as dig writes their data: A and AAAA an address,
@@ -48,7 +50,8 @@ var dnsTypes = map[string]uint16{
 // ok: answers of the type (matching expect). fail: NXDOMAIN, no record of
 // the type (NODATA), answers that do not match expect. error: SERVFAIL,
 // REFUSED and other failure codes, a timeout, a server that cannot be
-// reached (from the system resolver, only once every nameserver failed).
+// reached (from the system resolver, only once every nameserver failed),
+// which says why, e.g. connection refused, and is not called a timeout.
 //
 // Details: "answers" (comma separated), "rcode", "server", "time_ms" (the
 // exchange that answered), "ttl" (the lowest TTL among the answers).
@@ -82,9 +85,15 @@ func newDNS(p params, _ Options) (Check, error) {
 	}
 	if v, ok := p.m["expect"]; ok {
 		c.expect = v
-		if re, isRE := strings.CutPrefix(v, "/"); isRE && strings.HasSuffix(re, "/") && len(re) > 0 {
-			if c.match, err = (params{typ: p.typ, m: map[string]string{"expect": re[:len(re)-1]}}).regexp("expect"); err != nil {
-				return nil, err
+		if strings.HasPrefix(v, "/") {
+			// A regexp, written /REGEXP/: not empty, which would match
+			// anything; errors show the value as written.
+			re := strings.TrimPrefix(v, "/")
+			if len(re) < 2 || !strings.HasSuffix(re, "/") {
+				return nil, p.bad("expect", "/REGEXP/, a regular expression between slashes that some answer must match, e.g. /^192\\.0\\.2\\./ (not empty), or the answers wanted, comma separated")
+			}
+			if c.match, err = regexp.Compile(re[:len(re)-1]); err != nil {
+				return nil, fmt.Errorf("%w: %s expect=%q: want /REGEXP/ with a regular expression (Go RE2 syntax) between the slashes: %v", ErrBadParam, p.typ, v, err)
 			}
 		} else {
 			for f := range strings.SplitSeq(v, ",") {
@@ -288,11 +297,17 @@ func exchangeOver(ctx context.Context, network string, q *dns.Msg, server string
 	return client.ExchangeWithConnContext(ctx, q, &dns.Conn{Conn: nc})
 }
 
-// exchangeError says why an exchange failed, as briefly as it can.
+// exchangeError says why an exchange failed, as briefly as it can. It
+// reads the error itself, not whether ctx has ended since (it has, once
+// the exchange's cancel ran): a refused query is "connection refused".
+// Only a deadline, or the socket closed because ctx ended, is a timeout.
 func exchangeError(ctx context.Context, err error) string {
 	var netErr net.Error
-	if ctx.Err() != nil || errors.As(err, &netErr) && netErr.Timeout() {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr) && netErr.Timeout():
 		return "timed out"
+	case errors.Is(err, net.ErrClosed) && errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return "timed out" // closed by the AfterFunc of exchangeOver
 	}
 	return innermost(err)
 }

@@ -197,7 +197,10 @@ func TestDNS(t *testing.T) {
 		dead := closedUDPPort(t)
 		c.system = func() ([]string, error) { return []string{s.addr, dead}, nil }
 		res := c.Run(context.Background(), h)
-		expect(t, res, StatusError, "dns A broken.test: no answer: "+s.addr+": SERVFAIL; "+dead+": ")
+		expect(t, res, StatusError, "dns A broken.test: no answer: "+s.addr+": SERVFAIL; "+dead+": connection refused")
+		if strings.Contains(res.Message, "timed out") {
+			t.Errorf("message %q: an unreachable server is refused, not timed out", res.Message)
+		}
 	})
 
 	t.Run("cancelled", func(t *testing.T) {

@@ -29,8 +29,10 @@ import (
 //	count      echo requests to send, 1-100; default 3
 //	interval   between requests, 10ms-10s; default 200ms
 //	timeout    duration for the whole check; replies not in by then are
-//	           lost; default 3s; must leave a second for replies after
-//	           the last request, (count-1) x interval + 1s
+//	           lost; default 3s; must grow with count x interval: at least
+//	           (count-1) x interval + 1s, a second for the last reply; and
+//	           shorter than the job's --timeout, which otherwise ends the
+//	           run first, an error
 //	warn_loss  warn when at least this share of requests got no reply, a
 //	           percentage 1-100 (20 or 20%); default 20
 //	fail_loss  fail when at least this share was lost; default 100 (no
@@ -51,7 +53,9 @@ import (
 // ok: loss and round trip under the warn thresholds. warn: at or above a
 // warn threshold. fail: at or above a fail threshold (by default, no reply
 // at all). error: the address does not resolve, no ICMP socket can be
-// opened, cancellation.
+// opened, cancellation, the job's --timeout ending the run before the
+// check's own timeout (replies missing then are no verdict). Loss is over
+// the requests sent.
 //
 // Details: "address", "sent", "received", "loss_pct", "rtt_min_ms",
 // "rtt_avg_ms", "rtt_max_ms" (when any reply came), "socket"
@@ -201,25 +205,53 @@ func (c *icmpCheck) Run(ctx context.Context, h inventory.Host) (res Result) {
 	stop := context.AfterFunc(runCtx, func() { sock.conn.Close() })
 	defer stop()
 
-	rtts, err := c.ping(runCtx, sock, ip, start)
-	if errors.Is(ctx.Err(), context.Canceled) {
+	rtts, sent, err := c.ping(runCtx, sock, ip, start)
+	switch {
+	case errors.Is(ctx.Err(), context.Canceled):
 		return result(start, StatusError, "icmp %s: cancelled", ip)
-	}
-	if err != nil {
+	case ended(ctx):
+		// The job's --timeout ended the run before the check's own
+		// timeout did: what came back so far is no verdict.
+		return result(start, StatusError, "icmp %s: timed out after %s, the job's --timeout, before the check's timeout=%s ended (%d of %d requests sent, %d replies): pass a --timeout longer than the check's timeout",
+			ip, time.Since(start).Round(time.Millisecond), c.timeout, sent, c.count, replies(rtts))
+	case err != nil:
 		return result(start, StatusError, "icmp %s: %s", ip, innermost(err))
 	}
-	return c.judge(start, ip, sock.mode, rtts)
+	return c.judge(start, ip, sock.mode, rtts[:sent])
+}
+
+// ended reports whether ctx is done or its deadline has passed: a read
+// deadline set to ctx's deadline can fire before ctx's own timer has
+// marked it done.
+func ended(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
+}
+
+// replies counts the round trips measured.
+func replies(rtts []time.Duration) int {
+	n := 0
+	for _, d := range rtts {
+		if d >= 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // ping sends count echo requests, interval apart, and reads replies until
 // every one is in or ctx ends. rtts holds a round trip per reply, by
-// sequence, -1 for none.
-func (c *icmpCheck) ping(ctx context.Context, sock *icmpSocket, ip net.IP, start time.Time) ([]time.Duration, error) {
+// sequence, -1 for none; sent is how many requests went out, the first
+// sent of rtts.
+func (c *icmpCheck) ping(ctx context.Context, sock *icmpSocket, ip net.IP, start time.Time) (rtts []time.Duration, sent int, err error) {
 	var token [8]byte
 	rand.Read(token[:])
 	id := int(binary.BigEndian.Uint16(token[:2])) // the kernel replaces it on an unprivileged socket
-	sent := make([]time.Time, c.count)
-	rtts := make([]time.Duration, c.count)
+	sentAt := make([]time.Time, c.count)
+	rtts = make([]time.Duration, c.count)
 	for i := range rtts {
 		rtts[i] = -1
 	}
@@ -256,31 +288,32 @@ func (c *icmpCheck) ping(ctx context.Context, sock *icmpSocket, ip net.IP, start
 			if !ok || !bytes.Equal(echo.Data, token[:]) || sock.mode == "raw" && echo.ID != id {
 				continue
 			}
-			if seq := echo.Seq; seq >= 0 && seq < c.count && !sent[seq].IsZero() && rtts[seq] < 0 {
-				rtts[seq] = now.Sub(sent[seq])
+			if seq := echo.Seq; seq >= 0 && seq < c.count && !sentAt[seq].IsZero() && rtts[seq] < 0 {
+				rtts[seq] = now.Sub(sentAt[seq])
 				got++
 			}
 		}
 		return nil
 	}
 	for seq := range c.count {
-		if err := readUntil(start.Add(time.Duration(seq) * c.interval)); err != nil || ctx.Err() != nil {
-			return rtts, err
+		if err := readUntil(start.Add(time.Duration(seq) * c.interval)); err != nil || ended(ctx) {
+			return rtts, sent, err
 		}
 		msg := icmp.Message{Type: echoType, Body: &icmp.Echo{ID: id, Seq: seq, Data: token[:]}}
 		b, err := msg.Marshal(nil) // the kernel fills in the ICMPv6 checksum
 		if err != nil {
-			return rtts, err
+			return rtts, sent, err
 		}
-		sent[seq] = time.Now()
+		sentAt[seq] = time.Now()
 		if _, err := sock.conn.WriteTo(b, sock.to(ip)); err != nil {
 			if ctx.Err() != nil {
-				return rtts, nil
+				return rtts, sent, nil
 			}
-			return rtts, fmt.Errorf("send echo request: %w", err)
+			return rtts, sent, fmt.Errorf("send echo request: %w", err)
 		}
+		sent++
 	}
-	return rtts, readUntil(time.Now().Add(c.timeout)) // ctx's deadline comes first
+	return rtts, sent, readUntil(time.Now().Add(c.timeout)) // ctx's deadline comes first
 }
 
 // sameIP reports whether a reply came from ip.
@@ -294,8 +327,14 @@ func sameIP(peer net.Addr, ip net.IP) bool {
 	return false
 }
 
-// judge turns the round trips into a Result.
+// judge turns the round trips of the requests sent, -1 for no reply,
+// into a Result. Loss is over the requests sent, which are all count of
+// them unless sending failed.
 func (c *icmpCheck) judge(start time.Time, ip net.IP, mode string, rtts []time.Duration) Result {
+	sent := len(rtts)
+	if sent == 0 {
+		return result(start, StatusError, "icmp %s: no echo request was sent", ip)
+	}
 	var (
 		got           int
 		sum           time.Duration
@@ -312,12 +351,12 @@ func (c *icmpCheck) judge(start time.Time, ip net.IP, mode string, rtts []time.D
 		sum += d
 		got++
 	}
-	loss := 100 * float64(c.count-got) / float64(c.count)
+	loss := 100 * float64(sent-got) / float64(sent)
 	details := map[string]string{
-		"address": ip.String(), "sent": strconv.Itoa(c.count), "received": strconv.Itoa(got),
+		"address": ip.String(), "sent": strconv.Itoa(sent), "received": strconv.Itoa(got),
 		"loss_pct": strconv.FormatFloat(loss, 'f', -1, 64), "socket": mode,
 	}
-	what := fmt.Sprintf("icmp %s: %d/%d replies (%s%% lost)", ip, got, c.count, strconv.FormatFloat(loss, 'f', 0, 64))
+	what := fmt.Sprintf("icmp %s: %d/%d replies (%s%% lost)", ip, got, sent, strconv.FormatFloat(loss, 'f', 0, 64))
 	var avg time.Duration
 	if got > 0 {
 		avg = sum / time.Duration(got)

@@ -106,3 +106,28 @@ func TestICMPJudge(t *testing.T) {
 		expect(t, res, tt.status, tt.message)
 	}
 }
+
+// TestICMPJobTimeoutShorter: when the job's --timeout (the context's
+// deadline) ends the run before the check's own timeout, the requests
+// never sent are not lost replies: the result is an error, a timeout.
+func TestICMPJobTimeoutShorter(t *testing.T) {
+	lo := inventory.Host{Name: "localhost", Address: "127.0.0.1"}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	// Requests at 0s, 1s, 2s: only the first goes out before the deadline.
+	res := runICMP(t, ctx, map[string]string{"count": "3", "interval": "1s", "timeout": "5s"}, nil, lo)
+	expect(t, res, StatusError, "icmp 127.0.0.1: timed out after ")
+	if !strings.Contains(res.Message, "the job's --timeout, before the check's timeout=5s ended (1 of 3 requests sent, 1 replies)") {
+		t.Errorf("message %q does not say the job's timeout ended it", res.Message)
+	}
+}
+
+// TestICMPJudgeSent: loss is over the requests sent.
+func TestICMPJudgeSent(t *testing.T) {
+	c := mustNew(t, "icmp", map[string]string{"count": "4"}).(*icmpCheck)
+	res := c.judge(time.Now(), net.ParseIP("192.0.2.1"), "raw", []time.Duration{time.Millisecond, time.Millisecond})
+	expect(t, res, StatusOK, "icmp 192.0.2.1: 2/2 replies (0% lost)")
+	if res.Details["sent"] != "2" {
+		t.Errorf("sent %q, want 2", res.Details["sent"])
+	}
+}

@@ -31,7 +31,8 @@ import (
 // plugin wrote them), "perf.<label>.min" and "perf.<label>.max". Labels may
 // be quoted to hold spaces or "=" ('' is a quote inside one). Performance
 // data that does not parse never changes the verdict: what parsed is kept,
-// and the rest is in "perfdata" with a note in "perfdata_note".
+// and the rest is in "perfdata" with a note in "perfdata_note". Labels past
+// the first 64 are left out the same way, the note saying how many.
 
 // maxPerfLabels bounds how many performance data labels a result keeps, so
 // that a chatty plugin cannot grow every result record without limit.
@@ -109,12 +110,13 @@ var perfRange = regexp.MustCompile(`^@?(?:(?:~|[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-
 // addPerfdata parses perf into details; see the conventions above.
 func addPerfdata(details map[string]string, perf string) {
 	var bad []string
-	labels := 0
+	labels, dropped := 0, 0
 	for s := strings.TrimSpace(perf); s != ""; s = strings.TrimSpace(s) {
 		label, value, rest, err := nextPerf(s)
 		s = rest
-		if err == nil && labels == maxPerfLabels {
-			err = fmt.Errorf("more than %d labels", maxPerfLabels)
+		if labels == maxPerfLabels {
+			dropped++ // said once, below, with the count
+			continue
 		}
 		if err == nil {
 			err = addPerfValue(details, label, value)
@@ -125,9 +127,16 @@ func addPerfdata(details map[string]string, perf string) {
 		}
 		labels++
 	}
+	var notes []string
 	if len(bad) > 0 {
+		notes = append(notes, "performance data that does not parse was left out: "+strings.Join(bad, "; "))
+	}
+	if dropped > 0 {
+		notes = append(notes, fmt.Sprintf("more than %d labels: the %d after the first %d were left out", maxPerfLabels, dropped, maxPerfLabels))
+	}
+	if len(notes) > 0 {
 		details["perfdata"] = perf
-		details["perfdata_note"] = "performance data that does not parse was left out: " + strings.Join(bad, "; ")
+		details["perfdata_note"] = strings.Join(notes, "; ")
 	}
 }
 

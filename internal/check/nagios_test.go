@@ -61,14 +61,31 @@ func TestPerfdata(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a bad label and too many", func(t *testing.T) {
+		var perf strings.Builder
+		perf.WriteString("bad=x")
+		for i := range 66 {
+			perf.WriteString(" l" + strconv.Itoa(i) + "=1")
+		}
+		res := exitResult(time.Now(), "exec p", 0, "OK |"+perf.String(), true)
+		note := res.Details["perfdata_note"]
+		if strings.Count(note, "more than 64 labels") != 1 || !strings.HasSuffix(note, "; more than 64 labels: the 2 after the first 64 were left out") ||
+			!strings.HasPrefix(note, "performance data that does not parse was left out: ") {
+			t.Errorf("perfdata_note %q", note)
+		}
+	})
 	t.Run("at most 64 labels", func(t *testing.T) {
 		var perf strings.Builder
 		for i := range 70 {
 			perf.WriteString(" l" + strconv.Itoa(i) + "=1")
 		}
 		res := exitResult(time.Now(), "exec p", 0, "OK |"+perf.String(), true)
-		if res.Details["perf.l63"] != "1" || res.Details["perf.l64"] != "" || !strings.Contains(res.Details["perfdata_note"], "more than 64 labels") {
-			t.Errorf("Details: perf.l63 %q, perf.l64 %q, note %q", res.Details["perf.l63"], res.Details["perf.l64"], res.Details["perfdata_note"])
+		if res.Details["perf.l63"] != "1" || res.Details["perf.l64"] != "" {
+			t.Errorf("Details: perf.l63 %q, perf.l64 %q", res.Details["perf.l63"], res.Details["perf.l64"])
+		}
+		// Said once, with how many were dropped.
+		if note := res.Details["perfdata_note"]; note != "more than 64 labels: the 6 after the first 64 were left out" {
+			t.Errorf("perfdata_note %q", note)
 		}
 	})
 }

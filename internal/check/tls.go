@@ -30,8 +30,8 @@ import (
 //	server_name  template; the name sent as SNI and verified against the
 //	             certificate; default the host's address (an IP address is
 //	             verified against the certificate's IP SANs, and sends no SNI)
-//	warn_days    whole days; warn when the certificate expires in fewer;
-//	             default 30
+//	warn_days    whole days; warn when the certificate has fewer left
+//	             (days_left, rounded up); default 30
 //	fail_days    whole days; fail when it expires in fewer; default 7; at
 //	             most warn_days
 //	insecure     true to skip verifying the chain and the name; expiry is
@@ -47,10 +47,14 @@ import (
 // handshake the host failed. error: timeout, DNS failure, a ca file the
 // worker cannot read.
 //
-// Details: "days_left" (whole days, negative once expired), "not_after"
-// and "not_before" (RFC 3339), "subject", "issuer", "sans" (DNS names and
-// IP addresses, comma separated), "serial", "verified" (true, false, or
-// skipped with insecure), "tls_version", "handshake_ms".
+// Details: "days_left" (the days it is still valid on, rounded up: 3
+// with 2 days and an hour left; 0 in the day after it expired, -N once it
+// expired N whole days ago; see daysLeft), "not_after" and "not_before"
+// (RFC 3339), "subject", "issuer", "sans" (DNS names and IP addresses,
+// comma separated), "serial", "verified" (true; false, with the reason in
+// "verify_error": expired, not yet valid, an unknown authority, a name it
+// is not valid for; skipped only with insecure), "tls_version",
+// "handshake_ms". The verdict is judged on days_left.
 type tlsCheck struct {
 	port       *template.Template // nil: the host's port, else 443
 	serverName *template.Template // nil: the host's address
@@ -168,7 +172,7 @@ func (c *tlsCheck) Run(ctx context.Context, h inventory.Host) (res Result) {
 	leaf := state.PeerCertificates[0]
 	now := time.Now()
 	left := leaf.NotAfter.Sub(now)
-	days := int(math.Floor(left.Hours() / 24))
+	days := daysLeft(left)
 	details := map[string]string{
 		"days_left":    strconv.Itoa(days),
 		"not_after":    leaf.NotAfter.UTC().Format(time.RFC3339),
@@ -178,7 +182,9 @@ func (c *tlsCheck) Run(ctx context.Context, h inventory.Host) (res Result) {
 		"serial":       leaf.SerialNumber.Text(16),
 		"tls_version":  tls.VersionName(state.Version),
 		"handshake_ms": millis(now.Sub(shakeStart)),
-		"verified":     "skipped",
+	}
+	if c.insecure {
+		details["verified"] = "skipped"
 	}
 	if sans := certNames(leaf); len(sans) > 0 {
 		details["sans"] = strings.Join(sans, ",")
@@ -189,22 +195,45 @@ func (c *tlsCheck) Run(ctx context.Context, h inventory.Host) (res Result) {
 	if name != h.Address {
 		who += " (" + name + ")"
 	}
-	expiry := fmt.Sprintf("expires in %d days (%s)", days, leaf.NotAfter.UTC().Format(time.DateOnly))
+	expiry := fmt.Sprintf("expires in %s (%s)", plural(days, "day"), leaf.NotAfter.UTC().Format(time.DateOnly))
+	switch {
+	case left <= 0 && days == 0:
+		expiry = fmt.Sprintf("expired less than a day ago (%s)", leaf.NotAfter.UTC().Format(time.RFC3339))
+	case left <= 0:
+		expiry = fmt.Sprintf("expired %s ago (%s)", plural(-days, "day"), leaf.NotAfter.UTC().Format(time.DateOnly))
+	}
 	if !c.insecure {
 		inter := x509.NewCertPool()
 		for _, cert := range state.PeerCertificates[1:] {
 			inter.AddCert(cert)
 		}
-		_, err := leaf.Verify(x509.VerifyOptions{DNSName: name, Roots: roots, Intermediates: inter, CurrentTime: now})
+		opts := x509.VerifyOptions{DNSName: name, Roots: roots, Intermediates: inter, CurrentTime: now}
+		_, err := leaf.Verify(opts)
 		var invalid x509.CertificateInvalidError
+		if errors.As(err, &invalid) && invalid.Reason == x509.Expired {
+			// Expired or not yet valid: it does not verify, and its dates
+			// are judged below, with a clearer message. Whether the chain
+			// and the name would verify is asked at a time it is valid.
+			details["verified"] = "false"
+			details["verify_error"] = "expired"
+			if now.Before(leaf.NotBefore) {
+				details["verify_error"] = "not yet valid"
+			}
+			opts.CurrentTime = leaf.NotAfter.Add(-time.Second) // the last moment it was valid
+			if now.Before(leaf.NotBefore) {
+				opts.CurrentTime = leaf.NotBefore.Add(time.Second) // the first
+			}
+			if _, err = leaf.Verify(opts); errors.As(err, &invalid) && invalid.Reason == x509.Expired {
+				err = nil // a CA's dates then: the leaf's are reported
+			}
+		}
 		switch {
-		case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
-			// Judged by its dates below, with a clearer message.
 		case err != nil:
 			details["verified"] = "false"
+			details["verify_error"] = verifyReason(err)
 			return withDetails(result(start, StatusFail, "tls %s: certificate does not verify: %s; %s; subject %s, issuer %s",
 				who, verifyReason(err), expiry, shortName(leaf.Subject), shortName(leaf.Issuer)))
-		default:
+		case details["verified"] == "":
 			details["verified"] = "true"
 		}
 	}
@@ -212,15 +241,34 @@ func (c *tlsCheck) Run(ctx context.Context, h inventory.Host) (res Result) {
 	case now.Before(leaf.NotBefore):
 		return withDetails(result(start, StatusFail, "tls %s: certificate not valid before %s", who, leaf.NotBefore.UTC().Format(time.RFC3339)))
 	case left <= 0:
-		return withDetails(result(start, StatusFail, "tls %s: certificate expired %d days ago (%s)", who, -days,
-			leaf.NotAfter.UTC().Format(time.DateOnly)))
-	case left < time.Duration(c.failDays)*24*time.Hour:
+		return withDetails(result(start, StatusFail, "tls %s: certificate %s", who, expiry))
+	case days < c.failDays:
 		return withDetails(result(start, StatusFail, "tls %s: certificate %s, within fail_days=%d", who, expiry, c.failDays))
-	case left < time.Duration(c.warnDays)*24*time.Hour:
+	case days < c.warnDays:
 		return withDetails(result(start, StatusWarn, "tls %s: certificate %s, within warn_days=%d", who, expiry, c.warnDays))
 	}
 	return withDetails(result(start, StatusOK, "tls %s: certificate %s; subject %s, issuer %s", who, expiry,
 		shortName(leaf.Subject), shortName(leaf.Issuer)))
+}
+
+// daysLeft counts the days a certificate has left as a person does:
+// the days it is still valid on, rounded up. It expires in 3 days when
+// 2 days and 1 hour are left, and in 1 day in its last hours; 0 once it
+// expired within the last 24 hours, -1 once it expired a full day ago and
+// up to two, and so on: the negative is the whole days since expiry,
+// rounded down. The verdict is judged on this number, so the message and
+// the threshold agree: a certificate with days_left=7 is not within
+// fail_days=7.
+func daysLeft(left time.Duration) int {
+	return int(math.Ceil(left.Hours() / 24))
+}
+
+// plural writes n and a noun, with an s unless n is 1.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }
 
 // verifyReason says why a chain or name did not verify, in x509's words

@@ -51,11 +51,22 @@ func TestTLS(t *testing.T) {
 	if err := os.WriteFile(caPath, ca.PEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	days := func(n int) time.Time { return time.Now().Add(time.Duration(n)*24*time.Hour + time.Hour) }
+	// Certificates as issued for n days, checked a moment later: n days
+	// left, rounded up, as a person counts them.
+	days := func(n int) time.Time { return time.Now().Add(time.Duration(n) * 24 * time.Hour) }
 	in90 := tlsServer(t, issue(t, ca, days(90), "localhost", "127.0.0.1"))
 	in20 := tlsServer(t, issue(t, ca, days(20), "localhost", "127.0.0.1"))
 	in3 := tlsServer(t, issue(t, ca, days(3), "localhost", "127.0.0.1"))
+	in1 := tlsServer(t, issue(t, ca, time.Now().Add(time.Hour), "localhost", "127.0.0.1"))
 	expired := tlsServer(t, issue(t, ca, time.Now().Add(-49*time.Hour), "localhost", "127.0.0.1"))
+	expired1 := tlsServer(t, issue(t, ca, time.Now().Add(-25*time.Hour), "localhost", "127.0.0.1"))
+	expiredToday := tlsServer(t, issue(t, ca, time.Now().Add(-time.Minute), "localhost", "127.0.0.1"))
+	expiredUntrusted := tlsServer(t, issue(t, other, time.Now().Add(-time.Minute), "localhost", "127.0.0.1"))
+	notYet, err := ca.IssueBetween(time.Now().Add(48*time.Hour), days(90), "localhost", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	future := tlsServer(t, notYet)
 	wrongName := tlsServer(t, issue(t, ca, days(90), "wrong.example"))
 	untrusted := tlsServer(t, issue(t, other, days(20), "localhost", "127.0.0.1"))
 	// Two certificates on one port: the client's SNI picks one.
@@ -83,8 +94,20 @@ func TestTLS(t *testing.T) {
 			"tls " + in20.Name + ": certificate expires in 20 days", nil},
 		{"3 days left, within a custom warn", in3, map[string]string{"ca": caPath, "warn_days": "5", "fail_days": "1"}, StatusWarn,
 			"tls " + in3.Name + ": certificate expires in 3 days (", nil},
-		{"expired", expired, withCA, StatusFail, "tls " + expired.Name + ": certificate expired 3 days ago (",
-			map[string]string{"days_left": "-3"}},
+		{"expired", expired, withCA, StatusFail, "tls " + expired.Name + ": certificate expired 2 days ago (",
+			map[string]string{"days_left": "-2", "verified": "false", "verify_error": "expired"}},
+		{"expired a day ago", expired1, withCA, StatusFail, "tls " + expired1.Name + ": certificate expired 1 day ago (",
+			map[string]string{"days_left": "-1", "verified": "false", "verify_error": "expired"}},
+		{"expired within the day", expiredToday, withCA, StatusFail, "tls " + expiredToday.Name + ": certificate expired less than a day ago (",
+			map[string]string{"days_left": "0", "verified": "false"}},
+		{"expired, and an unknown authority", expiredUntrusted, withCA, StatusFail,
+			"tls " + expiredUntrusted.Name + ": certificate does not verify: signed by an unknown authority (pass the CA with ca=FILE, or insecure=true); expired less than a day ago (",
+			map[string]string{"days_left": "0", "verified": "false", "verify_error": "signed by an unknown authority (pass the CA with ca=FILE, or insecure=true)"}},
+		{"expired, insecure", expired1, map[string]string{"insecure": "true"}, StatusFail, "tls " + expired1.Name + ": certificate expired 1 day ago (",
+			map[string]string{"days_left": "-1", "verified": "skipped"}},
+		{"not yet valid", future, withCA, StatusFail, "tls " + future.Name + ": certificate not valid before ",
+			map[string]string{"verified": "false", "verify_error": "not yet valid"}},
+		{"a day left", in1, withCA, StatusFail, "tls " + in1.Name + ": certificate expires in 1 day (", map[string]string{"days_left": "1"}},
 		{"name mismatch", wrongName, withCA, StatusFail,
 			"tls " + wrongName.Name + ": certificate does not verify: cannot validate certificate for 127.0.0.1 because it doesn't contain any IP SANs; expires in 90 days",
 			map[string]string{"verified": "false", "sans": "wrong.example"}},

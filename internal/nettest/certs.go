@@ -59,13 +59,19 @@ func (ca *CA) PEM() []byte {
 // addresses), valid from an hour ago until notAfter, signed by the CA. The
 // first name is also its common name.
 func (ca *CA) Issue(notAfter time.Time, names ...string) (tls.Certificate, error) {
+	return ca.IssueBetween(time.Now().Add(-time.Hour), notAfter, names...)
+}
+
+// IssueBetween is Issue for a certificate valid from notBefore, which may
+// be in the future, until notAfter.
+func (ca *CA) IssueBetween(notBefore, notAfter time.Time, names ...string) (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
-		NotBefore:    time.Now().Add(-time.Hour),
+		NotBefore:    notBefore,
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
