@@ -598,6 +598,55 @@ func (q *Queue) Reconcile(ctx context.Context, outs []Outcome) (pending, gone []
 	return pending, gone, nil
 }
 
+// Landed sorts outcomes whose group's claim is gone (Reconcile's gone)
+// into those that landed before the claim went, and those the fence
+// rejected or would have: a result (or a delayed retry) stored by this
+// worker for the same attempt is the outcome's own. A dropped outcome
+// writes nothing, and counts as landed.
+func (q *Queue) Landed(ctx context.Context, outs []Outcome, worker string) (landed, rejected []Outcome, err error) {
+	for len(outs) > 0 {
+		chunk := outs[:min(len(outs), EtcdMaxTxnOps)]
+		outs = outs[len(chunk):]
+		ops := make([]clientv3.Op, len(chunk))
+		for i, o := range chunk {
+			t := o.Group.Running.Tasks[o.Index]
+			key := q.keys.Result(t.Batch, t.ID)
+			if o.Retry != nil {
+				key = q.keys.DelayedTask(t.Batch, t.ID)
+			}
+			ops[i] = clientv3.OpGet(key)
+		}
+		resp, err := q.txn(ctx, "read").Then(ops...).Commit()
+		if err != nil {
+			return nil, nil, err
+		}
+		for i, o := range chunk {
+			if o.Drop {
+				landed = append(landed, o)
+				continue
+			}
+			kvs := resp.Responses[i].GetResponseRange().Kvs
+			ours := false
+			if len(kvs) == 1 {
+				t := o.Group.Running.Tasks[o.Index]
+				if o.Retry != nil {
+					var d Task
+					ours = decodeKV(kvs[0], &d) == nil && d.Attempt == o.Retry.Attempt
+				} else {
+					var r Result
+					ours = decodeKV(kvs[0], &r) == nil && r.Worker == worker && r.Attempts == t.Attempt
+				}
+			}
+			if ours {
+				landed = append(landed, o)
+			} else {
+				rejected = append(rejected, o)
+			}
+		}
+	}
+	return landed, rejected, nil
+}
+
 // releasedMark starts the done set of a group its worker gave back.
 const releasedMark = "released:"
 

@@ -138,7 +138,16 @@ func (s *run) commit(ctx context.Context, outs []queue.Outcome) {
 		w.m.CommitRetries.Inc()
 		select {
 		case <-s.lost:
-			w.log.Warn().Int("outcomes", len(outs)).Msg("session lost with outcomes uncommitted: their claims went with the lease and the leader requeues them")
+			// The claims went with the lease: one last try, which the fence
+			// rejects (and which says so) unless the last one landed.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*w.limit.timeout(w.cfg.CallTimeout))
+			rejected, err := w.q.Commit(cctx, outs)
+			cancel()
+			if err == nil {
+				s.committed(ctx, outs, rejected)
+				return
+			}
+			w.log.Warn().Err(err).Int("outcomes", len(outs)).Msg("session lost with outcomes uncommitted: their claims went with the lease and the leader requeues them")
 			return
 		case <-time.After(backoff):
 		}
@@ -162,7 +171,17 @@ func (s *run) commit(ctx context.Context, outs []queue.Outcome) {
 			}
 			s.committed(ctx, landed, nil)
 			if len(gone) > 0 {
-				w.log.Warn().Int("outcomes", len(gone)).Msg("after a failed commit, the claim of some groups is gone: either the commit finished them, or the leader recovers them")
+				// The claim went: with the outcomes (a commit that finished
+				// the group), or without (the fence rejects them, as it would
+				// have rejected the commit).
+				lctx, lcancel := context.WithTimeout(context.WithoutCancel(ctx), w.limit.timeout(w.cfg.CallTimeout))
+				done, rejected, lerr := w.q.Landed(lctx, gone, w.cfg.ID)
+				lcancel()
+				if lerr == nil {
+					s.committed(ctx, append(done, rejected...), rejected)
+				} else {
+					w.log.Warn().Err(lerr).Int("outcomes", len(gone)).Msg("after a failed commit, the claim of some groups is gone: either the commit finished them, or the leader recovers them")
+				}
 				s.mu.Lock()
 				for _, o := range gone {
 					delete(s.groups, o.Group)
