@@ -393,18 +393,27 @@ func (w *Worker) keepLease(life context.Context, first *concurrency.Session) (lo
 // leaseAlive asks etcd whether lease still has time left, up to three
 // times with a short deadline, each going to the member the client's
 // balancer picks.
+// When it is not, it logs which member said so, or that none answered.
 func (w *Worker) leaseAlive(ctx context.Context, lease clientv3.LeaseID) bool {
+	var lastErr error
 	for range 3 {
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
 		resp, err := w.q.Client().TimeToLive(cctx, lease)
 		cancel()
 		if err == nil {
+			if resp.TTL <= 0 {
+				w.log.Warn().Str("lease", fmt.Sprintf("%x", lease)).Str("member", fmt.Sprintf("%x", resp.GetMemberId())).
+					Msg("lease lost: its keepalives went unanswered past its TTL, and etcd (this member) says it expired")
+			}
 			return resp.TTL > 0
 		}
+		lastErr = err
 		if ctx.Err() != nil {
 			return false
 		}
 	}
+	w.log.Warn().Err(lastErr).Str("lease", fmt.Sprintf("%x", lease)).Strs("endpoints", w.q.Client().Endpoints()).
+		Msg("lease taken as lost: its keepalives went unanswered past its TTL, and no etcd member answered whether it is alive")
 	return false
 }
 
