@@ -550,14 +550,14 @@ func (q *Queue) Release(ctx context.Context, g *Group) (bool, error) {
 // unknown outcome (a deadline, a lost connection): a commit puts each
 // outcome and its group's done set in one transaction, so the done set
 // says exactly which landed. For each group whose claim is still this
-// worker's, the outcomes it has done are dropped and the group's done set
-// is brought up to date; the rest are returned as pending, to be
-// committed again under the same fence. Outcomes of groups whose claim is
+// worker's, the outcomes it has done are returned as landed and the
+// group's done set is brought up to date; the rest are returned as
+// pending, to be committed again under the same fence. Outcomes of groups whose claim is
 // gone are returned apart: either a commit of them finished the group, or
 // the claim was revoked or its lease expired and the leader recovers the
 // group; neither needs the worker. No other commit of these groups may be
 // in flight.
-func (q *Queue) Reconcile(ctx context.Context, outs []Outcome) (pending, gone []Outcome, err error) {
+func (q *Queue) Reconcile(ctx context.Context, outs []Outcome) (landed, pending, gone []Outcome, err error) {
 	var groups []*Group
 	seen := map[*Group]bool{}
 	for _, o := range outs {
@@ -576,7 +576,7 @@ func (q *Queue) Reconcile(ctx context.Context, outs []Outcome) (pending, gone []
 		}
 		resp, err := q.txn(ctx, "reconcile").Then(ops...).Commit()
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		for i, g := range chunk {
 			claims := resp.Responses[2*i].GetResponseRange().Kvs
@@ -591,11 +591,13 @@ func (q *Queue) Reconcile(ctx context.Context, outs []Outcome) (pending, gone []
 		switch {
 		case !ours[o.Group]:
 			gone = append(gone, o)
-		case !o.Group.done[o.Index]:
+		case o.Group.done[o.Index]:
+			landed = append(landed, o)
+		default:
 			pending = append(pending, o)
 		}
 	}
-	return pending, gone, nil
+	return landed, pending, gone, nil
 }
 
 // Landed sorts outcomes whose group's claim is gone (Reconcile's gone)

@@ -497,9 +497,9 @@ func TestReconcileSaysWhatLandedAfterAnUnknownCommit(t *testing.T) {
 	for i := range outs {
 		outs[i].Group = stale // what the worker knew: nothing done
 	}
-	pending, gone, err := f.q.Reconcile(f.ctx, outs)
-	if err != nil || len(gone) != 0 || len(pending) != 2 || pending[0].Index != 1 || pending[1].Index != 2 {
-		t.Fatalf("reconcile: pending %d, gone %d, err %v; want outcomes 1 and 2 pending", len(pending), len(gone), err)
+	landed, pending, gone, err := f.q.Reconcile(f.ctx, outs)
+	if err != nil || len(gone) != 0 || len(landed) != 1 || landed[0].Index != 0 || len(pending) != 2 || pending[0].Index != 1 || pending[1].Index != 2 {
+		t.Fatalf("reconcile: landed %d, pending %d, gone %d, err %v; want outcome 0 landed, 1 and 2 pending", len(landed), len(pending), len(gone), err)
 	}
 	if rej, err := f.q.Commit(f.ctx, pending); err != nil || len(rej) != 0 || !stale.Finished() {
 		t.Fatalf("commit the rest: %v %v, finished %v", rej, err, stale.Finished())
@@ -511,7 +511,7 @@ func TestReconcileSaysWhatLandedAfterAnUnknownCommit(t *testing.T) {
 	}
 	// A group whose claim was revoked: all its outcomes are gone.
 	g2 := f.claimAfter(t, fence, s)
-	pending, gone, err = f.q.Reconcile(f.ctx, finishAll(g2, queue.StatusOK, "w"))
+	_, pending, gone, err = f.q.Reconcile(f.ctx, finishAll(g2, queue.StatusOK, "w"))
 	if err != nil || len(pending) != 0 || len(gone) != len(g2.Running.Tasks) {
 		t.Fatalf("revoked group: pending %d, gone %d, err %v", len(pending), len(gone), err)
 	}

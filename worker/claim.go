@@ -41,10 +41,11 @@ type run struct {
 
 func newRun(w *Worker, lease clientv3.LeaseID, lost <-chan struct{}) *run {
 	return &run{w: w, lease: lease, lost: lost,
+		slots: make(chan struct{}, w.cfg.Concurrency), freed: make(chan struct{}, 1),
+		outcomes: make(chan queue.Outcome, w.cfg.Concurrency), groups: map[*queue.Group]struct{}{},
 		listErrs:   &errLog{log: w.log, what: "listing ready tasks"},
 		claimErrs:  &errLog{log: w.log, what: "claim"},
-		commitErrs: &errLog{log: w.log, what: "commit"}, slots: make(chan struct{}, w.cfg.Concurrency), freed: make(chan struct{}, 1),
-		outcomes: make(chan queue.Outcome, w.cfg.Concurrency), groups: map[*queue.Group]struct{}{}}
+		commitErrs: &errLog{log: w.log, what: "commit"}}
 }
 
 // claimed is what a claim in flight came back with.

@@ -73,7 +73,7 @@ func (s *run) commitLoop(ctx context.Context) {
 		}
 	}
 	if len(open) > 0 {
-		if _, _, err := w.q.Reconcile(cctx, open); err != nil {
+		if _, _, _, err := w.q.Reconcile(cctx, open); err != nil {
 			w.log.Warn().Err(err).Int("groups", len(open)).Msg("could not re-read the groups to release: their claims go with the lease, and the leader requeues them")
 			return
 		}
@@ -120,17 +120,25 @@ func takeOutcomes(pending []queue.Outcome, busy map[*queue.Group]bool, n int) (b
 // commit failed.
 func (s *run) commit(ctx context.Context, outs []queue.Outcome) {
 	w := s.w
-	giveUp := time.Now().Add(w.cfg.LeaseTTL)
-	backoff := 100 * time.Millisecond
-	for failures := 0; ; failures++ {
+	// try commits outs once; the fence's rejections are counted and
+	// logged as the commit's answer.
+	try := func() error {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*w.limit.timeout(w.cfg.CallTimeout))
+		defer cancel()
 		start := time.Now()
 		rejected, err := w.q.Commit(cctx, outs)
-		cancel()
 		if err == nil {
 			w.limit.observe(time.Since(start))
 			s.committed(ctx, outs, rejected)
 			s.commitErrs.ok()
+		}
+		return err
+	}
+	giveUp := time.Now().Add(w.cfg.LeaseTTL)
+	backoff := 100 * time.Millisecond
+	for {
+		err := try()
+		if err == nil {
 			return
 		}
 		// Re-read what landed and commit the rest again.
@@ -140,35 +148,17 @@ func (s *run) commit(ctx context.Context, outs []queue.Outcome) {
 		case <-s.lost:
 			// The claims went with the lease: one last try, which the fence
 			// rejects (and which says so) unless the last one landed.
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*w.limit.timeout(w.cfg.CallTimeout))
-			rejected, err := w.q.Commit(cctx, outs)
-			cancel()
-			if err == nil {
-				s.committed(ctx, outs, rejected)
-				return
+			if err := try(); err != nil {
+				w.log.Warn().Err(err).Int("outcomes", len(outs)).Msg("session lost with outcomes uncommitted: their claims went with the lease and the leader requeues them")
 			}
-			w.log.Warn().Err(err).Int("outcomes", len(outs)).Msg("session lost with outcomes uncommitted: their claims went with the lease and the leader requeues them")
 			return
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 2*time.Second)
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), w.limit.timeout(w.cfg.CallTimeout))
-		pending, gone, rerr := w.q.Reconcile(rctx, outs)
+		landed, pending, gone, rerr := w.q.Reconcile(rctx, outs)
 		rcancel()
 		if rerr == nil {
-			landed := make([]queue.Outcome, 0, len(outs)-len(pending)-len(gone))
-			left := map[*queue.Group]map[int]bool{}
-			for _, o := range append(pending, gone...) {
-				if left[o.Group] == nil {
-					left[o.Group] = map[int]bool{}
-				}
-				left[o.Group][o.Index] = true
-			}
-			for _, o := range outs {
-				if !left[o.Group][o.Index] {
-					landed = append(landed, o)
-				}
-			}
 			s.committed(ctx, landed, nil)
 			if len(gone) > 0 {
 				// The claim went: with the outcomes (a commit that finished
