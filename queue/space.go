@@ -85,19 +85,24 @@ func (q *Queue) RemoveQueued(ctx context.Context, batch string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	prefixes := append(q.readyPrefixes(spec), q.keys.BatchDelayed(batch), q.keys.BatchHeld(batch))
+	var ops []clientv3.Op
+	for _, p := range append(q.readyPrefixes(spec), q.keys.BatchDelayed(batch), q.keys.BatchHeld(batch)) {
+		ops = append(ops, clientv3.OpDelete(p, clientv3.WithPrefix()))
+	}
+	return q.deleteAll(ctx, "remove_queued", ops)
+}
+
+// deleteAll runs deletes in transactions of deletes only, as many as etcd
+// allows in each, and returns how many keys they deleted.
+func (q *Queue) deleteAll(ctx context.Context, op string, ops []clientv3.Op) (int64, error) {
 	var deleted int64
-	for len(prefixes) > 0 {
-		n := min(len(prefixes), EtcdMaxTxnOps)
-		ops := make([]clientv3.Op, 0, n)
-		for _, p := range prefixes[:n] {
-			ops = append(ops, clientv3.OpDelete(p, clientv3.WithPrefix()))
-		}
-		prefixes = prefixes[n:]
-		resp, err := q.txn(ctx, "remove_queued").Then(ops...).Commit()
+	for len(ops) > 0 {
+		n := min(len(ops), EtcdMaxTxnOps)
+		resp, err := q.txn(ctx, op).Then(ops[:n]...).Commit()
 		if err != nil {
 			return deleted, err
 		}
+		ops = ops[n:]
 		for _, r := range resp.Responses {
 			deleted += r.GetResponseDeleteRange().Deleted
 		}
@@ -140,17 +145,5 @@ func (q *Queue) DeleteBatch(ctx context.Context, batch string, force bool) (int6
 			ops = append(ops, clientv3.OpDelete(p, clientv3.WithPrefix()))
 		}
 	}
-	var deleted int64
-	for len(ops) > 0 {
-		n := min(len(ops), EtcdMaxTxnOps)
-		resp, err := q.txn(ctx, "delete_batch").Then(ops[:n]...).Commit()
-		if err != nil {
-			return deleted, err
-		}
-		ops = ops[n:]
-		for _, r := range resp.Responses {
-			deleted += r.GetResponseDeleteRange().Deleted
-		}
-	}
-	return deleted, nil
+	return q.deleteAll(ctx, "delete_batch", ops)
 }
