@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -265,6 +266,11 @@ func streamResults(b queueCall, spec queue.BatchSpec, want map[queue.Status]bool
 	}
 	if werr != nil {
 		return werr
+	}
+	if !full && after == "" && seen < spec.Hosts {
+		if _, err := b.q.LoadBatch(b.ctx, b.batch); errors.Is(err, queue.ErrBatchNotFound) {
+			return fmt.Errorf("batch %s was deleted (by retention or `patrol delete`) while its results were listed: the output has %d of its %d hosts", b.batch, seen, spec.Hosts)
+		}
 	}
 	if full {
 		fmt.Fprintf(b.a.stderr, "more rows: patrol results %s --after %s --limit %d\n", b.batch, last, limit)
