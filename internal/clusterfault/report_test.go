@@ -44,10 +44,10 @@ type figures struct {
 	leasesLost, lostAtReturn int
 	// returned is when the member came back, if the scenario has one.
 	returned bool
-	retried    int // hosts that took more than one attempt
-	zombies    int // completions rejected by the claim fence
-	exited     []string
-	notes      []string
+	retried  int // hosts that took more than one attempt
+	zombies  int // completions rejected by the claim fence
+	exited   []string
+	notes    []string
 }
 
 // report renders every scenario's figures as one table, with the issue's
