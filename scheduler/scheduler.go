@@ -225,6 +225,7 @@ func (s *Scheduler) lead(ctx context.Context, fence queue.Fence, log zerolog.Log
 	wg.Go(func() { s.q.Sync(ctx, s.q.Keys().Delayed(), time.Minute, l.resetDelayed, l.onDelayed) })
 	wg.Go(func() { s.q.Sync(ctx, s.q.Keys().Workers(), time.Minute, l.resetWorkers, l.onWorker) })
 	wg.Go(func() { l.watchClaims(ctx) })
+	wg.Go(func() { l.fail(newScheduleDuty(s.q, fence, log, s.m.Schedules, nil).run(ctx)) }) // schedules.go
 	l.loop(ctx)
 	wg.Wait()
 	if err := context.Cause(ctx); errors.Is(err, queue.ErrNotLeader) {
