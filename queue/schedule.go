@@ -284,7 +284,7 @@ func (q *Queue) CreateSchedule(ctx context.Context, spec ScheduleSpec, hosts []i
 	} else if resp.Count > 0 {
 		return ScheduleSpec{}, fmt.Errorf("%w: %s; change it with `patrol schedule update %s`, or pick another name", ErrScheduleExists, spec.Name, spec.Name)
 	}
-	up, _, err := q.uploadScheduleHosts(ctx, &spec, hosts)
+	up, _, err := q.uploadScheduleHosts(ctx, &spec, hosts, spec.CreatedAt)
 	if err != nil {
 		return ScheduleSpec{}, err
 	}
@@ -321,7 +321,7 @@ func (inv scheduleInventory) apply(spec *ScheduleSpec) {
 
 // uploadScheduleHosts writes hosts as a new inventory version of the
 // schedule and points spec at it.
-func (q *Queue) uploadScheduleHosts(ctx context.Context, spec *ScheduleSpec, hosts []inventory.Host) (*upload, scheduleInventory, error) {
+func (q *Queue) uploadScheduleHosts(ctx context.Context, spec *ScheduleSpec, hosts []inventory.Host, now time.Time) (*upload, scheduleInventory, error) {
 	zones, err := zonesOf(hosts)
 	if err != nil {
 		return nil, scheduleInventory{}, err
@@ -329,7 +329,7 @@ func (q *Queue) uploadScheduleHosts(ctx context.Context, spec *ScheduleSpec, hos
 	name, nonce := spec.Name, newNonce()
 	up := q.upload(q.keys.ScheduleHosts(name, nonce), q.keys.ScheduleHosts(name, nonce)+"started",
 		func(n int) string { return q.keys.ScheduleHostChunk(name, nonce, n) })
-	n, err := up.put(ctx, hosts, time.Now())
+	n, err := up.put(ctx, hosts, now)
 	if err != nil {
 		// Nothing points at these chunks: delete them now.
 		var none string
@@ -348,7 +348,8 @@ func (q *Queue) uploadScheduleHosts(ctx context.Context, spec *ScheduleSpec, hos
 // fired meanwhile ran wholly on the old spec or wholly on the new one. A
 // change of cadence moves Since to now: the new cadence does not catch up
 // on ticks from before it.
-func (q *Queue) UpdateSchedule(ctx context.Context, name string, hosts []inventory.Host, change func(*ScheduleSpec) error) (ScheduleSpec, error) {
+func (q *Queue) UpdateSchedule(ctx context.Context, name string, hosts []inventory.Host, now time.Time, change func(*ScheduleSpec) error) (ScheduleSpec, error) {
+	now = now.UTC()
 	if err := ValidateScheduleName(name); err != nil {
 		return ScheduleSpec{}, err
 	}
@@ -367,7 +368,6 @@ func (q *Queue) UpdateSchedule(ctx context.Context, name string, hosts []invento
 			return ScheduleSpec{}, err
 		}
 		spec.Name = name
-		now := time.Now().UTC()
 		spec.UpdatedAt = now
 		if spec.Cron != rec.Spec.Cron || spec.EveryMS != rec.Spec.EveryMS {
 			spec.Since = now
@@ -382,7 +382,7 @@ func (q *Queue) UpdateSchedule(ctx context.Context, name string, hosts []invento
 				if len(hosts) == 0 {
 					return ScheduleSpec{}, fmt.Errorf("%w: the inventory has no hosts", ErrBadSchedule)
 				}
-				if up, inv, err = q.uploadScheduleHosts(ctx, &spec, hosts); err != nil {
+				if up, inv, err = q.uploadScheduleHosts(ctx, &spec, hosts, now); err != nil {
 					return ScheduleSpec{}, err
 				}
 				defer up.abandon(ctx, key, &specJSON)

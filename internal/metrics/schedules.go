@@ -42,3 +42,6 @@ func (m *Schedules) Ticks(outcome string, n int) {
 		m.ticks.WithLabelValues(outcome).Add(float64(n))
 	}
 }
+
+// Tick is the counter of ticks with outcome.
+func (m *Schedules) Tick(outcome string) prometheus.Counter { return m.ticks.WithLabelValues(outcome) }
