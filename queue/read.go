@@ -267,20 +267,5 @@ func (q *Queue) Batches(ctx context.Context, limit int) ([]BatchInfo, error) {
 	if limit > 0 && len(out) > limit {
 		out = out[:limit]
 	}
-	for i := range out {
-		id := out[i].Spec.ID
-		s, done, err := q.Summary(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		if done {
-			out[i].Summary = &s
-		} else {
-			out[i].Active = true
-			if out[i].Progress, err = q.ResultCount(ctx, id); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return out, nil
+	return out, q.fillBatchInfo(ctx, out)
 }

@@ -76,11 +76,11 @@ const (
 	DefaultHistory       = 20
 	MaxHistory           = 1000
 	// maxScheduleName leaves room in a 64-character batch ID for
-	// "-20261206T060000Z-trigger".
-	maxScheduleName = 38
+	// "-20261206T060000.000Z-trigger".
+	maxScheduleName = 34
 )
 
-var scheduleNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,37}$`)
+var scheduleNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,33}$`)
 
 // ValidateScheduleName reports whether name can name a schedule.
 func ValidateScheduleName(name string) error {
@@ -254,11 +254,11 @@ type ScheduleRecord struct {
 // ScheduleBatchID is the batch ID of a schedule's run for tick (a trigger's
 // request time for a trigger): the same tick always gets the same ID.
 func ScheduleBatchID(name string, tick time.Time, trigger bool) string {
-	id := name + "-" + tick.UTC().Format("20060102T150405Z")
 	if trigger {
-		id += "-trigger"
+		// Two triggers within a second are two runs.
+		return name + "-" + tick.UTC().Format("20060102T150405.000Z") + "-trigger"
 	}
-	return id
+	return name + "-" + tick.UTC().Format("20060102T150405Z")
 }
 
 // CreateSchedule stores a new schedule with its inventory: the chunks

@@ -295,7 +295,7 @@ func TestSchedulePauseResumeTrigger(t *testing.T) {
 	}
 	f.at(mustTime("2026-12-06T06:05:20Z"))
 	f.at(mustTime("2026-12-06T06:05:30Z")) // the trigger is consumed: no second run
-	if got, want := f.runs("p"), []string{"p-20261206T060100Z", "p-20261206T060510Z-trigger"}; !slices.Equal(got, want) {
+	if got, want := f.runs("p"), []string{"p-20261206T060100Z", "p-20261206T060510.000Z-trigger"}; !slices.Equal(got, want) {
 		t.Fatalf("runs %v, want %v", got, want)
 	}
 	resume := mustTime("2026-12-06T06:07:30Z")
