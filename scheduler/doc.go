@@ -23,6 +23,13 @@
 //     a watch) and writes the batch's summary exactly once when every host
 //     has a result, as soon as the last one is committed, from a tally
 //     confirmed current against etcd (or, failing that, a full read).
+//   - fires schedules' ticks (schedules.go): each tick's batch is created
+//     in one fenced transaction that also holds only if the batch ID,
+//     which names the schedule and the tick, is unused, so a tick runs at
+//     most once whichever leader gets there; ticks missed while no one led
+//     are caught up by the schedule's catch-up rule and counted; the
+//     cadence and its DST rule are in cadence.go, behind a Clock so tests
+//     step a fake one across daylight saving changes.
 //
 // What it does not guarantee: leadership is a lease, and two processes may
 // both believe they lead for up to a session TTL; fencing makes that harmless
