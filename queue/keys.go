@@ -259,10 +259,13 @@ func (k Keys) ParseSchedule(key string) (string, error) {
 	return parts[0], nil
 }
 
+// ScheduleInventories is the prefix of every schedule's inventory chunks.
+func (k Keys) ScheduleInventories() string { return k.prefix + "/schedule-hosts/" }
+
 // ScheduleHosts is the prefix of a schedule's inventory chunks (every
 // version when nonce is empty).
 func (k Keys) ScheduleHosts(name, nonce string) string {
-	p := k.prefix + "/schedule-hosts/" + name + "/"
+	p := k.ScheduleInventories() + name + "/"
 	if nonce != "" {
 		p += nonce + "/"
 	}

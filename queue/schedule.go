@@ -424,27 +424,13 @@ func cloneMap(m map[string]string) map[string]string {
 // retention); a run in flight finishes, and no tick fires after: the
 // firing transaction compares the spec.
 func (q *Queue) DeleteSchedule(ctx context.Context, name string) error {
-	if err := ValidateScheduleName(name); err != nil {
-		return err
-	}
-	key := q.keys.Schedule(name)
-	resp, err := q.txn(ctx, "schedule").
-		If(clientv3.Compare(clientv3.CreateRevision(key), ">", 0)).
-		Then(
-			clientv3.OpDelete(key),
-			clientv3.OpDelete(q.keys.ScheduleHosts(name, ""), clientv3.WithPrefix()),
-			clientv3.OpDelete(q.keys.ScheduleState(name)),
-			clientv3.OpDelete(q.keys.ScheduleTrigger(name)),
-			clientv3.OpDelete(q.keys.ScheduleRuns(name), clientv3.WithPrefix()),
-		).
-		Commit()
-	if err != nil {
-		return err
-	}
-	if !resp.Succeeded {
-		return scheduleNotFound(name)
-	}
-	return nil
+	return q.onSchedule(ctx, name,
+		clientv3.OpDelete(q.keys.Schedule(name)),
+		clientv3.OpDelete(q.keys.ScheduleHosts(name, ""), clientv3.WithPrefix()),
+		clientv3.OpDelete(q.keys.ScheduleState(name)),
+		clientv3.OpDelete(q.keys.ScheduleTrigger(name)),
+		clientv3.OpDelete(q.keys.ScheduleRuns(name), clientv3.WithPrefix()),
+	)
 }
 
 func scheduleNotFound(name string) error {
@@ -455,13 +441,18 @@ func scheduleNotFound(name string) error {
 // cadence (and whatever its overlap policy). A trigger asked for while
 // another is pending replaces it: one run.
 func (q *Queue) TriggerSchedule(ctx context.Context, name string, now time.Time) error {
+	return q.onSchedule(ctx, name, clientv3.OpPut(q.keys.ScheduleTrigger(name), now.UTC().Format(time.RFC3339Nano)))
+}
+
+// onSchedule applies ops in one transaction if the schedule exists, and
+// says it does not otherwise.
+func (q *Queue) onSchedule(ctx context.Context, name string, ops ...clientv3.Op) error {
 	if err := ValidateScheduleName(name); err != nil {
 		return err
 	}
-	key := q.keys.Schedule(name)
 	resp, err := q.txn(ctx, "schedule").
-		If(clientv3.Compare(clientv3.CreateRevision(key), ">", 0)).
-		Then(clientv3.OpPut(q.keys.ScheduleTrigger(name), now.UTC().Format(time.RFC3339Nano))).
+		If(clientv3.Compare(clientv3.CreateRevision(q.keys.Schedule(name)), ">", 0)).
+		Then(ops...).
 		Commit()
 	if err != nil {
 		return err
@@ -735,6 +726,67 @@ func (q *Queue) PurgeScheduleRun(ctx context.Context, fence Fence, name, batch s
 		return err
 	}
 	return q.fenceLost(ctx, fence, resp.Succeeded)
+}
+
+// CleanScheduleUploads deletes schedule inventory versions that no spec
+// points at and whose upload started before before: what a create or
+// `update -i` that died half-way left. It returns how many it deleted.
+func (q *Queue) CleanScheduleUploads(ctx context.Context, fence Fence, before time.Time) (int, error) {
+	root := q.keys.ScheduleInventories()
+	resp, err := q.cli.Get(ctx, root, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return 0, err
+	}
+	type version struct{ name, nonce string }
+	started := map[version]bool{}
+	for _, kv := range resp.Kvs {
+		parts := strings.Split(strings.TrimPrefix(string(kv.Key), root), "/")
+		if len(parts) == 3 && parts[2] == "started" {
+			started[version{parts[0], parts[1]}] = true
+		}
+	}
+	cleaned := 0
+	for v := range started {
+		at, err := q.cli.Get(ctx, q.keys.ScheduleHosts(v.name, v.nonce)+"started")
+		if err != nil {
+			return cleaned, err
+		}
+		if len(at.Kvs) == 0 {
+			continue
+		}
+		if t, err := time.Parse(time.RFC3339, string(at.Kvs[0].Value)); err == nil && t.After(before) {
+			continue
+		}
+		specKey := q.keys.Schedule(v.name)
+		cur, err := q.cli.Get(ctx, specKey)
+		if err != nil {
+			return cleaned, err
+		}
+		var rev int64
+		if len(cur.Kvs) > 0 {
+			var spec ScheduleSpec
+			if decodeKV(cur.Kvs[0], &spec) == nil && spec.Nonce == v.nonce {
+				continue // the current version
+			}
+			rev = cur.Kvs[0].ModRevision
+		}
+		// Only if the spec is still as read: an update that points the
+		// spec at this version meanwhile wins.
+		r, err := q.txn(ctx, "purge").
+			If(fence.Cmp(), clientv3.Compare(clientv3.ModRevision(specKey), "=", rev)).
+			Then(clientv3.OpDelete(q.keys.ScheduleHosts(v.name, v.nonce), clientv3.WithPrefix())).
+			Commit()
+		if err != nil {
+			return cleaned, err
+		}
+		if err := q.fenceLost(ctx, fence, r.Succeeded); err != nil {
+			return cleaned, err
+		}
+		if r.Succeeded {
+			cleaned++
+		}
+	}
+	return cleaned, nil
 }
 
 // Active reports whether a batch still has work (it is in the active index).

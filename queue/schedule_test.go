@@ -282,3 +282,36 @@ func TestChangesBetweenRuns(t *testing.T) {
 		t.Fatalf("schedule batches %v %v", list, err)
 	}
 }
+
+func TestCleanScheduleUploads(t *testing.T) {
+	f := setup(t)
+	fence, _ := f.lead(t)
+	rec := f.schedule(t, "s", 2)
+	k := f.q.Keys()
+	put := func(key, val string) {
+		if _, err := f.env.Client.Put(f.ctx, key, val); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An update that died after its chunks (an hour ago), one still
+	// uploading (now), and one of a schedule that was never created.
+	put(k.ScheduleHosts("s", "dead")+"started", t0.Add(-time.Hour).Format(time.RFC3339))
+	put(k.ScheduleHostChunk("s", "dead", 0), "[]")
+	put(k.ScheduleHosts("s", "busy")+"started", t0.Format(time.RFC3339))
+	put(k.ScheduleHosts("gone", "x")+"started", t0.Add(-time.Hour).Format(time.RFC3339))
+	n, err := f.q.CleanScheduleUploads(f.ctx, fence, t0.Add(-10*time.Minute))
+	if err != nil || n != 2 {
+		t.Fatalf("cleaned %d (%v), want 2", n, err)
+	}
+	resp, _ := f.env.Client.Get(f.ctx, k.ScheduleInventories(), clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	left := map[string]bool{}
+	for _, kv := range resp.Kvs {
+		left[strings.Split(strings.TrimPrefix(string(kv.Key), k.ScheduleInventories()), "/")[1]] = true
+	}
+	if len(left) != 2 || !left["busy"] || !left[rec.Spec.Nonce] {
+		t.Fatalf("versions left %v, want busy and the current %s", left, rec.Spec.Nonce)
+	}
+	if _, err := f.q.LoadScheduleHosts(f.ctx, rec.Spec); err != nil {
+		t.Fatalf("the current inventory: %v", err)
+	}
+}

@@ -337,10 +337,20 @@ func (d *scheduleDuty) record(ctx context.Context, log zerolog.Logger, rec queue
 }
 
 // prune keeps each schedule's newest History runs and purges older
-// finished ones (a run still active is left until it finishes).
+// finished ones (a run still active is left until it finishes), and
+// deletes inventory versions that a create or update left half-written.
 func (d *scheduleDuty) prune(ctx context.Context, recs []queue.ScheduleRecord) error {
 	cctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	n, err := d.q.CleanScheduleUploads(cctx, d.fence, d.clock.Now().Add(-queue.AbandonedUploads))
+	if errors.Is(err, queue.ErrNotLeader) {
+		return err
+	}
+	if err != nil {
+		d.log.Warn().Err(err).Msg("cannot clean schedule inventory uploads that died half-way")
+	} else if n > 0 {
+		d.log.Info().Int("uploads", n).Msg("deleted schedule inventory versions no schedule points at")
+	}
 	for _, rec := range recs {
 		runs, err := d.q.ScheduleRuns(cctx, rec.Spec.Name)
 		if err != nil {
