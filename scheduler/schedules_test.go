@@ -1,19 +1,25 @@
 package scheduler_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"slices"
-	"sort"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/patrol-dev/patrol/internal/etcdtest"
 	"github.com/patrol-dev/patrol/queue"
 	"github.com/patrol-dev/patrol/scheduler"
 )
 
 // TestScheduleExactlyOnceAcrossFailovers runs three schedulers on real etcd
-// and a schedule every 2 s, and keeps deposing the leader: every tick from
+// and a schedule every 2 s, and keeps deposing the leader, cleanly and by
+// crashing it (its lease left to expire): every tick from
 // the schedule's start to the last one dealt with has exactly one batch, or
 // is counted missed (a tick due while no one led, superseded by a later
 // one); no tick has two batches and none is lost unaccounted.
@@ -34,22 +40,44 @@ func TestScheduleExactlyOnceAcrossFailovers(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	live := map[string]*running{}
+	// Each scheduler has a client of its own: closing it is a crash as
+	// etcd sees one (the session's lease is not revoked and expires after
+	// its TTL), as a kill -9 is.
+	type candidate struct {
+		r   *running
+		cli *clientv3.Client
+	}
+	live := map[string]candidate{}
 	n := 0
 	startOne := func() {
 		n++
 		id := fmt.Sprintf("s%d", n)
-		live[id] = f.start(t, id)
+		cli := etcdtest.NewClient(t)
+		r := &running{fences: make(chan queue.Fence, 16)}
+		s, err := scheduler.New(queue.New(cli, f.env.Prefix), scheduler.Config{ID: id, SessionTTL: 2 * time.Second, Log: zerolog.Nop(),
+			OnLeading: func(fc queue.Fence) { r.fences <- fc }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Go(func() { s.Run(ctx) })
+		var once sync.Once
+		r.stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+		t.Cleanup(r.stop)
+		live[id] = candidate{r: r, cli: cli}
 	}
 	for range 3 {
 		startOne()
 	}
 	deadline := time.Now().Add(soak)
-	failovers := 0
+	failovers, crashes := 0, 0
+	var crashedAt []time.Time
 	for time.Now().Before(deadline) {
-		// Let the leader fire a tick or two, then depose it.
+		// Let the leader fire a tick or two, then depose it: a clean stop
+		// (it revokes its lease) and a crash in turn.
 		want := failovers + 1
-		waitFor(t, 20*time.Second, fmt.Sprintf("%d runs", want), func() bool {
+		waitFor(t, 30*time.Second, fmt.Sprintf("%d runs", want), func() bool {
 			runs, err := f.q.ScheduleRuns(f.ctx, "ex")
 			return err == nil && len(runs) >= want
 		})
@@ -57,15 +85,22 @@ func TestScheduleExactlyOnceAcrossFailovers(t *testing.T) {
 		if err != nil || !ok {
 			continue
 		}
-		if r := live[l.ID]; r != nil {
-			r.stop()
-			delete(live, l.ID)
-			failovers++
-			startOne()
+		c, ok := live[l.ID]
+		if !ok {
+			continue
 		}
+		if failovers%2 == 1 {
+			c.cli.Close()
+			crashes++
+			crashedAt = append(crashedAt, time.Now())
+		}
+		c.r.stop()
+		delete(live, l.ID)
+		failovers++
+		startOne()
 	}
-	for _, r := range live {
-		r.stop()
+	for _, c := range live {
+		c.r.stop()
 	}
 
 	rec, err := f.q.Schedule(f.ctx, "ex")
@@ -83,7 +118,7 @@ func TestScheduleExactlyOnceAcrossFailovers(t *testing.T) {
 		ticks = append(ticks, tk)
 	}
 	byTick := map[time.Time][]string{}
-	var delays []time.Duration
+	var delays, afterCrash []time.Duration
 	for _, r := range runs {
 		b, err := f.q.LoadBatch(f.ctx, r.Batch)
 		if err != nil {
@@ -93,7 +128,14 @@ func TestScheduleExactlyOnceAcrossFailovers(t *testing.T) {
 			t.Fatalf("run %s: batch says schedule %q tick %s", r.Batch, b.Schedule, b.ScheduledFor)
 		}
 		byTick[r.Tick] = append(byTick[r.Tick], r.Batch)
-		delays = append(delays, b.CreatedAt.Sub(b.ScheduledFor))
+		d := b.CreatedAt.Sub(b.ScheduledFor)
+		// A tick that fell due within a lease TTL after a crash waited for
+		// the successor.
+		if slices.ContainsFunc(crashedAt, func(c time.Time) bool { return !r.Tick.Before(c) && r.Tick.Sub(c) < 2*time.Second }) {
+			afterCrash = append(afterCrash, d)
+		} else {
+			delays = append(delays, d)
+		}
 	}
 	for tk, ids := range byTick {
 		if len(ids) > 1 {
@@ -110,12 +152,21 @@ func TestScheduleExactlyOnceAcrossFailovers(t *testing.T) {
 		t.Errorf("%d ticks from the start to the last dealt with, but %d fired + %d missed + %d skipped = %d: a tick was lost",
 			len(ticks), st.Fired, st.Missed, st.Skipped, got)
 	}
-	if failovers < 2 {
-		t.Errorf("only %d failovers in %s", failovers, soak)
+	if failovers < 2 || crashes < 1 {
+		t.Errorf("only %d failovers (%d crashes) in %s", failovers, crashes, soak)
 	}
-	sort.Slice(delays, func(i, j int) bool { return delays[i] < delays[j] })
-	t.Logf("%d failovers; %d ticks: %d fired, %d missed, %d duplicates; tick to batch delay p50 %s, p99 %s, max %s",
-		failovers, len(ticks), st.Fired, st.Missed, 0, delays[len(delays)/2], delays[len(delays)*99/100], delays[len(delays)-1])
+	t.Logf("%d failovers (%d crashes); %d ticks: %d fired, %d missed, %d duplicates", failovers, crashes, len(ticks), st.Fired, st.Missed, 0)
+	for _, ds := range []struct {
+		what string
+		d    []time.Duration
+	}{{"ticks away from a crash", delays}, {"ticks due within a TTL after a crash", afterCrash}} {
+		if len(ds.d) == 0 {
+			continue
+		}
+		slices.Sort(ds.d)
+		t.Logf("tick to batch delay, %s (%d): p50 %s, p99 %s, max %s", ds.what, len(ds.d),
+			ds.d[len(ds.d)/2].Round(time.Millisecond), ds.d[len(ds.d)*99/100].Round(time.Millisecond), ds.d[len(ds.d)-1].Round(time.Millisecond))
+	}
 }
 
 // waitFor polls cond (a read of etcd) until it holds or the timeout.
