@@ -204,7 +204,9 @@ type ScheduleState struct {
 	Triggered int64 `json:"triggered,omitempty"`
 	Skipped   int64 `json:"skipped"`
 	Missed    int64 `json:"missed"`
-	// Events are the latest things that happened to ticks, oldest first.
+	// Events are the latest ticks not run as scheduled (skipped, buffered,
+	// missed, a run cancelled for a newer one, a buffered tick run late),
+	// oldest first. Runs themselves are in the run index.
 	Events []TickEvent `json:"events,omitempty"`
 }
 

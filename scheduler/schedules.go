@@ -109,6 +109,17 @@ func (d *scheduleDuty) runOnce(ctx context.Context, now time.Time) (time.Time, e
 		if errors.Is(err, queue.ErrNotLeader) {
 			return time.Time{}, err
 		}
+		if errors.Is(err, queue.ErrBadValue) {
+			// Its inventory is missing or does not decode: it cannot fire.
+			why := err
+			err = d.quarantine(ctx, d.q.Keys().Schedule(rec.Spec.Name), why, func(ctx context.Context) error {
+				return d.q.QuarantineScheduleSpec(ctx, d.fence, rec, why)
+			})
+			if err != nil {
+				return time.Time{}, err
+			}
+			continue
+		}
 		if err != nil && !errors.Is(err, queue.ErrConflict) {
 			d.log.Warn().Err(err).Str("schedule", rec.Spec.Name).Msg("schedule tick not dealt with; trying again")
 			n = now.Add(schedulePoll)
@@ -161,7 +172,6 @@ func (d *scheduleDuty) handle(ctx context.Context, rec queue.ScheduleRecord, now
 		id := queue.ScheduleBatchID(spec.Name, rec.Trigger, true)
 		st.LastBatch = id
 		st.Triggered++
-		st.Record(queue.TickEvent{Tick: rec.Trigger, At: now, What: queue.TickTriggered, Batch: id})
 		return now, d.fire(ctx, log, rec, queue.Fire{Tick: rec.Trigger, Trigger: true, State: st}, rec.Trigger, "triggered")
 	}
 	if spec.Paused {
@@ -297,7 +307,9 @@ func (d *scheduleDuty) fireTick(ctx context.Context, log zerolog.Logger, rec que
 	id := queue.ScheduleBatchID(rec.Spec.Name, tick, false)
 	st.LastBatch = id
 	st.Fired++
-	st.Record(queue.TickEvent{Tick: tick, At: now, What: queue.TickFired, Batch: id, Why: why})
+	if why != "" {
+		st.Record(queue.TickEvent{Tick: tick, At: now, What: queue.TickFired, Batch: id, Why: why})
+	}
 	return d.fire(ctx, log, rec, queue.Fire{Tick: tick, State: st}, tick.Add(JitterOf(rec.Spec.Name, tick, rec.Spec.Jitter())), "fired")
 }
 
@@ -310,11 +322,11 @@ func (d *scheduleDuty) fire(ctx context.Context, log zerolog.Logger, rec queue.S
 	if err != nil {
 		return err
 	}
-	d.m.Ticks(outcome, 1)
 	if !created {
 		log.Info().Str("batch_id", id).Msg("schedule tick's batch already existed: recorded, not created again")
 		return nil
 	}
+	d.m.Ticks(outcome, 1) // counted by the leader that created it: summed over schedulers, once
 	delay := d.clock.Now().Sub(dueAt)
 	d.m.FireDelay.Observe(max(delay, 0).Seconds())
 	log.Info().Str("batch_id", id).Time("tick", f.Tick).Dur("delay", delay).Bool("trigger", f.Trigger).Msg("schedule fired")

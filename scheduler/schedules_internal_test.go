@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/patrol-dev/patrol/internal/etcdtest"
 	"github.com/patrol-dev/patrol/internal/inventory"
@@ -193,7 +194,7 @@ func TestScheduleCatchUp(t *testing.T) {
 	if st.Fired != 2 || st.Missed != 8 {
 		t.Fatalf("fired %d missed %d, want 2 and 8", st.Fired, st.Missed)
 	}
-	last := st.Events[len(st.Events)-2]
+	last := st.Events[len(st.Events)-1]
 	if last.What != queue.TickMissed || last.Count != 8 || !last.Tick.Equal(mustTime("2026-12-06T06:02:00Z")) || !strings.Contains(last.Why, "superseded") {
 		t.Fatalf("missed event %+v", last)
 	}
@@ -327,11 +328,16 @@ func TestMalformedSchedulesAreQuarantinedOthersFire(t *testing.T) {
 	if _, err := cli.Put(f.ctx, keys.Schedule("badcron"), `{"name":"badcron","cron":"every tuesday","check":"noop","history":5}`); err != nil {
 		t.Fatal(err)
 	}
+	// A schedule whose inventory went missing cannot fire either.
+	f.create(queue.ScheduleSpec{Name: "nohosts", EveryMS: 60_000}, "2026-12-06T06:00:00Z")
+	if _, err := cli.Delete(f.ctx, keys.ScheduleHosts("nohosts", ""), clientv3.WithPrefix()); err != nil {
+		t.Fatal(err)
+	}
 	f.at(mustTime("2026-12-06T06:01:00Z"))
 	if got := f.runs("good"); len(got) != 1 {
 		t.Fatalf("good schedule runs %v, want one", got)
 	}
-	for _, name := range []string{"garbage", "badcron"} {
+	for _, name := range []string{"garbage", "badcron", "nohosts"} {
 		resp, err := cli.Get(f.ctx, keys.Quarantine(keys.Schedule(name)))
 		if err != nil || len(resp.Kvs) != 1 {
 			t.Fatalf("%s not quarantined (%v)", name, err)
@@ -340,8 +346,8 @@ func TestMalformedSchedulesAreQuarantinedOthersFire(t *testing.T) {
 			t.Fatalf("%s still in place", name)
 		}
 	}
-	if got := testutil.ToFloat64(f.m.Malformed); got != 2 {
-		t.Fatalf("patrol_schedule_malformed_total = %v, want 2", got)
+	if got := testutil.ToFloat64(f.m.Malformed); got != 3 {
+		t.Fatalf("patrol_schedule_malformed_total = %v, want 3", got)
 	}
 }
 

@@ -560,15 +560,9 @@ func printSchedule(w io.Writer, v scheduleView, cad scheduler.Cadence) {
 			fmt.Fprintf(w, "  recovered:     %s\n", listOrNone(recovered))
 		}
 	}
-	var notRun []queue.TickEvent
-	for _, e := range st.Events {
-		if e.What != queue.TickFired && e.What != queue.TickTriggered {
-			notRun = append(notRun, e)
-		}
-	}
-	if len(notRun) > 0 {
+	if len(st.Events) > 0 {
 		fmt.Fprintln(w, "\nticks not run as scheduled (latest):")
-		for _, e := range notRun {
+		for _, e := range st.Events {
 			n := ""
 			if e.Count > 1 {
 				n = fmt.Sprintf(" (%d ticks from it)", e.Count)
