@@ -34,7 +34,9 @@ func TestScheduleExactlyOnceAcrossFailovers(t *testing.T) {
 		}
 		soak = d
 	}
-	spec, err := f.q.CreateSchedule(f.ctx, queue.ScheduleSpec{Name: "ex", EveryMS: 2000, Check: "noop",
+	ctx, cancel := context.WithTimeout(context.Background(), soak+time.Minute)
+	defer cancel()
+	spec, err := f.q.CreateSchedule(ctx, queue.ScheduleSpec{Name: "ex", EveryMS: 2000, Check: "noop",
 		Overlap: queue.OverlapAllow, History: queue.MaxHistory}, hosts(2))
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +56,11 @@ func TestScheduleExactlyOnceAcrossFailovers(t *testing.T) {
 		id := fmt.Sprintf("s%d", n)
 		cli := etcdtest.NewClient(t)
 		r := &running{fences: make(chan queue.Fence, 16)}
-		s, err := scheduler.New(queue.New(cli, f.env.Prefix), scheduler.Config{ID: id, SessionTTL: 2 * time.Second, Log: zerolog.Nop(),
+		log := zerolog.Nop()
+		if os.Getenv("PATROL_SCHEDULE_SOAK_LOG") != "" {
+			log = zerolog.New(os.Stderr).With().Timestamp().Logger()
+		}
+		s, err := scheduler.New(queue.New(cli, f.env.Prefix), scheduler.Config{ID: id, SessionTTL: 2 * time.Second, Log: log,
 			OnLeading: func(fc queue.Fence) { r.fences <- fc }})
 		if err != nil {
 			t.Fatal(err)
@@ -78,10 +84,10 @@ func TestScheduleExactlyOnceAcrossFailovers(t *testing.T) {
 		// (it revokes its lease) and a crash in turn.
 		want := failovers + 1
 		waitFor(t, 30*time.Second, fmt.Sprintf("%d runs", want), func() bool {
-			runs, err := f.q.ScheduleRuns(f.ctx, "ex")
+			runs, err := f.q.ScheduleRuns(ctx, "ex")
 			return err == nil && len(runs) >= want
 		})
-		l, ok, err := f.q.CurrentLeader(f.ctx)
+		l, ok, err := f.q.CurrentLeader(ctx)
 		if err != nil || !ok {
 			continue
 		}
@@ -103,12 +109,12 @@ func TestScheduleExactlyOnceAcrossFailovers(t *testing.T) {
 		c.r.stop()
 	}
 
-	rec, err := f.q.Schedule(f.ctx, "ex")
+	rec, err := f.q.Schedule(ctx, "ex")
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := rec.State
-	runs, err := f.q.ScheduleRuns(f.ctx, "ex")
+	runs, err := f.q.ScheduleRuns(ctx, "ex")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +126,7 @@ func TestScheduleExactlyOnceAcrossFailovers(t *testing.T) {
 	byTick := map[time.Time][]string{}
 	var delays, afterCrash []time.Duration
 	for _, r := range runs {
-		b, err := f.q.LoadBatch(f.ctx, r.Batch)
+		b, err := f.q.LoadBatch(ctx, r.Batch)
 		if err != nil {
 			t.Fatalf("run %s: %v", r.Batch, err)
 		}
