@@ -186,3 +186,60 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestPauseAndResumeAcrossAFailover: a pause written under one leader holds
+// under the next, and a resume runs the next tick, not the paused ones.
+func TestPauseAndResumeAcrossAFailover(t *testing.T) {
+	f := setup(t)
+	if _, err := f.q.CreateSchedule(f.ctx, queue.ScheduleSpec{Name: "p", EveryMS: 1000, Check: "noop", Overlap: queue.OverlapAllow}, hosts(1)); err != nil {
+		t.Fatal(err)
+	}
+	a := f.start(t, "a")
+	a.leading(t)
+	waitFor(t, 20*time.Second, "a first run", func() bool {
+		runs, err := f.q.ScheduleRuns(f.ctx, "p")
+		return err == nil && len(runs) >= 1
+	})
+	pausedAt := time.Now()
+	if _, err := f.q.UpdateSchedule(f.ctx, "p", nil, pausedAt, func(s *queue.ScheduleSpec) error { s.Paused = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	b := f.start(t, "b")
+	a.stop()
+	b.leading(t)
+	// A trigger runs even paused: once b has fired it, b has been over
+	// the paused schedule.
+	trigger := time.Now()
+	if err := f.q.TriggerSchedule(f.ctx, "p", trigger); err != nil {
+		t.Fatal(err)
+	}
+	id := queue.ScheduleBatchID("p", trigger, true)
+	waitFor(t, 20*time.Second, "the trigger's run", func() bool { _, err := f.q.LoadBatch(f.ctx, id); return err == nil })
+	runs, err := f.q.ScheduleRuns(f.ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range runs {
+		if r.Batch != id && r.Tick.After(pausedAt.Add(time.Second)) {
+			t.Fatalf("tick %s ran while paused (paused at %s)", r.Tick, pausedAt)
+		}
+	}
+	resumed := time.Now()
+	if _, err := f.q.UpdateSchedule(f.ctx, "p", nil, resumed, func(s *queue.ScheduleSpec) error {
+		s.Paused, s.Since = false, resumed
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "a run after the resume", func() bool {
+		runs, err := f.q.ScheduleRuns(f.ctx, "p")
+		return err == nil && runs[len(runs)-1].Tick.After(resumed)
+	})
+	rec, err := f.q.Schedule(f.ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.State.Missed != 0 {
+		t.Fatalf("%d paused ticks counted missed", rec.State.Missed)
+	}
+}
