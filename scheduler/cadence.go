@@ -9,6 +9,8 @@ import (
 	_ "time/tzdata" // CRON_TZ= works on hosts (and images) without a zoneinfo database
 
 	"github.com/robfig/cron/v3"
+
+	"github.com/patrol-dev/patrol/queue"
 )
 
 // DSTRule is how a cron schedule's wall-clock times meet daylight saving
@@ -237,4 +239,24 @@ func JitterOf(name string, tick time.Time, jitter time.Duration) time.Duration {
 	h := fnv.New64a()
 	fmt.Fprintf(h, "%s/%d", name, tick.Unix())
 	return time.Duration(h.Sum64() % uint64(jitter))
+}
+
+// NextRun is when a schedule's next tick not yet dealt with is due, jitter
+// included: the first tick after its last one dealt with and its start
+// (zero if its cadence does not parse or has no tick ahead). In the past,
+// the tick is late: no leader has fired it.
+func NextRun(spec queue.ScheduleSpec, st queue.ScheduleState) time.Time {
+	cad, err := ParseCadence(spec.Cron, spec.Every())
+	if err != nil {
+		return time.Time{}
+	}
+	after := st.LastTick
+	if spec.Since.After(after) {
+		after = spec.Since
+	}
+	t := cad.Next(after)
+	if t.IsZero() {
+		return t
+	}
+	return t.Add(JitterOf(spec.Name, t, spec.Jitter()))
 }
