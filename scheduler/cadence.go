@@ -258,5 +258,5 @@ func NextRun(spec queue.ScheduleSpec, st queue.ScheduleState) time.Time {
 	if t.IsZero() {
 		return t
 	}
-	return t.Add(JitterOf(spec.Name, t, spec.Jitter()))
+	return t.Add(JitterOf(spec.Name, t, spec.Jitter())).UTC()
 }

@@ -236,13 +236,11 @@ func scheduleListCommand() *cli.Command {
 				LastRun  string    `json:"last_run,omitempty"`
 				LastTick time.Time `json:"last_tick,omitzero"`
 			}
-			now := time.Now()
 			rows := []row{}
 			for _, r := range recs {
-				cad, err := scheduler.ParseCadence(r.Spec.Cron, r.Spec.Every())
-				var next time.Time
-				if err == nil && !r.Spec.Paused {
-					next = cad.Next(now)
+				var next time.Time // the next tick not dealt with: in the past, it is overdue
+				if !r.Spec.Paused {
+					next = scheduler.NextRun(r.Spec, r.State)
 				}
 				rows = append(rows, row{Name: r.Spec.Name, Cadence: cadenceText(r.Spec), Check: r.Spec.Check, Hosts: r.Spec.Hosts,
 					Paused: r.Spec.Paused, NextRun: next, LastRun: r.State.LastBatch, LastTick: r.State.LastTick})
