@@ -36,6 +36,11 @@ import (
 //	<prefix>/workers/<id>                       WorkerInfo JSON, attached to the worker's lease; "stopping" set just before a clean stop
 //	<prefix>/assign/<zone>                      Assignment JSON: the zone's shards spread over its live workers
 //	<prefix>/quarantine/<key>                   a malformed value moved aside, under its original key
+//	<prefix>/schedules/<name>                   ScheduleSpec JSON: a recurring batch's cadence, check, policy and inventory version
+//	<prefix>/schedule-hosts/<name>/<nonce>/<n>  inventory chunk n of the schedule's inventory version nonce
+//	<prefix>/schedule-state/<name>              ScheduleState JSON, written by the leader with each tick it deals with
+//	<prefix>/schedule-trigger/<name>            a `patrol schedule trigger` request not yet run; value: when it was asked (RFC 3339)
+//	<prefix>/schedule-runs/<name>/<batch>       the schedule's run index; value: the tick it ran for (RFC 3339)
 //
 // Batch IDs, zones, worker IDs and group IDs never contain "/"; task IDs are path-escaped host names.
 type Keys struct {
@@ -243,6 +248,57 @@ func (k Keys) ParseGroup(key string) (string, error) {
 	}
 	return "", fmt.Errorf("%w: %q is not a group key", ErrBadKey, key)
 }
+
+// Schedules is the prefix of every schedule's spec.
+func (k Keys) Schedules() string { return k.prefix + "/schedules/" }
+
+// Schedule holds a schedule's ScheduleSpec.
+func (k Keys) Schedule(name string) string { return k.Schedules() + name }
+
+// ParseSchedule returns the name of a Schedule key.
+func (k Keys) ParseSchedule(key string) (string, error) {
+	parts, err := k.split(key, k.Schedules(), 1)
+	if err != nil {
+		return "", err
+	}
+	return parts[0], nil
+}
+
+// ScheduleInventories is the prefix of every schedule's inventory chunks.
+func (k Keys) ScheduleInventories() string { return k.prefix + "/schedule-hosts/" }
+
+// ScheduleHosts is the prefix of a schedule's inventory chunks (every
+// version when nonce is empty).
+func (k Keys) ScheduleHosts(name, nonce string) string {
+	p := k.ScheduleInventories() + name + "/"
+	if nonce != "" {
+		p += nonce + "/"
+	}
+	return p
+}
+
+// ScheduleHostChunk holds inventory chunk n of a schedule's inventory version.
+func (k Keys) ScheduleHostChunk(name, nonce string, n int) string {
+	return fmt.Sprintf("%s%06d", k.ScheduleHosts(name, nonce), n)
+}
+
+// ScheduleStates is the prefix of every schedule's state.
+func (k Keys) ScheduleStates() string { return k.prefix + "/schedule-state/" }
+
+// ScheduleState holds what the leader did with a schedule's ticks.
+func (k Keys) ScheduleState(name string) string { return k.ScheduleStates() + name }
+
+// ScheduleTriggers is the prefix of pending trigger requests.
+func (k Keys) ScheduleTriggers() string { return k.prefix + "/schedule-trigger/" }
+
+// ScheduleTrigger holds a pending `patrol schedule trigger` request.
+func (k Keys) ScheduleTrigger(name string) string { return k.ScheduleTriggers() + name }
+
+// ScheduleRuns is the prefix of a schedule's run index.
+func (k Keys) ScheduleRuns(name string) string { return k.prefix + "/schedule-runs/" + name + "/" }
+
+// ScheduleRun records that batch is one of the schedule's runs.
+func (k Keys) ScheduleRun(name, batch string) string { return k.ScheduleRuns(name) + batch }
 
 // Results is the prefix of every result.
 func (k Keys) Results() string { return k.prefix + "/results/" }

@@ -496,17 +496,22 @@ func (q *Queue) Finish(ctx context.Context, fence Fence, batch string, s Summary
 func (q *Queue) Purge(ctx context.Context, fence Fence, batch string) error {
 	resp, err := q.txn(ctx, "purge").
 		If(fence.Cmp(), clientv3.Compare(clientv3.CreateRevision(q.keys.ActiveBatch(batch)), "=", 0)).
-		Then(
-			clientv3.OpDelete(q.keys.Batch(batch), clientv3.WithPrefix()),
-			clientv3.OpDelete(q.keys.BatchResults(batch), clientv3.WithPrefix()),
-			clientv3.OpDelete(q.keys.Cancel(batch)),
-			clientv3.OpDelete(q.keys.FinishedBatch(batch)),
-		).
+		Then(q.purgeOps(batch)...).
 		Commit()
 	if err != nil {
 		return err
 	}
 	return q.fenceLost(ctx, fence, resp.Succeeded)
+}
+
+// purgeOps deletes every record of a batch.
+func (q *Queue) purgeOps(batch string) []clientv3.Op {
+	return []clientv3.Op{
+		clientv3.OpDelete(q.keys.Batch(batch), clientv3.WithPrefix()),
+		clientv3.OpDelete(q.keys.BatchResults(batch), clientv3.WithPrefix()),
+		clientv3.OpDelete(q.keys.Cancel(batch)),
+		clientv3.OpDelete(q.keys.FinishedBatch(batch)),
+	}
 }
 
 // Tally counts results per status over a batch's results. A result that

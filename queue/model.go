@@ -200,6 +200,11 @@ type BatchSpec struct {
 	Chunks    int               `json:"chunks"` // how many inventory chunks
 	Digest    string            `json:"digest"` // of check, params, policy and hosts: idempotent resubmits
 	CreatedAt time.Time         `json:"created_at"`
+	// Schedule names the schedule that fired the batch ("" for a submit),
+	// and ScheduledFor the tick it ran for (its trigger time for a
+	// `patrol schedule trigger`).
+	Schedule     string    `json:"schedule,omitempty"`
+	ScheduledFor time.Time `json:"scheduled_for,omitzero"`
 }
 
 // Attempt is the outcome of one earlier run of a task.

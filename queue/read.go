@@ -241,22 +241,5 @@ func (q *Queue) Batches(ctx context.Context, limit int) ([]BatchInfo, error) {
 	if limit > 0 && len(out) > limit {
 		out = out[:limit]
 	}
-	for i := range out {
-		id := out[i].Spec.ID
-		s, done, err := q.Summary(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		if done {
-			out[i].Summary = &s
-		} else {
-			out[i].Active = true
-			pub, _, err := q.ResultCounts(ctx, id)
-			if err != nil {
-				return nil, err
-			}
-			out[i].Progress = pub.Counts.Done()
-		}
-	}
-	return out, nil
+	return out, q.fillBatchInfo(ctx, out)
 }

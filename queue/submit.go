@@ -25,6 +25,10 @@ type SubmitRequest struct {
 	Policy Policy // zero fields take the defaults
 	Shards int    // default DefaultShards
 	Now    time.Time
+
+	// Set by a schedule's tick: see BatchSpec.
+	Schedule     string
+	ScheduledFor time.Time
 }
 
 // chunkBytes bounds one inventory chunk, well under etcd's 1.5 MiB request
@@ -40,6 +44,23 @@ const chunkBytes = 512 << 10
 // Resubmitting an ID with the same content returns the stored spec and
 // existed=true; with different content it fails with ErrBatchExists.
 func (q *Queue) Submit(ctx context.Context, req SubmitRequest) (spec BatchSpec, existed bool, err error) {
+	return q.submit(ctx, req, batchGuard{op: "submit"})
+}
+
+// batchGuard widens a submit's spec transaction for a caller that creates
+// batches on the leader's behalf (a schedule's tick): compares that must
+// hold too, and writes that land with the spec or not at all.
+type batchGuard struct {
+	op    string
+	fence *Fence // nil: not a leader write
+	cmps  []clientv3.Cmp
+	ops   []clientv3.Op
+	// anyContent: a stored batch of the same ID is this batch whatever its
+	// content (a tick fired once already), never ErrBatchExists.
+	anyContent bool
+}
+
+func (q *Queue) submit(ctx context.Context, req SubmitRequest, g batchGuard) (spec BatchSpec, existed bool, err error) {
 	if err := ValidateBatchID(req.ID); err != nil {
 		return BatchSpec{}, false, err
 	}
@@ -59,96 +80,154 @@ func (q *Queue) Submit(ctx context.Context, req SubmitRequest) (spec BatchSpec, 
 	if err := req.Policy.Validate(); err != nil {
 		return BatchSpec{}, false, err
 	}
-	zones := map[string]bool{}
-	for _, h := range req.Hosts {
-		z := ZoneOf(h)
-		if err := ValidateZone(z); err != nil {
-			return BatchSpec{}, false, fmt.Errorf("host %s: %w", h.Name, err)
-		}
-		zones[z] = true
+	zones, err := zonesOf(req.Hosts)
+	if err != nil {
+		return BatchSpec{}, false, err
 	}
 	dig := digest(req.Check, req.Params, req.Policy, req.Hosts)
+	same := func(old BatchSpec) (BatchSpec, bool, error) {
+		if g.anyContent {
+			return old, true, nil
+		}
+		return sameBatch(old, dig)
+	}
 
 	// A cheap look first, so an idempotent resubmit writes nothing.
 	if old, err := q.LoadBatch(ctx, req.ID); err == nil {
-		return sameBatch(old, dig)
+		return same(old)
 	} else if !errors.Is(err, ErrBatchNotFound) {
 		return BatchSpec{}, false, err
 	}
 
 	spec = BatchSpec{
-		ID:        req.ID,
-		Check:     req.Check,
-		Params:    req.Params,
-		Policy:    req.Policy,
-		Hosts:     len(req.Hosts),
-		Zones:     slices.Sorted(maps.Keys(zones)),
-		Shards:    req.Shards,
-		Nonce:     newNonce(),
-		Digest:    dig,
-		CreatedAt: req.Now.UTC(),
+		ID:           req.ID,
+		Check:        req.Check,
+		Params:       req.Params,
+		Policy:       req.Policy,
+		Hosts:        len(req.Hosts),
+		Zones:        zones,
+		Shards:       req.Shards,
+		Nonce:        newNonce(),
+		Digest:       dig,
+		CreatedAt:    req.Now.UTC(),
+		Schedule:     req.Schedule,
+		ScheduledFor: req.ScheduledFor.UTC(),
 	}
-	committed := false
-	chunks := q.keys.BatchHosts(spec.ID, spec.Nonce)
 	specKey := q.keys.BatchSpec(spec.ID)
+	up := q.upload(q.keys.BatchHosts(spec.ID, spec.Nonce), q.keys.BatchUploadStarted(spec.ID, spec.Nonce),
+		func(n int) string { return q.keys.BatchHostChunk(spec.ID, spec.Nonce, n) })
 	var specJSON string
-	defer func() {
-		if committed {
-			return
-		}
-		// Best effort, on its own deadline: the caller's context may be
-		// what failed. A spec transaction whose reply was lost may still
-		// have landed, so delete the chunks only if the stored spec is not
-		// this attempt's.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		q.txn(cctx, "submit").
-			If(clientv3.Compare(clientv3.Value(specKey), "=", specJSON)).
-			Else(clientv3.OpDelete(chunks, clientv3.WithPrefix())).
-			Commit()
-	}()
-
-	if _, err := q.cli.Put(ctx, q.keys.BatchUploadStarted(spec.ID, spec.Nonce), req.Now.UTC().Format(time.RFC3339)); err != nil {
-		return BatchSpec{}, false, fmt.Errorf("store inventory: %w", err)
+	// Unless the spec transaction is seen to land, delete the chunks if
+	// the stored spec is not this attempt's.
+	defer up.abandon(ctx, specKey, &specJSON)
+	if spec.Chunks, err = up.put(ctx, req.Hosts, req.Now); err != nil {
+		return BatchSpec{}, false, err
 	}
-	for i, chunk := range chunkHosts(req.Hosts, chunkBytes) {
-		if _, err := q.cli.Put(ctx, q.keys.BatchHostChunk(spec.ID, spec.Nonce, i), string(chunk)); err != nil {
-			return BatchSpec{}, false, fmt.Errorf("store inventory chunk %d: %w", i, err)
-		}
-		spec.Chunks++
-	}
-
 	specJSON = mustJSON(spec)
-	resp, err := q.txn(ctx, "submit").
-		If(
-			clientv3.Compare(clientv3.CreateRevision(specKey), "=", 0), // the ID is unused
-			// The chunks are still there: cleanup deletes them all at once,
-			// so chunk 0 stands for every one.
-			clientv3.Compare(clientv3.CreateRevision(q.keys.BatchHostChunk(spec.ID, spec.Nonce, 0)), ">", 0),
-		).
-		Then(
+
+	cmps := []clientv3.Cmp{
+		clientv3.Compare(clientv3.CreateRevision(specKey), "=", 0), // the ID is unused
+		// The chunks are still there: cleanup deletes them all at once,
+		// so chunk 0 stands for every one.
+		clientv3.Compare(clientv3.CreateRevision(up.chunk(0)), ">", 0),
+	}
+	if g.fence != nil {
+		cmps = append(cmps, g.fence.Cmp())
+	}
+	resp, err := q.txn(ctx, g.op).
+		If(append(cmps, g.cmps...)...).
+		Then(append([]clientv3.Op{
 			clientv3.OpPut(specKey, specJSON),
 			clientv3.OpPut(q.keys.ActiveBatch(spec.ID), spec.ID),
-		).
+		}, g.ops...)...).
 		Else(clientv3.OpGet(specKey)).
 		Commit()
 	if err != nil {
 		return BatchSpec{}, false, fmt.Errorf("store batch spec: %w", err)
 	}
 	if !resp.Succeeded {
-		// Another submit of the same ID won the race.
 		kvs := resp.Responses[0].GetResponseRange().Kvs
-		var old BatchSpec
-		if len(kvs) == 0 {
-			return BatchSpec{}, false, fmt.Errorf("store batch spec: the inventory chunks of %s vanished before the spec was written; submit again", spec.ID)
+		if len(kvs) > 0 {
+			// Another submit of the same ID won the race.
+			var old BatchSpec
+			if err := decodeKV(kvs[0], &old); err != nil {
+				return BatchSpec{}, false, err
+			}
+			return same(old)
 		}
-		if err := decodeKV(kvs[0], &old); err != nil {
-			return BatchSpec{}, false, err
+		if g.fence != nil || len(g.cmps) > 0 {
+			why := ErrConflict
+			if g.fence != nil {
+				if why = q.whyRejected(ctx, *g.fence); why == nil {
+					why = ErrConflict
+				}
+			}
+			return BatchSpec{}, false, why
 		}
-		return sameBatch(old, dig)
+		return BatchSpec{}, false, fmt.Errorf("store batch spec: the inventory chunks of %s vanished before the spec was written; submit again", spec.ID)
 	}
-	committed = true
+	up.committed = true
 	return spec, false, nil
+}
+
+// zonesOf returns the sorted zones of hosts, refusing a zone that cannot
+// name one.
+func zonesOf(hosts []inventory.Host) ([]string, error) {
+	zones := map[string]bool{}
+	for _, h := range hosts {
+		z := ZoneOf(h)
+		if err := ValidateZone(z); err != nil {
+			return nil, fmt.Errorf("host %s: %w", h.Name, err)
+		}
+		zones[z] = true
+	}
+	return slices.Sorted(maps.Keys(zones)), nil
+}
+
+// upload writes an inventory as chunks under a key set private to one
+// attempt (a nonce), so that an attempt that dies leaves only chunks no
+// record points at, and a concurrent attempt cannot overwrite them.
+type upload struct {
+	q         *Queue
+	prefix    string // every key of the attempt
+	started   string // when the attempt began, for cleanup
+	chunk     func(n int) string
+	committed bool
+}
+
+func (q *Queue) upload(prefix, started string, chunk func(int) string) *upload {
+	return &upload{q: q, prefix: prefix, started: started, chunk: chunk}
+}
+
+// put writes the start time and the chunks, returning how many chunks.
+func (u *upload) put(ctx context.Context, hosts []inventory.Host, now time.Time) (int, error) {
+	if _, err := u.q.cli.Put(ctx, u.started, now.UTC().Format(time.RFC3339)); err != nil {
+		return 0, fmt.Errorf("store inventory: %w", err)
+	}
+	n := 0
+	for i, chunk := range chunkHosts(hosts, chunkBytes) {
+		if _, err := u.q.cli.Put(ctx, u.chunk(i), string(chunk)); err != nil {
+			return 0, fmt.Errorf("store inventory chunk %d: %w", i, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// abandon deletes the attempt's chunks unless the attempt committed or
+// the record at key holds value (its commit landed though its reply was
+// lost). Best effort, on its own deadline: the caller's context may be
+// what failed.
+func (u *upload) abandon(ctx context.Context, key string, value *string) {
+	if u.committed {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	u.q.txn(cctx, "submit").
+		If(clientv3.Compare(clientv3.Value(key), "=", *value)).
+		Else(clientv3.OpDelete(u.prefix, clientv3.WithPrefix())).
+		Commit()
 }
 
 func sameBatch(old BatchSpec, dig string) (BatchSpec, bool, error) {
@@ -180,9 +259,16 @@ func chunkHosts(hosts []inventory.Host, max int) [][]byte {
 
 // LoadHosts reads a batch's inventory back, in submitted order.
 func (q *Queue) LoadHosts(ctx context.Context, spec BatchSpec) ([]inventory.Host, error) {
-	hosts := make([]inventory.Host, 0, spec.Hosts)
-	for i := 0; i < spec.Chunks; i++ {
-		key := q.keys.BatchHostChunk(spec.ID, spec.Nonce, i)
+	return q.loadChunks(ctx, func(n int) string { return q.keys.BatchHostChunk(spec.ID, spec.Nonce, n) },
+		spec.Chunks, spec.Hosts, "batch "+spec.ID)
+}
+
+// loadChunks reads an inventory stored as chunks chunk(0..n-1) that must
+// hold want hosts.
+func (q *Queue) loadChunks(ctx context.Context, chunk func(int) string, n, want int, what string) ([]inventory.Host, error) {
+	hosts := make([]inventory.Host, 0, want)
+	for i := 0; i < n; i++ {
+		key := chunk(i)
 		resp, err := q.cli.Get(ctx, key)
 		if err != nil {
 			return nil, err
@@ -190,14 +276,14 @@ func (q *Queue) LoadHosts(ctx context.Context, spec BatchSpec) ([]inventory.Host
 		if len(resp.Kvs) == 0 {
 			return nil, fmt.Errorf("%w: inventory chunk %s is missing", ErrBadValue, key)
 		}
-		var chunk []inventory.Host
-		if err := decodeKV(resp.Kvs[0], &chunk); err != nil {
+		var part []inventory.Host
+		if err := decodeKV(resp.Kvs[0], &part); err != nil {
 			return nil, err
 		}
-		hosts = append(hosts, chunk...)
+		hosts = append(hosts, part...)
 	}
-	if len(hosts) != spec.Hosts {
-		return nil, fmt.Errorf("%w: batch %s has %d hosts stored, spec says %d", ErrBadValue, spec.ID, len(hosts), spec.Hosts)
+	if len(hosts) != want {
+		return nil, fmt.Errorf("%w: %s has %d hosts stored, spec says %d", ErrBadValue, what, len(hosts), want)
 	}
 	return hosts, nil
 }

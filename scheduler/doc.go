@@ -36,6 +36,12 @@
 //	                          every SweepInterval: unseen losses, overdue claims
 //	retention (retention.go): every minute: purge, abandoned uploads,
 //	                          lost tasks of batches stalled a minute
+//	schedules (schedules.go) ◀─ schedules/: fires each tick's batch in one
+//	                          fenced create-if-absent transaction (the batch
+//	                          ID names the schedule and the tick), so a tick
+//	                          runs at most once whichever leader gets there;
+//	                          missed ticks follow the catch-up rule; the
+//	                          cadence and its DST rule are in cadence.go
 //
 // One slow duty never delays another: sharding a million hosts runs on the
 // shard duty's goroutine while a ten-host batch is sharded beside it,

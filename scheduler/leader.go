@@ -69,6 +69,7 @@ func (s *Scheduler) lead(ctx context.Context, fence queue.Fence, log zerolog.Log
 	for _, d := range duties {
 		wg.Go(func() { d.run(ctx) })
 	}
+	wg.Go(func() { l.fail(newScheduleDuty(q, fence, log, s.m.Schedules, nil).run(ctx)) }) // schedules.go
 	wg.Wait()
 	if err := context.Cause(ctx); errors.Is(err, queue.ErrNotLeader) {
 		return err

@@ -103,6 +103,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			schedulerCommand(),
 			workerCommand(),
 			submitCommand(),
+			scheduleCommand(),
 			inventoryCommand(),
 			resultsCommand(),
 			statusCommand(),

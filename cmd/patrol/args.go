@@ -32,6 +32,20 @@ func interleaveArgs(app *cli.App, args []string) []string {
 	if cmd == nil {
 		return args
 	}
+	// A command's subcommand (patrol schedule create NAME ...) takes the
+	// flags and arguments after it.
+	for i+1 < len(args) {
+		var sub *cli.Command
+		for _, sc := range cmd.Subcommands {
+			if sc.HasName(args[i+1]) {
+				sub = sc
+			}
+		}
+		if sub == nil {
+			break
+		}
+		i, cmd = i+1, sub
+	}
 	out := append([]string{}, args[:i+1]...)
 	var positional []string
 	rest := args[i+1:]

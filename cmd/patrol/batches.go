@@ -21,9 +21,19 @@ func batchesCommand() *cli.Command {
 	return queueCommand("batches", "list recent batches, newest first: state, check, hosts, counts, age", "",
 		[]string{"table", "json"}, time.Minute, []cli.Flag{
 			&cli.IntFlag{Name: "limit", Value: 20, Usage: "how many batches to list (0: all)"},
+			&cli.StringFlag{Name: "schedule", Usage: "only the runs of this schedule (see `patrol schedule list`)"},
 		}, limitArg, func(b queueCall) error {
 			a, q, ctx, out := b.a, b.q, b.ctx, b.output
-			list, err := q.Batches(ctx, b.c.Int("limit"))
+			var list []queue.BatchInfo
+			var err error
+			if name := b.c.String("schedule"); name != "" {
+				if _, err := q.Schedule(ctx, name); err != nil {
+					return scheduleErr(err)
+				}
+				list, err = q.ScheduleBatches(ctx, name, b.c.Int("limit"))
+			} else {
+				list, err = q.Batches(ctx, b.c.Int("limit"))
+			}
 			if err != nil {
 				return fmt.Errorf("list batches: %w", err)
 			}

@@ -77,7 +77,7 @@ func dev(c *cli.Context) error {
 	defer cli.Close()
 	o := observe("dev", queue.New(cli, c.String("prefix")).WithLogger(a.log))
 	q := o.q
-	o.reg.MustRegister(metrics.NewQueueCollector(q))
+	o.reg.MustRegister(metrics.NewQueueCollector(q), metrics.NewScheduleCollector(q, scheduler.NextRun))
 
 	ctx, cancel := context.WithCancel(c.Context)
 	var wg sync.WaitGroup

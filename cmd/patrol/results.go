@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -29,7 +30,11 @@ func resultsCommand() *cli.Command {
 			&cli.BoolFlag{Name: "stats", Usage: "summarise each numeric detail across the hosts (count, min, p50, p95, max, the worst hosts) instead of listing them"},
 			&cli.IntFlag{Name: "limit", Usage: "at most this many rows, then the command to print the next page (0: all)"},
 			&cli.StringFlag{Name: "after", Usage: "start after this host (the last one of the page before)"},
+			&cli.BoolFlag{Name: "changes", Usage: "for a schedule's run: only hosts whose status differs from the schedule's previous run, with how many runs each has been failing"},
 		}, func(b queueCall) error {
+			if b.c.Bool("changes") {
+				return printChanges(b)
+			}
 			want, err := parseStatuses(b.c.String("status"))
 			if err != nil {
 				return err
@@ -173,4 +178,45 @@ func notFound(batch string, err error) error {
 		return fmt.Errorf("no batch %s under this --prefix: check the ID and --endpoints/--prefix", batch)
 	}
 	return fmt.Errorf("read batch %s: %w", batch, err)
+}
+
+// printChanges shows what changed in a schedule's run since the run before.
+func printChanges(b queueCall) error {
+	if b.c.IsSet("status") || b.c.Bool("stats") {
+		return usageErr("--changes lists the hosts that changed; it takes neither --status nor --stats")
+	}
+	ch, err := b.q.Changes(b.ctx, b.batch)
+	if errors.Is(err, queue.ErrNotScheduled) {
+		return usageErr("%s", strings.TrimPrefix(err.Error(), "queue: "))
+	}
+	if err != nil {
+		return notFound(b.batch, err)
+	}
+	switch b.output {
+	case "json":
+		enc := json.NewEncoder(b.a.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(ch)
+	case "table", "wide":
+	default:
+		return usageErr("--changes prints table or json, not %s", b.output)
+	}
+	if ch.Previous == "" {
+		fmt.Fprintf(b.a.stdout, "%s is the first run of schedule %s still kept: nothing to compare with\n", ch.Batch, ch.Schedule)
+		return nil
+	}
+	if len(ch.Changes) == 0 {
+		fmt.Fprintf(b.a.stdout, "no host changed status since %s\n", ch.Previous)
+		return nil
+	}
+	tw := tabwriter.NewWriter(b.a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "HOST\tCHANGE\tBEFORE (%s)\tNOW\tFAILING SINCE\n", ch.Previous)
+	for _, c := range ch.Changes {
+		since := "-"
+		if c.FailingRuns > 0 {
+			since = fmt.Sprintf("%s (%d runs)", c.FailingSince.UTC().Format("2006-01-02 15:04:05Z"), c.FailingRuns)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Host, c.Change, dash(string(c.Before)), dash(string(c.After)), since)
+	}
+	return tw.Flush()
 }

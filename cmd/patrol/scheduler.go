@@ -31,7 +31,7 @@ func schedulerCommand() *cli.Command {
 				return err
 			}
 			defer closeQ()
-			o.reg.MustRegister(metrics.NewQueueCollector(o.q))
+			o.reg.MustRegister(metrics.NewQueueCollector(o.q), metrics.NewScheduleCollector(o.q, scheduler.NextRun))
 			s, err := scheduler.New(o.q, scheduler.Config{ID: id, SessionTTL: c.Duration("session-ttl"), Retention: c.Duration("retention"),
 				Log: a.log, Metrics: metrics.NewScheduler(o.reg)})
 			if err != nil {

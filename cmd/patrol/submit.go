@@ -23,27 +23,126 @@ func submitCommand() *cli.Command {
 		UsageText: "patrol submit -i INVENTORY --check TYPE [--param key=value]... [options]\n\n" +
 			"Check types, their params (defaults in parentheses) and verdicts:\n\n" + check.Reference(),
 		ArgsUsage: " ",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			outputFlag("table", "json"),
-			&cli.StringFlag{Name: "inventory", Aliases: []string{"i"}, Usage: "inventory: a host list (one per line), an Ansible INI, YAML or JSON inventory, or a directory of them"},
-			&cli.StringFlag{Name: "limit", Aliases: []string{"l"}, Usage: "only hosts matching this Ansible pattern (groups, globs, ~regex, :&, :!, slices, @file)"},
-			&cli.StringFlag{Name: "check", Usage: "check type: " + strings.Join(check.Types(), ", ")},
-			&cli.StringSliceFlag{Name: "param", Aliases: []string{"p"},
-				Usage: "check parameter key=value (repeatable); values are templates over {{.Host}}, {{.Address}}, {{.Port}}, {{.Vars.name}}"},
 			&cli.StringFlag{Name: "batch-id", Usage: "batch ID (default: generated); resubmitting the same ID and content is a no-op"},
 			&cli.BoolFlag{Name: "wait", Usage: "wait for the batch to finish; exit 0 if every host passed (warnings too, unless --fail-on warn), 2 if any did not"},
 			failOnFlag(),
 			&cli.BoolFlag{Name: "plan", Usage: "print the hosts, zones, shards and the etcd writes and bytes the batch would make, measured against etcd's limits; write nothing"},
-			&cli.DurationFlag{Name: "timeout", Value: queue.DefaultTimeout, Usage: "per-attempt timeout: the worker cancels the check, the scheduler revokes the claim past it"},
-			&cli.IntFlag{Name: "max-attempts", Value: queue.DefaultMaxAttempts, Usage: "attempts per host before it ends dead (errors and lost workers are retried)"},
-			&cli.DurationFlag{Name: "backoff", Value: queue.DefaultBackoff, Usage: "delay before the first retry; doubles each attempt, with jitter"},
-			&cli.DurationFlag{Name: "max-backoff", Value: queue.DefaultMaxBackoff, Usage: "cap on the retry delay"},
-			&cli.BoolFlag{Name: "retry-failures", Usage: "retry hosts that failed the check too, not only errors"},
-			&cli.StringFlag{Name: "max-failures", Usage: "stop the batch once more than N (or N%) hosts failed (fail, error, dead; warnings do not count): hosts not yet started end skipped"},
-			&cli.IntFlag{Name: "parallel", Usage: "run at most N of the batch's hosts at once across all workers (0: no cap)"},
-		},
+		}, batchFlags()...),
 		Action: submit,
 	}
+}
+
+// batchFlags say what a batch runs: its inventory, check and policy.
+// `patrol submit` and `patrol schedule create|update` take them.
+func batchFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "inventory", Aliases: []string{"i"}, Usage: "inventory: a host list (one per line), an Ansible INI, YAML or JSON inventory, or a directory of them"},
+		&cli.StringFlag{Name: "limit", Aliases: []string{"l"}, Usage: "only hosts matching this Ansible pattern (groups, globs, ~regex, :&, :!, slices, @file)"},
+		&cli.StringFlag{Name: "check", Usage: "check type: " + strings.Join(check.Types(), ", ")},
+		&cli.StringSliceFlag{Name: "param", Aliases: []string{"p"},
+			Usage: "check parameter key=value (repeatable); values are templates over {{.Host}}, {{.Address}}, {{.Port}}, {{.Vars.name}}"},
+		&cli.DurationFlag{Name: "timeout", Value: queue.DefaultTimeout, Usage: "per-attempt timeout: the worker cancels the check, the scheduler revokes the claim past it"},
+		&cli.IntFlag{Name: "max-attempts", Value: queue.DefaultMaxAttempts, Usage: "attempts per host before it ends dead (errors and lost workers are retried)"},
+		&cli.DurationFlag{Name: "backoff", Value: queue.DefaultBackoff, Usage: "delay before the first retry; doubles each attempt, with jitter"},
+		&cli.DurationFlag{Name: "max-backoff", Value: queue.DefaultMaxBackoff, Usage: "cap on the retry delay"},
+		&cli.BoolFlag{Name: "retry-failures", Usage: "retry hosts that failed the check too, not only errors"},
+		&cli.StringFlag{Name: "max-failures", Usage: "stop the batch once more than N (or N%) hosts failed (fail, error, dead; warnings do not count): hosts not yet started end skipped"},
+		&cli.IntFlag{Name: "parallel", Usage: "run at most N of the batch's hosts at once across all workers (0: no cap)"},
+	}
+}
+
+// batchInput is what batchFlags said.
+type batchInput struct {
+	check  string
+	params map[string]string
+	policy queue.Policy
+	hosts  []inventory.Host // nil when -i was not given (and not required)
+}
+
+// readBatchInput reads and checks batchFlags over base: flags not given
+// keep base's values, unless full (submit, create), where the flags'
+// defaults apply and the inventory and check are required. Only when
+// everything is valid does the caller touch etcd. stored, if not nil,
+// gives the hosts a check's params are validated against when -i is
+// not given.
+func readBatchInput(c *cli.Context, base batchInput, full bool, stored func() ([]inventory.Host, error)) (batchInput, error) {
+	in := base
+	set := func(name string) bool { return full || c.IsSet(name) }
+	path := c.String("inventory")
+	if full && path == "" {
+		return in, usageErr("no inventory: pass -i FILE with one host per line")
+	}
+	if set("check") {
+		in.check = c.String("check")
+		if in.check == "" {
+			return in, usageErr("no check type: pass --check with one of %s", strings.Join(check.Types(), ", "))
+		}
+	}
+	if set("param") {
+		params, err := parseParams(c.StringSlice("param"))
+		if err != nil {
+			return in, err
+		}
+		in.params = params
+	}
+	p := &in.policy
+	if set("max-attempts") {
+		p.MaxAttempts = c.Int("max-attempts")
+	}
+	if set("timeout") {
+		p.TimeoutMS = c.Duration("timeout").Milliseconds()
+	}
+	if set("backoff") {
+		p.BackoffMS = c.Duration("backoff").Milliseconds()
+	}
+	if set("max-backoff") {
+		p.MaxBackoffMS = c.Duration("max-backoff").Milliseconds()
+	}
+	if set("retry-failures") {
+		p.RetryFailures = c.Bool("retry-failures")
+	}
+	if set("max-failures") {
+		p.MaxFailures = c.String("max-failures")
+	}
+	if set("parallel") {
+		p.Parallel = c.Int("parallel")
+	}
+	if err := p.Validate(); err != nil {
+		return in, usageErr("%v", err)
+	}
+	if path == "" && c.IsSet("limit") {
+		return in, usageErr("--limit selects from an inventory: pass -i FILE with it")
+	}
+	hosts := base.hosts
+	if path != "" {
+		inv, err := inventory.Load(path)
+		if err != nil {
+			return in, err
+		}
+		hosts = inv.Hosts()
+		if pattern := c.String("limit"); pattern != "" {
+			if hosts, err = inv.Select(pattern); err != nil {
+				return in, usageErr("--limit %q: %v", pattern, err)
+			}
+		}
+		in.hosts = hosts
+	} else if stored != nil && (c.IsSet("check") || c.IsSet("param")) {
+		var err error
+		if hosts, err = stored(); err != nil {
+			return in, err
+		}
+	}
+	if hosts != nil {
+		if err := check.Validate(in.check, in.params, hosts); err != nil {
+			return in, err
+		}
+	}
+	if err := check.ValidateTimeout(in.check, in.params, p.Timeout()); err != nil {
+		return in, err
+	}
+	return in, nil
 }
 
 func submit(c *cli.Context) error {
@@ -52,18 +151,6 @@ func submit(c *cli.Context) error {
 		return usageErr("submit takes no arguments, got %q: pass the inventory with -i FILE", c.Args().First())
 	}
 	out, err := outputFormat(c, "table", "json")
-	if err != nil {
-		return err
-	}
-	path := c.String("inventory")
-	if path == "" {
-		return usageErr("no inventory: pass -i FILE with one host per line")
-	}
-	typ := c.String("check")
-	if typ == "" {
-		return usageErr("no check type: pass --check with one of %s", strings.Join(check.Types(), ", "))
-	}
-	params, err := parseParams(c.StringSlice("param"))
 	if err != nil {
 		return err
 	}
@@ -77,34 +164,11 @@ func submit(c *cli.Context) error {
 			return usageErr("--batch-id: %v", err)
 		}
 	}
-	policy := queue.Policy{
-		MaxAttempts:   c.Int("max-attempts"),
-		TimeoutMS:     c.Duration("timeout").Milliseconds(),
-		BackoffMS:     c.Duration("backoff").Milliseconds(),
-		MaxBackoffMS:  c.Duration("max-backoff").Milliseconds(),
-		RetryFailures: c.Bool("retry-failures"),
-		MaxFailures:   c.String("max-failures"),
-		Parallel:      c.Int("parallel"),
-	}
-	if err := policy.Validate(); err != nil {
-		return usageErr("%v", err)
-	}
-	inv, err := inventory.Load(path)
+	in, err := readBatchInput(c, batchInput{}, true, nil)
 	if err != nil {
 		return err
 	}
-	hosts := inv.Hosts()
-	if pattern := c.String("limit"); pattern != "" {
-		if hosts, err = inv.Select(pattern); err != nil {
-			return usageErr("--limit %q: %v", pattern, err)
-		}
-	}
-	if err := check.Validate(typ, params, hosts); err != nil {
-		return err
-	}
-	if err := check.ValidateTimeout(typ, params, policy.Timeout()); err != nil {
-		return err
-	}
+	typ, params, policy, hosts := in.check, in.params, in.policy, in.hosts
 
 	plan := queue.PlanBatch(hosts, 0)
 	if c.Bool("plan") {

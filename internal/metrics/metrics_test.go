@@ -32,7 +32,7 @@ func everything(q *queue.Queue) (*prometheus.Registry, *metrics.Etcd, *metrics.S
 	e := metrics.NewEtcd(reg)
 	s := metrics.NewScheduler(reg)
 	w := metrics.NewWorker(reg)
-	reg.MustRegister(metrics.NewQueueCollector(q))
+	reg.MustRegister(metrics.NewQueueCollector(q), metrics.NewScheduleCollector(q, nil))
 	return reg, e, s, w
 }
 
@@ -89,7 +89,8 @@ func described(t *testing.T, cs ...prometheus.Collector) map[string][]string {
 }
 
 func TestNoLabelGrowsWithHostsBatchesOrTasks(t *testing.T) {
-	allowed := []string{"zone", "state", "status", "check", "outcome", "op", "kind", "reason", "watch", "alarm"}
+	// schedule: bounded by metrics.MaxScheduleSeries.
+	allowed := []string{"zone", "state", "status", "check", "outcome", "op", "kind", "reason", "watch", "alarm", "schedule"}
 	for name, labels := range described(t, patrolCollectors(t)...) {
 		for _, l := range labels {
 			if !slices.Contains(allowed, l) {
@@ -108,7 +109,7 @@ func patrolCollectors(t *testing.T) []prometheus.Collector {
 	metrics.NewEtcd(rec)
 	metrics.NewScheduler(rec)
 	metrics.NewWorker(rec)
-	cs = append(cs, metrics.NewQueueCollector(queue.New(env.Client, env.Prefix)))
+	cs = append(cs, metrics.NewQueueCollector(queue.New(env.Client, env.Prefix)), metrics.NewScheduleCollector(queue.New(env.Client, env.Prefix), nil))
 	return cs
 }
 

@@ -21,6 +21,8 @@ type Scheduler struct {
 	RequeueDelay prometheus.Histogram
 	// BatchesFinished counts batches this scheduler finished.
 	BatchesFinished prometheus.Counter
+	// Schedules are the schedule duty's metrics.
+	Schedules *Schedules
 
 	deadLetters *prometheus.CounterVec
 }
@@ -57,6 +59,7 @@ func NewScheduler(reg prometheus.Registerer) *Scheduler {
 	for _, r := range []string{DeadOutOfAttempts, DeadLost} {
 		m.deadLetters.WithLabelValues(r) // every series exists from the start, for increase()
 	}
+	m.Schedules = newSchedules(reg)
 	register(reg, m.Leader, m.LeaderChanges, m.CampaignDuration, m.LeaseExpirations, m.ClaimsRevoked,
 		m.TasksRequeued, m.RequeueDelay, m.BatchesFinished, m.deadLetters)
 	return m
