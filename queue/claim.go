@@ -246,6 +246,13 @@ type Group struct {
 	Running  Running
 	ClaimRev int64 // the claim key's create revision: the fencing token for completions
 	done     map[int]bool
+	// doneRev is the done key's mod revision as this worker last wrote or
+	// read it (0: none yet). Each commit holds only while it is unchanged,
+	// so a commit whose answer was lost and that etcd applies late (a
+	// request queued at a member that hung, or a proposal a new etcd
+	// leader commits after the old one died) cannot land after the worker
+	// committed the same outcomes again: one of the two fails its compare.
+	doneRev int64
 }
 
 // Claim takes as many of ready (at most MaxClaim) as it can, as one group,
@@ -388,8 +395,10 @@ func (q *Queue) Commit(ctx context.Context, outs []Outcome) (rejected []Outcome,
 		ops := make([]clientv3.Op, 0, n+3*len(groups))
 		newDone := map[*Group]map[int]bool{}
 		for _, g := range groups {
-			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(q.keys.Claim(g.ID)), "=", g.ClaimRev)) // fenced on our claim
-			els = append(els, clientv3.OpGet(q.keys.Claim(g.ID), clientv3.WithKeysOnly()))
+			cmps = append(cmps,
+				clientv3.Compare(clientv3.CreateRevision(q.keys.Claim(g.ID)), "=", g.ClaimRev), // fenced on our claim
+				clientv3.Compare(clientv3.ModRevision(q.keys.DoneGroup(g.ID)), "=", g.doneRev)) // and on what we know landed
+			els = append(els, clientv3.OpGet(q.keys.Claim(g.ID), clientv3.WithKeysOnly()), clientv3.OpGet(q.keys.DoneGroup(g.ID)))
 			d := make(map[int]bool, len(g.done)+n)
 			for i := range g.done {
 				d[i] = true
@@ -419,19 +428,27 @@ func (q *Queue) Commit(ctx context.Context, outs []Outcome) (rejected []Outcome,
 			return rejected, err
 		}
 		if !resp.Succeeded {
-			// Some group's claim is gone: drop its outcomes and try the rest.
+			// Some group's claim is gone: drop its outcomes. Or a done set
+			// moved: an earlier commit of these outcomes, whose answer was
+			// lost, has landed since; what it did is done, the rest is
+			// tried again.
 			lost := map[*Group]bool{}
 			for i, g := range groups {
-				kvs := resp.Responses[i].GetResponseRange().Kvs
+				kvs := resp.Responses[2*i].GetResponseRange().Kvs
 				if len(kvs) == 0 || kvs[0].CreateRevision != g.ClaimRev {
 					lost[g] = true
+					continue
 				}
+				done := resp.Responses[2*i+1].GetResponseRange().Kvs
+				g.done, g.doneRev = parseDone(done), modRev(done)
 			}
 			keep := make([]Outcome, 0, len(outs))
 			for _, o := range outs {
-				if lost[o.Group] {
+				switch {
+				case lost[o.Group]:
 					rejected = append(rejected, o)
-				} else {
+				case o.Group.done[o.Index]: // landed
+				default:
 					keep = append(keep, o)
 				}
 			}
@@ -439,7 +456,7 @@ func (q *Queue) Commit(ctx context.Context, outs []Outcome) (rejected []Outcome,
 			continue
 		}
 		for _, g := range groups {
-			g.done = newDone[g]
+			g.done, g.doneRev = newDone[g], resp.Header.Revision
 		}
 		outs = outs[n:]
 	}
@@ -584,7 +601,8 @@ func (q *Queue) Reconcile(ctx context.Context, outs []Outcome) (landed, pending,
 				continue
 			}
 			ours[g] = true
-			g.done = parseDone(resp.Responses[2*i+1].GetResponseRange().Kvs)
+			done := resp.Responses[2*i+1].GetResponseRange().Kvs
+			g.done, g.doneRev = parseDone(done), modRev(done)
 		}
 	}
 	for _, o := range outs {

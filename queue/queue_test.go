@@ -517,6 +517,42 @@ func TestReconcileSaysWhatLandedAfterAnUnknownCommit(t *testing.T) {
 	}
 }
 
+// TestALateCommitCannotLandTwice: a commit whose answer was lost may be
+// applied by etcd after the worker reconciled and committed the same
+// outcomes again (a request queued at a member that hung; a proposal a new
+// etcd leader commits after the old one died). Both carry the done set's
+// revision as the worker knew it, so only one lands: no result is written
+// twice, and the late one counts its outcomes as landed, not rejected.
+func TestALateCommitCannotLandTwice(t *testing.T) {
+	f := setup(t)
+	f.submitAndShard(t, "b1", 3)
+	s := f.session(t, 10)
+	g := f.claim(t, s.Lease(), "w", 3)
+	late := &queue.Group{ID: g.ID, Running: g.Running, ClaimRev: g.ClaimRev} // the worker's view when it sent the first commit
+	outs := finishAll(g, queue.StatusOK, "w")
+	// The worker committed outcomes 0 and 1 again after reconciling ...
+	if rej, err := f.q.Commit(f.ctx, outs[:2]); err != nil || len(rej) != 0 {
+		t.Fatalf("commit: %v %v", rej, err)
+	}
+	// ... and then etcd applies the first request, as it was sent.
+	lateOuts := finishAll(late, queue.StatusOK, "w")
+	if rej, err := f.q.Commit(f.ctx, lateOuts[:2]); err != nil || len(rej) != 0 {
+		t.Fatalf("late commit: rejected %d, err %v; want its outcomes counted as landed", len(rej), err)
+	}
+	for _, kv := range etcdtest.KVs(t, f.env.Client, f.q.Keys().BatchResults("b1")) {
+		if kv.Version != 1 {
+			t.Fatalf("%s written %d times", kv.Key, kv.Version)
+		}
+	}
+	// The late view caught up: its last outcome commits and finishes the group.
+	if rej, err := f.q.Commit(f.ctx, lateOuts[2:]); err != nil || len(rej) != 0 || !late.Finished() {
+		t.Fatalf("commit the last: %v %v, finished %v", rej, err, late.Finished())
+	}
+	if n := len(etcdtest.Keys(t, f.env.Client, f.q.Keys().BatchResults("b1"))); n != 3 {
+		t.Fatalf("%d results, want 3", n)
+	}
+}
+
 // claimAfter submits another host, claims it, and revokes the claim as an
 // overrun does.
 func (f *fixture) claimAfter(t *testing.T, fence queue.Fence, s *concurrency.Session) *queue.Group {
