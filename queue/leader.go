@@ -621,7 +621,7 @@ func (q *Queue) Lost(ctx context.Context, spec BatchSpec) ([]string, error) {
 		seen[k[strings.LastIndexByte(k, '/')+1:]] = true
 		return nil
 	}
-	rev, err := q.rangeAll(ctx, q.keys.BatchResults(spec.ID), last)
+	rev, err := q.rangeSplit(ctx, q.keys.BatchResults(spec.ID), last)
 	if err != nil {
 		return nil, err
 	}

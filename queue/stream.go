@@ -2,51 +2,48 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
-
-// streamPage is how many results EachResult reads per request.
-const streamPage = 1000
 
 // EachResult calls fn with each committed result of a batch, in task ID
 // order (host name order, for names that need no escaping), starting after
 // the task after ("" from the first), one page of results in memory at a
-// time, until fn returns false or the results end. A value that does not
+// time (in windows that etcd counts no further than they reach: see
+// rangeSplit), until fn returns false or the results end. A value that does not
 // decode is passed as an error row, and reported in bad. Unlike Results it
 // never loads the inventory: it serves batches of any size.
 func (q *Queue) EachResult(ctx context.Context, batch, after string, fn func(HostResult) bool) (bad []BadValue, err error) {
 	prefix := q.keys.BatchResults(batch)
-	end := prefixEnd(prefix)
-	key := prefix
+	from := prefix
 	if after != "" {
-		key = q.keys.Result(batch, after) + "\x00"
+		from = q.keys.Result(batch, after) + "\x00"
 	}
-	for {
-		resp, err := q.cli.Get(ctx, key, clientv3.WithRange(end), clientv3.WithLimit(streamPage))
-		if err != nil {
-			return bad, err
+	// Not pinned to one revision: streaming a million results takes longer
+	// than etcd keeps history, and results are written once.
+	_, err = q.rangeSplitFrom(ctx, prefix, from, false, func(kv *mvccpb.KeyValue) error {
+		row, b := q.resultRow(kv)
+		if b != nil {
+			bad = append(bad, *b)
 		}
-		for _, kv := range resp.Kvs {
-			row, b := q.resultRow(kv)
-			if b != nil {
-				bad = append(bad, *b)
-			}
-			if !fn(row) {
-				return bad, nil
-			}
+		if !fn(row) {
+			return errStopped
 		}
-		if !resp.More || len(resp.Kvs) == 0 {
-			return bad, nil
-		}
-		key = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+		return nil
+	})
+	if errors.Is(err, errStopped) {
+		err = nil
 	}
+	return bad, err
 }
+
+// errStopped ends a listing early, at its caller's request.
+var errStopped = errors.New("listing stopped")
 
 // resultRow decodes one result key as a row; a malformed value becomes an
 // error row, returned as bad too.

@@ -73,7 +73,7 @@ func (t *ResultTally) Run(ctx context.Context) {
 // It reports whether the list succeeded, and why it ended.
 func (t *ResultTally) follow(ctx context.Context) (listed bool, err error) {
 	status, counts, failed := map[string]Status{}, Counts{}, 0
-	rev, err := t.q.rangeAll(ctx, t.prefix, func(kv *mvccpb.KeyValue) error {
+	rev, err := t.q.rangeSplit(ctx, t.prefix, func(kv *mvccpb.KeyValue) error {
 		if task, st, ok := t.q.resultStatus(kv); ok {
 			status[task] = st
 			counts[st]++
