@@ -26,6 +26,13 @@ type Event struct {
 //
 // fn runs on Sync's goroutine, in revision order.
 func (q *Queue) Sync(ctx context.Context, prefix string, resync time.Duration, reset func(), fn func(Event)) error {
+	return q.SyncListed(ctx, prefix, resync, reset, nil, fn)
+}
+
+// SyncListed is Sync that also calls listed, if set, each time a listing
+// has been passed to fn whole (with the revision it was read at): from
+// then until the next reset, what fn was given is exact at a revision.
+func (q *Queue) SyncListed(ctx context.Context, prefix string, resync time.Duration, reset func(), listed func(rev int64), fn func(Event)) error {
 	name := q.keys.kind(prefix)
 	backoff := 100 * time.Millisecond
 	down, failing := false, false // restarting; and a re-list failed meanwhile
@@ -44,6 +51,9 @@ func (q *Queue) Sync(ctx context.Context, prefix string, resync time.Duration, r
 			}
 			down, failing = false, false
 			backoff = 100 * time.Millisecond
+			if listed != nil {
+				listed(rev)
+			}
 			err = q.watchFrom(ctx, prefix, rev+1, resync, fn)
 		} else {
 			failing = true
