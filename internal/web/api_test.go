@@ -1,11 +1,11 @@
 package web_test
 
 import (
-	"fmt"
-	"net"
-	"io"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -280,7 +280,7 @@ func TestBadInput(t *testing.T) {
 			if code != c.code || !strings.Contains(raw, c.says) {
 				t.Fatalf("answered %d %s; want %d saying %q", code, raw, c.code, c.says)
 			}
-			if (!strings.HasPrefix(raw, "{") || !strings.Contains(raw, `"error"`)) {
+			if !strings.HasPrefix(raw, "{") || !strings.Contains(raw, `"error"`) {
 				t.Errorf("error is not JSON with an error field: %s", raw)
 			}
 			if after := etcdRevision(t, e); after != before {
