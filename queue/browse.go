@@ -39,6 +39,12 @@ type PageQuery struct {
 	// status ends early, with Next set, rather than reading the whole
 	// batch. 0: 20 times Limit.
 	MaxScan int
+	// Until, if set, is the last task the page may read (a caller that
+	// knows the batch's tasks passes the one Limit or MaxScan places on):
+	// etcd counts every key from a range's start to its end to answer it,
+	// so an unbounded range from the middle of a million results costs a
+	// half-million-key walk; a bounded one costs the page.
+	Until string
 }
 
 // ResultsPage reads one page of batch's committed results: a range over
@@ -61,6 +67,12 @@ func (q *Queue) ResultsPage(ctx context.Context, batch string, pq PageQuery) (Re
 	if pq.After != "" {
 		if k := base + pq.After + "\x00"; k > from {
 			from = k
+		}
+	}
+	bounded := false
+	if pq.Until != "" {
+		if k := base + pq.Until + "\x00"; k < end {
+			end, bounded = k, true
 		}
 	}
 	var page ResultPage
@@ -95,8 +107,7 @@ func (q *Queue) ResultsPage(ctx context.Context, batch string, pq PageQuery) (Re
 			}
 		}
 		if !resp.More || len(resp.Kvs) == 0 {
-			page.Next = ""
-			return page, nil
+			break
 		}
 		if page.Scanned >= pq.MaxScan {
 			return page, nil
@@ -104,6 +115,10 @@ func (q *Queue) ResultsPage(ctx context.Context, batch string, pq PageQuery) (Re
 		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
 	page.Next = ""
+	if bounded {
+		// The bound, not the batch, ended the page: go on from it.
+		page.Next = pq.Until
+	}
 	return page, nil
 }
 

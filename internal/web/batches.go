@@ -292,7 +292,7 @@ func (s *Server) results(ctx context.Context, spec queue.BatchSpec, rq resultsQu
 	}
 
 	zoneFilter := rq.zone != "" && multiZone
-	if rq.want == nil && !zoneFilter {
+	if rq.want == nil && !zoneFilter && spec.Hosts < bigBatch {
 		return s.rangePage(ctx, spec, rq, nil)
 	}
 	f, release, err := s.hub.acquire(ctx, spec)
@@ -303,6 +303,9 @@ func (s *Server) results(ctx context.Context, spec queue.BatchSpec, rq resultsQu
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	listed := f.waitListed(wctx)
 	cancel()
+	if rq.want == nil && !zoneFilter {
+		return s.rangePage(ctx, spec, rq, f)
+	}
 	t := f.tally()
 	matches := 0
 	for st, n := range t.counts {
@@ -341,11 +344,33 @@ func (s *Server) results(ctx context.Context, spec queue.BatchSpec, rq resultsQu
 	return page, nil
 }
 
+// bigBatch is the size from which an unfiltered results page is bounded
+// by the follower's list of tasks (see queue.PageQuery.Until): below it, a
+// range to the end of the batch costs less than following the batch.
+var bigBatch = 20000
+
 // rangePage reads a page as a range over the batch's results from the
-// cursor. With a zone filter it needs f's zones.
+// cursor. With f (listed), the range ends where the page must: at the
+// task limit (or the scan budget) places past the cursor. With a zone
+// filter it needs f's zones.
 func (s *Server) rangePage(ctx context.Context, spec queue.BatchSpec, rq resultsQuery, f *follower) (resultsPage, error) {
 	page := resultsPage{Rows: []hostRow{}, Source: "range"}
-	rp, err := s.q.ResultsPage(ctx, spec.ID, queue.PageQuery{After: rq.after, Prefix: rq.prefix, Limit: rq.limit, Want: rq.want})
+	pq := queue.PageQuery{After: rq.after, Prefix: rq.prefix, Limit: rq.limit, Want: rq.want, MaxScan: 20 * rq.limit}
+	if f != nil && rq.prefix == "" && f.tally().listed {
+		all := f.allTasks()
+		i, _ := slices.BinarySearch(all, rq.after)
+		if i < len(all) && all[i] == rq.after {
+			i++
+		}
+		window := rq.limit
+		if rq.want != nil {
+			window = pq.MaxScan
+		}
+		if i+window < len(all) {
+			pq.Until = all[i+window-1]
+		}
+	}
+	rp, err := s.q.ResultsPage(ctx, spec.ID, pq)
 	if err != nil {
 		return page, err
 	}

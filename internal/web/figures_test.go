@@ -20,6 +20,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/patrol-dev/patrol/internal/inventory"
+	"github.com/patrol-dev/patrol/internal/web"
 	"github.com/patrol-dev/patrol/queue"
 )
 
@@ -35,7 +36,7 @@ func TestFiguresLargeBatch(t *testing.T) {
 	if n <= 0 {
 		t.Skip("figures only: set PATROL_WEB_FIGURES to a batch size (e.g. 1000000)")
 	}
-	e := setup(t, setupOpts{noFleet: true})
+	e := setup(t, setupOpts{noFleet: true, followIdle: web.DefaultFollowIdle})
 	ctx := context.Background()
 
 	// The batch: n hosts, every one with a result (0.1% failed), no

@@ -187,6 +187,14 @@ type follower struct {
 	index      map[string]*taskIndex
 	failure    error // why the zones could not be read
 
+	// Every task with a result, sorted, kept by merging what arrived
+	// since (added) at most once per sampleEvery; a deletion makes it be
+	// built again whole.
+	all      []string
+	allAt    time.Time
+	added    []string
+	allStale bool
+
 	retrying sampled[int]
 	summary  sampled[*queue.Summary]
 }
@@ -213,6 +221,7 @@ func (f *follower) run(ctx context.Context) {
 		f.mu.Lock()
 		f.status, f.counts, f.listed = map[string]queue.Status{}, map[queue.Status]int{}, false
 		f.zoneCounts = map[string]map[queue.Status]int{}
+		f.all, f.added, f.allStale = nil, nil, true
 		f.changed()
 		f.mu.Unlock()
 	}
@@ -282,8 +291,12 @@ func (f *follower) set(task string, st queue.Status) {
 			f.zoneCounts[zone][old]--
 		}
 	}
+	if !had && st != "" {
+		f.added = append(f.added, task)
+	}
 	if st == "" {
 		delete(f.status, task)
+		f.allStale = true
 	} else {
 		f.status[task] = st
 		f.counts[st]++
@@ -405,6 +418,42 @@ func (f *follower) matching(want map[queue.Status]bool, zone string) []string {
 	}
 	f.index[key] = &taskIndex{version: f.version, at: time.Now(), tasks: tasks}
 	return tasks
+}
+
+// allTasks returns every task with a result, sorted, as of at most
+// sampleEvery ago: what bounds a results range (see queue.PageQuery.Until).
+func (f *follower) allTasks() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.allAt.IsZero() && time.Since(f.allAt) < sampleEvery && !f.allStale {
+		return f.all
+	}
+	switch {
+	case f.allStale:
+		all := make([]string, 0, len(f.status))
+		for task := range f.status {
+			all = append(all, task)
+		}
+		slices.Sort(all)
+		f.all, f.allStale = all, false
+	case len(f.added) > 0:
+		slices.Sort(f.added)
+		merged := make([]string, 0, len(f.all)+len(f.added))
+		i, j := 0, 0
+		for i < len(f.all) && j < len(f.added) {
+			if f.all[i] < f.added[j] {
+				merged = append(merged, f.all[i])
+				i++
+			} else {
+				merged = append(merged, f.added[j])
+				j++
+			}
+		}
+		merged = append(append(merged, f.all[i:]...), f.added[j:]...)
+		f.all = merged
+	}
+	f.added, f.allAt = nil, time.Now()
+	return f.all
 }
 
 // zoneOfTask is a task's zone, "" when unknown.

@@ -40,6 +40,9 @@ type setupOpts struct {
 	noTokens bool
 	maxBody  int64
 	noFleet  bool // no scheduler or worker
+	// followIdle is how long a follower outlives its last client (default
+	// 200ms, so that tests see followers stop).
+	followIdle time.Duration
 }
 
 func setup(t *testing.T, o setupOpts) *env {
@@ -62,8 +65,11 @@ func setup(t *testing.T, o setupOpts) *env {
 			t.Fatal(err)
 		}
 	}
+	if o.followIdle == 0 {
+		o.followIdle = 200 * time.Millisecond
+	}
 	s, err := web.New(web.Config{Queue: q, Tokens: tokens, Log: zerolog.Nop(), Metrics: metrics.NewWeb(ev.reg, web.RouteNames()),
-		MaxBody: o.maxBody, Version: "test", FollowIdle: 200 * time.Millisecond})
+		MaxBody: o.maxBody, Version: "test", FollowIdle: o.followIdle})
 	if err != nil {
 		t.Fatal(err)
 	}
