@@ -17,10 +17,12 @@ const splitAbove = 16 * pageSize
 // request; paging a million keys 1000 at a time to the prefix's end
 // walks half a billion index entries. rangeSplit reads the count each
 // page reports anyway and, while more than splitAbove keys are left,
-// halves the rest of the range (between the last key read and the end,
-// as byte strings) and lists the first half before the second, so that
-// each request counts a range that shrinks with it. It calls fn for the
-// same keys, in the same order, at one pinned revision, as rangeAll.
+// lists a window first: as far past the page as the page's own keys
+// spanned, times splitAbove/pageSize (as byte strings read as numbers),
+// which holds about splitAbove keys where the keys are spread as in the
+// page; where that fails, half the rest. Each request then counts a
+// window, not the rest of the prefix. It calls fn for the same keys, in
+// the same order, at one pinned revision, as rangeAll.
 func (q *Queue) rangeSplit(ctx context.Context, prefix string, fn func(*mvccpb.KeyValue) error) (int64, error) {
 	var rev int64
 	var walk func(from, end string) error
@@ -47,7 +49,12 @@ func (q *Queue) rangeSplit(ctx context.Context, prefix string, fn func(*mvccpb.K
 			}
 			next := string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 			if resp.Count-int64(len(resp.Kvs)) > splitAbove {
-				if mid, ok := midKey(next, end); ok {
+				first := string(resp.Kvs[0].Key)
+				win, ok := extrapolate(first, next, splitAbove/len(resp.Kvs), end)
+				if !ok {
+					win, ok = midKey(next, end)
+				}
+				if mid := win; ok {
 					if err := walk(next, mid); err != nil {
 						return err
 					}
@@ -79,4 +86,30 @@ func midKey(a, b string) (string, bool) {
 		return "", false
 	}
 	return mid, true
+}
+
+// extrapolate returns b + (b - a) × k, as byte strings read as numbers,
+// when it lies strictly between b and end.
+func extrapolate(a, b string, k int, end string) (string, bool) {
+	n := max(len(a), len(b), len(end)) + 1
+	pad := func(s string) *big.Int {
+		buf := make([]byte, n)
+		copy(buf, s)
+		return new(big.Int).SetBytes(buf)
+	}
+	A, B := pad(a), pad(b)
+	d := new(big.Int).Sub(B, A)
+	if d.Sign() <= 0 {
+		return "", false
+	}
+	e := d.Mul(d, big.NewInt(int64(k)))
+	e.Add(e, B)
+	if e.BitLen() > 8*n {
+		return "", false
+	}
+	w := string(e.FillBytes(make([]byte, n)))
+	if w <= b || w >= end {
+		return "", false
+	}
+	return w, true
 }

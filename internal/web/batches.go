@@ -111,12 +111,30 @@ func (s *Server) batchList(req *request) (batchList, error) {
 		if done {
 			fin := sum.FinishedAt
 			it.State, it.Done, it.Counts, it.FinishedAt = "finished", sum.Total, sum.Counts, &fin
-		} else if it.Done, err = s.q.ResultCount(req.ctx, spec.ID); err != nil {
+		} else if it.Done, err = s.resultCount(req.ctx, spec); err != nil {
 			return batchList{}, err
 		}
 		out.Batches = append(out.Batches, it)
 	}
 	return out, nil
+}
+
+// resultCount is how many of a running batch's hosts have a result. etcd
+// counts a range key by key, so for a large batch it is read from the
+// batch's follower (started for it, and kept while the list is looked at)
+// once that has listed the results.
+func (s *Server) resultCount(ctx context.Context, spec queue.BatchSpec) (int, error) {
+	if spec.Hosts >= bigBatch {
+		f, release, err := s.hub.acquire(ctx, spec)
+		if err != nil {
+			return 0, err
+		}
+		defer release()
+		if t := f.tally(); t.listed {
+			return t.results, nil
+		}
+	}
+	return s.q.ResultCount(ctx, spec.ID)
 }
 
 // loadSpecs reads the specs of ids (cached ones from memory), a few at a

@@ -110,6 +110,8 @@ func TestFiguresLargeBatch(t *testing.T) {
 	lat("failing hosts page (100, index)", "/api/v1/batches/big/results?limit=100&status=fail,error,dead", nil)
 	lat("one host", "/api/v1/batches/big/hosts/"+mid, nil)
 	lat("batch list", "/api/v1/batches", nil)
+	lat("console batch page (HTML)", "/batches/big", nil)
+	lat("console batch list (HTML)", "/", nil)
 
 	// etcd reads a live-progress client adds: etcd's own count of range
 	// requests, with no client, one and ten, each for 5 s.

@@ -310,11 +310,15 @@ func (f *follower) set(task string, st queue.Status) {
 	f.changed()
 }
 
-// changed marks a change. f.mu is held.
+// changed marks a change. f.mu is held. While the first listing runs,
+// waiters are woken only by its end (listed): a million keys need not
+// make a million channels.
 func (f *follower) changed() {
 	f.version++
-	close(f.moved)
-	f.moved = make(chan struct{})
+	if f.listed || len(f.status) == 0 {
+		close(f.moved)
+		f.moved = make(chan struct{})
+	}
 }
 
 // waitListed waits until the follower has listed the results once, or
