@@ -79,7 +79,7 @@ func (q *Queue) ResultsPage(ctx context.Context, batch string, pq PageQuery) (Re
 	for from < end {
 		n := pq.Limit - len(page.Rows)
 		if pq.Want != nil {
-			n = min(pageSize, max(n, pq.MaxScan-page.Scanned))
+			n = min(pageSize, max(1, pq.MaxScan-page.Scanned))
 		}
 		resp, err := q.cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithLimit(int64(n)))
 		if err != nil {
