@@ -232,4 +232,3 @@ func etcdRanges(t *testing.T) float64 {
 	t.Fatalf("no etcd_mvcc_range_total in this process's default registry (range metrics: %v)", names)
 	return 0
 }
-
