@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -97,7 +96,7 @@ func (q *Queue) ResultsPage(ctx context.Context, batch string, pq PageQuery) (Re
 					continue
 				}
 			}
-			row, bad := q.resultRow(kv, task)
+			row, bad := q.resultRow(kv)
 			if bad != nil {
 				page.Bad = append(page.Bad, *bad)
 			}
@@ -122,25 +121,6 @@ func (q *Queue) ResultsPage(ctx context.Context, batch string, pq PageQuery) (Re
 	return page, nil
 }
 
-// resultRow decodes a result key into a row; a value that does not decode
-// is shown as an error row and reported.
-func (q *Queue) resultRow(kv *mvccpb.KeyValue, task string) (HostResult, *BadValue) {
-	row := HostResult{Task: task}
-	err := decodeKV(kv, &row.Result)
-	if err == nil && !row.Result.Status.Final() {
-		err = fmt.Errorf("%w at %s: status %q is not a result's", ErrBadValue, kv.Key, row.Result.Status)
-	}
-	if err != nil {
-		host, uerr := url.PathUnescape(task)
-		if uerr != nil {
-			host = task
-		}
-		row.Result = Result{Host: host, Status: StatusError, Message: "stored result is malformed: " + err.Error()}
-		return row, &BadValue{KV: kv, Err: err}
-	}
-	return row, nil
-}
-
 // ResultsOf reads the results of the given tasks of batch, in the order
 // given; tasks without a result are left out. It reads in transactions
 // of at most 64 gets.
@@ -156,12 +136,12 @@ func (q *Queue) ResultsOf(ctx context.Context, batch string, tasks []string) ([]
 		if err != nil {
 			return nil, nil, err
 		}
-		for i, r := range resp.Responses {
+		for _, r := range resp.Responses {
 			kvs := r.GetResponseRange().GetKvs()
 			if len(kvs) == 0 {
 				continue
 			}
-			row, b := q.resultRow(kvs[0], chunk[i])
+			row, b := q.resultRow(kvs[0])
 			if b != nil {
 				bad = append(bad, *b)
 			}
@@ -272,7 +252,7 @@ func (q *Queue) HostStatus(ctx context.Context, spec BatchSpec, host string) (Ho
 		return nil
 	}
 	if r := kv(0); r != nil {
-		row, _ := q.resultRow(r, task)
+		row, _ := q.resultRow(r)
 		return row, nil
 	}
 	if d := kv(1); d != nil {

@@ -23,6 +23,7 @@ import (
 //	<prefix>/batches/<batch>/stop               why the batch stops early: "cancelled" or "skipped" (max failures)
 //	<prefix>/batches/<batch>/retry              a pending retry request: RetryRequest JSON
 //	<prefix>/batches/<batch>/summary            Summary JSON, written once when every host has a result
+//	<prefix>/batches/<batch>/counts             PublishedCounts JSON: the results per status, as the leader last counted them (about once a second)
 //	<prefix>/cancels/<batch>                    cancel marker workers watch to abort running checks; value: time
 //	<prefix>/ready/<zone>/<shard>/<batch>/<task> a claimable Task JSON (with the attempt it runs as)
 //	<prefix>/delayed/<batch>/<task>             a Task waiting out its retry backoff (NotBefore set)
@@ -162,6 +163,10 @@ func (k Keys) Wake() string { return k.prefix + "/wake" }
 func (k Keys) Quarantine(key string) string {
 	return k.prefix + "/quarantine/" + strings.TrimPrefix(key, k.prefix+"/")
 }
+
+// BatchCounts is where the leader publishes a running batch's result
+// counts.
+func (k Keys) BatchCounts(batch string) string { return k.Batch(batch) + "counts" }
 
 // BatchSummary holds the batch's Summary once it has finished.
 func (k Keys) BatchSummary(batch string) string { return k.Batch(batch) + "summary" }

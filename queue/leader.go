@@ -700,24 +700,11 @@ func (q *Queue) queueKey(spec BatchSpec, t Task) string {
 	return q.keys.ReadyKey(t)
 }
 
-// InFlight counts a batch's tasks that are claimable, running or waiting
-// out a backoff: what its --parallel cap bounds.
-func (q *Queue) InFlight(ctx context.Context, spec BatchSpec) (int, error) {
-	n := 0
-	for _, p := range append(q.readyPrefixes(spec), q.keys.BatchDelayed(spec.ID)) {
-		c, err := q.count(ctx, p)
-		if err != nil {
-			return 0, err
-		}
-		n += int(c)
-	}
-	running, _, err := q.runningTasks(ctx)
-	for _, t := range running {
-		if t.Task.Batch == spec.ID {
-			n++
-		}
-	}
-	return n, err
+// HeldCount is how many of a batch's tasks are held back by its
+// --parallel cap.
+func (q *Queue) HeldCount(ctx context.Context, batch string) (int, error) {
+	n, err := q.count(ctx, q.keys.BatchHeld(batch))
+	return int(n), err
 }
 
 // ReleaseHeld moves up to n held tasks of a batch to their ready queues, in

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -28,10 +29,19 @@ func (q *Queue) KeepLease(ctx context.Context, lease clientv3.LeaseID, ttl time.
 			return
 		case <-t.C:
 		}
-		for range 3 {
+		for try := range 3 {
 			cctx, cancel := context.WithTimeout(ctx, min(every, time.Second))
-			_, err := q.cli.KeepAliveOnce(cctx, lease)
+			resp, err := q.cli.KeepAliveOnce(cctx, lease)
 			cancel()
+			if err != nil && ctx.Err() == nil {
+				ev, msg := q.log.Debug(), "a lease renewal failed: trying again, likely through another member"
+				if try == 2 {
+					ev, msg = q.log.Warn(), "could not renew the lease: 3 tries in a row failed"
+				}
+				ev.Err(err).Int("try", try+1).Str("lease", fmt.Sprintf("%x", lease)).Msg(msg)
+			} else if err == nil && try > 0 {
+				q.log.Debug().Int("try", try+1).Str("lease", fmt.Sprintf("%x", lease)).Uint64("member", resp.MemberId).Msg("renewed the lease through another member")
+			}
 			if err == nil || ctx.Err() != nil {
 				break
 			}

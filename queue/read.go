@@ -3,7 +3,6 @@ package queue
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -38,57 +37,26 @@ func (q *Queue) Results(ctx context.Context, batch string) (rows []HostResult, b
 		id := TaskID(h.Name)
 		byTask[id] = &HostResult{Task: id, Result: Result{Host: h.Name, Status: StatusPending}}
 	}
-	overlay := func(task string, f func(*HostResult)) {
-		if row, ok := byTask[task]; ok {
-			f(row)
-		}
-	}
-	taskOf := func(kv *mvccpb.KeyValue) string {
-		k := string(kv.Key)
-		return k[strings.LastIndexByte(k, '/')+1:]
-	}
-	_, err = q.rangeAll(ctx, q.keys.BatchDelayed(batch), func(kv *mvccpb.KeyValue) error {
-		var t Task
-		if err := decodeKV(kv, &t); err != nil {
-			bad = append(bad, BadValue{KV: kv, Err: err})
-			return nil
-		}
-		overlay(taskOf(kv), func(r *HostResult) {
-			r.Status, r.Attempts, r.History = StatusRetrying, t.Attempt-1, t.History
-			if n := len(t.History); n > 0 {
-				r.Message = fmt.Sprintf("attempt %d at %s; last: %s", t.Attempt, t.NotBefore.Format(time.TimeOnly), t.History[n-1].Message)
-			}
-		})
-		return nil
-	})
+	prog, bad, err := q.InProgress(ctx, batch)
 	if err != nil {
 		return nil, nil, err
 	}
-	running, badRun, err := q.runningTasks(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	bad = append(bad, badRun...)
-	for _, rt := range running {
-		if rt.Task.Batch == batch {
-			overlay(rt.Task.ID, func(r *HostResult) {
-				r.Status, r.Worker, r.Attempts, r.History = StatusRunning, rt.Worker, rt.Task.Attempt, rt.Task.History
-			})
+	for _, r := range prog {
+		if row, ok := byTask[r.Task]; ok {
+			*row = r
 		}
 	}
 	_, err = q.rangeAll(ctx, q.keys.BatchResults(batch), func(kv *mvccpb.KeyValue) error {
-		task := taskOf(kv)
-		overlay(task, func(row *HostResult) {
-			host := row.Host
-			err := decodeKV(kv, &row.Result)
-			if err == nil && !row.Result.Status.Final() {
-				err = fmt.Errorf("%w at %s: status %q is not a result's", ErrBadValue, kv.Key, row.Result.Status)
-			}
-			if err != nil {
-				bad = append(bad, BadValue{KV: kv, Err: err})
-				row.Result = Result{Host: host, Status: StatusError, Message: "stored result is malformed: " + err.Error()}
-			}
-		})
+		r, b := q.resultRow(kv)
+		row, ok := byTask[r.Task]
+		if !ok {
+			return nil
+		}
+		if b != nil {
+			bad = append(bad, *b)
+			r.Host = row.Host
+		}
+		*row = r
 		return nil
 	})
 	if err != nil {
@@ -157,23 +125,35 @@ func (c Counts) Done() int {
 	return n
 }
 
-// Count tallies a batch's hosts by status.
-func (q *Queue) Count(ctx context.Context, batch string) (Counts, BatchSpec, error) {
-	spec, err := q.LoadBatch(ctx, batch)
+// Count tallies a batch's hosts by status. The results come from the
+// counts the leader publishes about once a second (ResultCounts), so a
+// refresh costs a few reads whatever the batch's size: the running tasks
+// (bounded by the fleet's capacity) and the delayed ones; a finished
+// batch's come from its summary. at is when the counts were published;
+// zero when none were yet, and all hosts without a running or delayed
+// task count as pending.
+func (q *Queue) Count(ctx context.Context, batch string) (c Counts, spec BatchSpec, at time.Time, err error) {
+	spec, err = q.LoadBatch(ctx, batch)
 	if err != nil {
-		return nil, BatchSpec{}, err
+		return nil, BatchSpec{}, time.Time{}, err
 	}
-	tally, err := q.Tally(ctx, batch)
+	pub, _, err := q.ResultCounts(ctx, batch)
 	if err != nil {
-		return nil, spec, err
+		return nil, spec, time.Time{}, err
 	}
-	c := Counts{}
-	for _, st := range tally {
-		c[st]++
+	// A finished batch's counts are its summary's.
+	if sum, done, err := q.Summary(ctx, batch); err != nil {
+		return nil, spec, time.Time{}, err
+	} else if done {
+		pub = PublishedCounts{Counts: sum.Counts, At: sum.FinishedAt}
+	}
+	c = Counts{}
+	for st, n := range pub.Counts {
+		c[st] = n
 	}
 	running, _, err := q.runningTasks(ctx)
 	if err != nil {
-		return nil, spec, err
+		return nil, spec, time.Time{}, err
 	}
 	for _, rt := range running {
 		if rt.Task.Batch == batch {
@@ -182,17 +162,11 @@ func (q *Queue) Count(ctx context.Context, batch string) (Counts, BatchSpec, err
 	}
 	delayed, err := q.count(ctx, q.keys.BatchDelayed(batch))
 	if err != nil {
-		return nil, spec, err
+		return nil, spec, time.Time{}, err
 	}
 	c[StatusRetrying] = int(delayed)
 	c[StatusPending] = max(0, spec.Hosts-c.Done()-c[StatusRunning]-c[StatusRetrying])
-	return c, spec, nil
-}
-
-// ResultCount is how many of a batch's hosts have a result.
-func (q *Queue) ResultCount(ctx context.Context, batch string) (int, error) {
-	n, err := q.count(ctx, q.keys.BatchResults(batch))
-	return int(n), err
+	return c, spec, pub.At, nil
 }
 
 // Leader is the current scheduler leader as recorded in etcd.
@@ -236,7 +210,7 @@ type BatchInfo struct {
 	Spec     BatchSpec
 	Active   bool
 	Summary  *Summary // set once finished
-	Progress int      // hosts with a result
+	Progress int      // hosts with a result, as the leader last published (ResultCounts)
 }
 
 // Batches lists batches, newest first, at most limit of them (0: all).
@@ -277,9 +251,11 @@ func (q *Queue) Batches(ctx context.Context, limit int) ([]BatchInfo, error) {
 			out[i].Summary = &s
 		} else {
 			out[i].Active = true
-			if out[i].Progress, err = q.ResultCount(ctx, id); err != nil {
+			pub, _, err := q.ResultCounts(ctx, id)
+			if err != nil {
 				return nil, err
 			}
+			out[i].Progress = pub.Counts.Done()
 		}
 	}
 	return out, nil

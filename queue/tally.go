@@ -30,6 +30,7 @@ type ResultTally struct {
 
 	mu     sync.Mutex
 	status map[string]Status // task -> its result's status
+	counts Counts            // how many of status hold each status
 	failed int               // how many of status are Failed
 	rev    int64             // status is exact at this revision; 0 while listing
 	wctx   context.Context   // the watch's context, which names its stream for progress requests
@@ -71,10 +72,11 @@ func (t *ResultTally) Run(ctx context.Context) {
 // follow lists the results and applies the watch's events until it breaks.
 // It reports whether the list succeeded, and why it ended.
 func (t *ResultTally) follow(ctx context.Context) (listed bool, err error) {
-	status, failed := map[string]Status{}, 0
+	status, counts, failed := map[string]Status{}, Counts{}, 0
 	rev, err := t.q.rangeAll(ctx, t.prefix, func(kv *mvccpb.KeyValue) error {
 		if task, st, ok := t.q.resultStatus(kv); ok {
 			status[task] = st
+			counts[st]++
 			if st.Failed() {
 				failed++
 			}
@@ -87,7 +89,7 @@ func (t *ResultTally) follow(ctx context.Context) (listed bool, err error) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	t.mu.Lock()
-	t.status, t.failed, t.wctx = status, failed, wctx
+	t.status, t.counts, t.failed, t.wctx = status, counts, failed, wctx
 	t.advance(rev)
 	t.mu.Unlock()
 	t.changed(len(status))
@@ -121,14 +123,18 @@ func (t *ResultTally) follow(ctx context.Context) (listed bool, err error) {
 
 // set records task's result status, or its deletion for "". t.mu is held.
 func (t *ResultTally) set(task string, st Status) {
-	if old, ok := t.status[task]; ok && old.Failed() {
-		t.failed--
+	if old, ok := t.status[task]; ok {
+		t.counts[old]--
+		if old.Failed() {
+			t.failed--
+		}
 	}
 	if st == "" {
 		delete(t.status, task)
 		return
 	}
 	t.status[task] = st
+	t.counts[st]++
 	if st.Failed() {
 		t.failed++
 	}
@@ -165,6 +171,21 @@ func (t *ResultTally) Failed() (failed, results int, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.failed, len(t.status), t.rev != 0
+}
+
+// Counts returns how many results the tally holds in each status, and
+// false while it is not following. Like Failed, it may lag etcd by the
+// watch's delay.
+func (t *ResultTally) Counts() (Counts, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(Counts, len(t.counts))
+	for st, n := range t.counts {
+		if n > 0 {
+			out[st] = n
+		}
+	}
+	return out, t.rev != 0
 }
 
 // Current returns each task's result status as of a revision no older

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/patrol-dev/patrol/internal/metrics"
@@ -205,30 +204,4 @@ func (s *Scheduler) term(ctx context.Context) error {
 		return errors.New("session lost")
 	}
 	return err
-}
-
-// lead does the leader's work until ctx ends or a fenced write is rejected.
-func (s *Scheduler) lead(ctx context.Context, fence queue.Fence, log zerolog.Logger) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	l := &leader{s: s, fence: fence, log: log, active: map[string]*batchState{}, delayed: map[string]*mvccpb.KeyValue{},
-		revoked: map[string]bool{}, workers: map[string]string{}, leaving: map[string]bool{}, written: map[string]string{}, wake: make(chan struct{}, 1)}
-	l.fail = func(err error) {
-		if errors.Is(err, queue.ErrNotLeader) {
-			cancel(err)
-		}
-	}
-
-	var wg sync.WaitGroup
-	wg.Go(func() { s.q.Sync(ctx, s.q.Keys().Active(), 30*time.Second, nil, l.onActive) })
-	wg.Go(func() { s.q.Sync(ctx, s.q.Keys().Cancels(), 30*time.Second, nil, l.onCancel) })
-	wg.Go(func() { s.q.Sync(ctx, s.q.Keys().Delayed(), time.Minute, l.resetDelayed, l.onDelayed) })
-	wg.Go(func() { s.q.Sync(ctx, s.q.Keys().Workers(), time.Minute, l.resetWorkers, l.onWorker) })
-	wg.Go(func() { l.watchClaims(ctx) })
-	l.loop(ctx)
-	wg.Wait()
-	if err := context.Cause(ctx); errors.Is(err, queue.ErrNotLeader) {
-		return err
-	}
-	return nil
 }

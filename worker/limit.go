@@ -143,9 +143,12 @@ func (l *requestLimit) base() time.Duration {
 }
 
 // timeout is the deadline for one etcd call of the claim and commit path:
-// four times the slowest of the recent transactions, and never below
-// floor. A link that is merely slow never runs it out; one that has
-// stopped answering does, after about floor.
+// four times the 90th percentile of the recent transactions, and never
+// below floor. A link that is merely slow never runs it out; one that has
+// stopped answering does, after about floor. The slowest tenth is left
+// out so that a few calls that waited out an etcd leader election do not
+// stretch every deadline after it: a call sent to a member that hangs
+// right after must still give up in seconds, not tens of seconds.
 func (l *requestLimit) timeout(floor time.Duration) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -153,8 +156,10 @@ func (l *requestLimit) timeout(floor time.Duration) time.Duration {
 	if n == 0 {
 		return floor
 	}
-	slowest := slices.Max(l.recent[:n])
-	return min(max(floor, 4*slowest), MaxCallTimeout)
+	sorted := slices.Clone(l.recent[:n])
+	slices.Sort(sorted)
+	p90 := sorted[(9*n+9)/10-1]
+	return min(max(floor, 4*p90), MaxCallTimeout)
 }
 
 // MaxCallTimeout caps a derived deadline, and CallTimeout: a call this

@@ -245,17 +245,15 @@ func connect(ctx context.Context, c *cli.Context, log zerolog.Logger) (*clientv3
 }
 
 // Client keepalive. A member that hangs (a disk stall, a VM pause,
-// SIGSTOP) keeps its TCP connections open, so without pings the client
-// goes on sending to it, and a session's lease keepalives with it, for as
-// long as it hangs. With them, a connection that does not answer a ping
-// within keepaliveTimeout is closed and the client's balancer moves to the
-// other members: about keepaliveTime + keepaliveTimeout after the member
-// stopped answering, within a default 10 s worker lease (and an etcd
-// leader change renews every lease anyway). keepaliveTime is etcd's
-// default --grpc-keepalive-min-time: pinging more often makes etcd close
-// the connection ("too many pings").
+// SIGSTOP) keeps its TCP connections open; a ping that goes unanswered
+// for keepaliveTimeout closes such a connection. grpc-go pings no more
+// often than every 10 s, so this alone leaves a hung member 12 s to
+// waste: the long-running roles also probe each member and stop using
+// one that does not answer within about 2 s (internal/failover).
+// Pinging more often than etcd's --grpc-keepalive-min-time (5 s by
+// default) would make etcd close the connection ("too many pings").
 const (
-	keepaliveTime    = 5 * time.Second
+	keepaliveTime    = 10 * time.Second
 	keepaliveTimeout = 2 * time.Second
 )
 

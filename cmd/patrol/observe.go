@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/patrol-dev/patrol/internal/failover"
 	"github.com/patrol-dev/patrol/internal/metrics"
 	"github.com/patrol-dev/patrol/internal/sdnotify"
 	"github.com/patrol-dev/patrol/queue"
@@ -105,6 +106,9 @@ func (o observed) serve(ctx context.Context, c *cli.Context, log zerolog.Logger,
 		})
 	}
 	wg.Go(func() { o.followAlarms(ctx, log) })
+	wg.Go(func() {
+		failover.Run(ctx, o.q.Client(), failover.Config{Log: log.With().Str("component", "failover").Logger(), Changed: o.etcd.SetEndpoints})
+	})
 	wg.Go(func() {
 		select {
 		case <-started:

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -18,15 +17,37 @@ import (
 	"github.com/patrol-dev/patrol/queue"
 )
 
+// streamAbove is the batch size above which `patrol results` streams:
+// it pages through the committed results instead of loading the
+// inventory, and lists no pending hosts.
+const streamAbove = 20000
+
 func resultsCommand() *cli.Command {
 	return batchCommand("results", "show one row per host of a batch: status, attempts, duration, worker, message",
-		[]string{"table", "wide", "json", "yaml", "csv"}, time.Minute, []cli.Flag{
+		[]string{"table", "wide", "json", "yaml", "csv"}, 30*time.Minute, []cli.Flag{
 			&cli.StringFlag{Name: "status", Usage: "only hosts in these statuses, comma separated (e.g. warn or fail,error,dead)"},
 			&cli.BoolFlag{Name: "stats", Usage: "summarise each numeric detail across the hosts (count, min, p50, p95, max, the worst hosts) instead of listing them"},
+			&cli.IntFlag{Name: "limit", Usage: "at most this many rows, then the command to print the next page (0: all)"},
+			&cli.StringFlag{Name: "after", Usage: "start after this host (the last one of the page before)"},
 		}, func(b queueCall) error {
 			want, err := parseStatuses(b.c.String("status"))
 			if err != nil {
 				return err
+			}
+			limit := b.c.Int("limit")
+			if limit < 0 {
+				return usageErr("--limit %d: give a number of rows, or 0 for all", limit)
+			}
+			spec, err := b.q.LoadBatch(b.ctx, b.batch)
+			if err != nil {
+				return notFound(b.batch, err)
+			}
+			stream := limit > 0 || b.c.String("after") != "" || spec.Hosts > streamAbove
+			if stream && !b.c.Bool("stats") {
+				if want[queue.StatusPending] {
+					return usageErr("--status pending: pending hosts are listed only for a batch of at most %d hosts, without --limit or --after; `patrol status %s` counts them", streamAbove, b.batch)
+				}
+				return streamResults(b, spec, want, limit)
 			}
 			rows, bad, err := b.q.Results(b.ctx, b.batch)
 			if err != nil {
@@ -44,7 +65,7 @@ func resultsCommand() *cli.Command {
 				}
 				rows = kept
 			}
-			var view any = rows
+			var view any
 			if b.c.Bool("stats") {
 				stats := resultStats(rows)
 				view = stats
@@ -56,30 +77,32 @@ func resultsCommand() *cli.Command {
 					return writeStatsCSV(b.a.stdout, stats)
 				}
 			}
-			switch b.output {
-			case "json":
-				enc := json.NewEncoder(b.a.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(view)
-			case "yaml":
-				j, err := json.Marshal(view)
-				if err != nil {
+			if b.c.Bool("stats") {
+				switch b.output {
+				case "json":
+					enc := json.NewEncoder(b.a.stdout)
+					enc.SetIndent("", "  ")
+					return enc.Encode(view)
+				case "yaml":
+					j, err := json.Marshal(view)
+					if err != nil {
+						return err
+					}
+					y, err := yaml.JSONToYAML(j)
+					if err != nil {
+						return err
+					}
+					_, err = b.a.stdout.Write(y)
 					return err
 				}
-				y, err := yaml.JSONToYAML(j)
-				if err != nil {
-					return err
-				}
-				_, err = b.a.stdout.Write(y)
-				return err
-			case "csv":
-				return writeCSV(b.a.stdout, rows)
-			case "wide":
-				printWide(b.a.stdout, rows)
-				return nil
 			}
-			printResults(b.a.stdout, rows)
-			return nil
+			w := newRowWriter(b.output, b.a.stdout)
+			for _, r := range rows {
+				if err := w.write(r); err != nil {
+					return err
+				}
+			}
+			return w.close()
 		})
 }
 
@@ -119,61 +142,11 @@ func writeStatsCSV(w io.Writer, stats []detailStats) error {
 	return cw.Error()
 }
 
-func writeCSV(w io.Writer, rows []queue.HostResult) error {
-	cw := csv.NewWriter(w)
-	cw.Write([]string{"host", "status", "attempts", "round", "duration_ms", "worker", "finished_at", "message"})
-	for _, r := range rows {
-		finished := ""
-		if !r.FinishedAt.IsZero() {
-			finished = r.FinishedAt.Format(time.RFC3339)
-		}
-		cw.Write([]string{r.Host, string(r.Status), strconv.Itoa(r.Attempts), strconv.Itoa(r.Round),
-			strconv.FormatInt(r.DurationMS, 10), r.Worker, finished, r.Message})
-	}
-	cw.Flush()
-	return cw.Error()
-}
-
-func printWide(w io.Writer, rows []queue.HostResult) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tSTATUS\tATTEMPTS\tROUND\tDURATION\tWORKER\tFINISHED\tHISTORY\tMESSAGE")
-	for _, r := range rows {
-		finished := "-"
-		if !r.FinishedAt.IsZero() {
-			finished = r.FinishedAt.Local().Format(time.DateTime)
-		}
-		var hist []string
-		for _, a := range r.History {
-			hist = append(hist, fmt.Sprintf("%d:%s", a.Attempt, a.Status))
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", r.Host, r.Status, r.Attempts, r.Round,
-			(time.Duration(r.DurationMS) * time.Millisecond).String(), dash(r.Worker), finished, dash(strings.Join(hist, ",")), oneLine(r.Message))
-	}
-	tw.Flush()
-}
-
 func dash(s string) string {
 	if s == "" {
 		return "-"
 	}
 	return s
-}
-
-func printResults(w io.Writer, rows []queue.HostResult) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tSTATUS\tATTEMPTS\tDURATION\tWORKER\tMESSAGE")
-	for _, r := range rows {
-		dur := "-"
-		if r.Status != queue.StatusPending && r.Status != queue.StatusRunning {
-			dur = (time.Duration(r.DurationMS) * time.Millisecond).String()
-		}
-		worker := r.Worker
-		if worker == "" {
-			worker = "-"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", r.Host, r.Status, r.Attempts, dur, worker, oneLine(r.Message))
-	}
-	tw.Flush()
 }
 
 func oneLine(s string) string {

@@ -14,7 +14,7 @@ import (
 func statusCommand() *cli.Command {
 	return batchCommand("status", "show how many hosts of a batch stand in each state",
 		[]string{"table", "json"}, time.Minute, nil, func(b queueCall) error {
-			counts, spec, err := b.q.Count(b.ctx, b.batch)
+			counts, spec, at, err := b.q.Count(b.ctx, b.batch)
 			if err != nil {
 				return notFound(b.batch, err)
 			}
@@ -30,7 +30,7 @@ func statusCommand() *cli.Command {
 			if stalled {
 				state = "stalled: etcd is out of space"
 			}
-			zones, err := b.q.ZoneStatus(b.ctx, b.batch)
+			zones, err := zoneStatus(b, spec, counts)
 			if err != nil {
 				return err
 			}
@@ -48,6 +48,9 @@ func statusCommand() *cli.Command {
 			fmt.Fprintf(w, "batch:    %s\nstate:    %s\ncheck:    %s\ncreated:  %s (%s ago)\n",
 				spec.ID, state, spec.Check, spec.CreatedAt.Local().Format(time.DateTime), time.Since(spec.CreatedAt).Round(time.Second))
 			fmt.Fprintf(w, "hosts:    %d\n", spec.Hosts)
+			if age := time.Since(at); !done && !at.IsZero() && age > 5*time.Second {
+				fmt.Fprintf(w, "results as the leader counted them %s ago (it publishes them every second while it leads: see `patrol leader`)\n", age.Round(time.Second))
+			}
 			for _, s := range queue.Statuses() {
 				fmt.Fprintf(w, "  %-9s %d\n", s, counts[s])
 			}
@@ -85,4 +88,25 @@ func summaryOrNil(s queue.Summary, done bool) any {
 		return nil
 	}
 	return s
+}
+
+// zoneStatus is the batch's pending hosts and live workers per zone. A
+// batch in one zone takes its pending count from counts; one across
+// several zones counts its ready keys (queue.ZoneStatus), which costs as
+// much as the batch has pending tasks.
+func zoneStatus(b queueCall, spec queue.BatchSpec, counts queue.Counts) (map[string]queue.ZoneState, error) {
+	if len(spec.Zones) != 1 {
+		return b.q.ZoneStatus(b.ctx, b.batch)
+	}
+	workers, err := b.q.Workers(b.ctx)
+	if err != nil {
+		return nil, err
+	}
+	z := queue.ZoneState{Pending: counts[queue.StatusPending]}
+	for _, w := range workers {
+		if w.Zone == spec.Zones[0] {
+			z.Workers++
+		}
+	}
+	return map[string]queue.ZoneState{spec.Zones[0]: z}, nil
 }

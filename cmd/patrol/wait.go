@@ -45,7 +45,7 @@ func waitBatch(ctx context.Context, q *queue.Queue, batch string, w io.Writer) (
 		if err == nil && !done && time.Since(lastPrint) >= every {
 			var counts queue.Counts
 			var spec queue.BatchSpec
-			counts, spec, err = q.Count(cctx, batch)
+			counts, spec, _, err = q.Count(cctx, batch)
 			if err == nil {
 				rate.observe(counts.Done())
 				line := progressLine(spec, counts, time.Since(start)) + rate.String(spec.Hosts-counts.Done())

@@ -32,7 +32,7 @@ func workerCommand() *cli.Command {
 			&cli.StringFlag{Name: "zone", Value: "default", EnvVars: []string{"PATROL_ZONE"},
 				Usage: "the zone this worker runs in: it only checks hosts whose zone variable is this zone"},
 			&cli.DurationFlag{Name: "call-timeout", Value: worker.DefaultCallTimeout,
-				Usage: "the least time a claim or commit call to etcd is given; the worker allows 4x its slowest recent call when that is longer, so a far etcd is never cut off for being slow"},
+				Usage: "the least time a claim or commit call to etcd is given; the worker allows 4x the 90th percentile of its recent calls when that is longer, so a far etcd is never cut off for being slow"},
 			&cli.IntFlag{Name: "request-limit", Value: 0,
 				Usage: "claim (and commit) transactions kept in flight, 1-8; 0 adapts it to etcd's latency against the worker's own baseline"},
 			&cli.DurationFlag{Name: "lease-ttl", Value: worker.DefaultLeaseTTL,

@@ -133,12 +133,28 @@ func runScenario(t *testing.T, sc scenario) figures {
 		f.notes = append(f.notes, fmt.Sprintf("statuses %v", out.statuses))
 	}
 	f.exited = h.exited()
-	f.leasesLost = h.workerMetric("patrol_worker_keepalive_failures_total")
+	if total := h.workerMetric("patrol_worker_keepalive_failures_total"); f.returned {
+		f.lostAtReturn = total - f.leasesLost
+	} else {
+		f.leasesLost = total
+	}
 	if os.Getenv("CLUSTERFAULT_DEBUG") != "" { // the workers' lease, session and failure lines, to see why a figure moved
 		for id, w := range h.workers {
 			for _, l := range w.Stderr() {
 				if strings.Contains(l, "lease") || strings.Contains(l, "session") || strings.Contains(l, "failed") {
 					t.Logf("%s: %s", id, l)
+				}
+			}
+		}
+	}
+	if os.Getenv("CLUSTERFAULT_DEBUG") != "" {
+		for i, m := range h.c.members {
+			if m.proc == nil {
+				continue
+			}
+			for _, l := range m.proc.Stderr() {
+				if strings.Contains(l, "lease") || strings.Contains(l, "revok") || strings.Contains(l, "leader") {
+					t.Logf("member%d: %s", i, l)
 				}
 			}
 		}
@@ -178,6 +194,7 @@ func leaderAway(ctx context.Context, h *harness, f *figures, what string, d time
 	_, f.leaderAgain = next()
 	f.notes = append(f.notes, fmt.Sprintf("etcd had a leader again %s after the %s", round(f.leaderAgain.Sub(went)), what))
 	<-time.After(time.Until(went.Add(d))) // the fault itself: the leader away for d
+	f.leasesLost, f.returned = h.workerMetric("patrol_worker_keepalive_failures_total"), true
 	back(lead)
 }
 

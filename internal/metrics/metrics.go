@@ -62,6 +62,9 @@ type Etcd struct {
 	errors   *prometheus.CounterVec
 	restarts *prometheus.CounterVec
 	alarms   *prometheus.GaugeVec
+	// endpoints and answering are the etcd endpoints configured and
+	// those that answer (internal/failover).
+	endpoints, answering prometheus.Gauge
 }
 
 // Alarms are the values of the alarm label: etcd's alarms, lower case.
@@ -98,12 +101,20 @@ func NewEtcd(reg prometheus.Registerer) *Etcd {
 	for _, a := range Alarms {
 		e.alarms.WithLabelValues(a)
 	}
+	e.endpoints = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "etcd", Name: "endpoints",
+		Help: "The etcd endpoints this process was given (--endpoints).",
+	})
+	e.answering = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "etcd", Name: "endpoints_answering",
+		Help: "The etcd endpoints that answer this process's probes; requests go only to these (to all of them when none answers).",
+	})
 	for _, w := range Watches {
 		for _, r := range queue.WatchReasons {
 			e.restarts.WithLabelValues(w, r)
 		}
 	}
-	register(reg, e.txn, e.errors, e.restarts, e.alarms)
+	register(reg, e.txn, e.errors, e.restarts, e.alarms, e.endpoints, e.answering)
 	return e
 }
 
@@ -119,6 +130,13 @@ func (e *Etcd) SetAlarms(raised []string) {
 		}
 		e.alarms.WithLabelValues(a).Set(v)
 	}
+}
+
+// SetEndpoints records how many etcd endpoints answer of those
+// configured.
+func (e *Etcd) SetEndpoints(answering, configured int) {
+	e.endpoints.Set(float64(configured))
+	e.answering.Set(float64(answering))
 }
 
 // WatchRestarted counts one watch restart. It implements

@@ -246,8 +246,13 @@ func (p *Proc) dump(t testing.TB) {
 
 // PeakRSS reads the running process's peak resident set size (VmHWM), in
 // bytes, from /proc: Linux only.
-func (p *Proc) PeakRSS() (int64, error) {
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.PID()))
+func (p *Proc) PeakRSS() (int64, error) { return PeakRSSOf(p.PID()) }
+
+// PeakRSSOf is PeakRSS of any running process. For a child of the test,
+// it is the figure to use, not wait4's: that one counts the test
+// process's own memory, which a child exec'd from a large test inherits.
+func PeakRSSOf(pid int) (int64, error) {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}
@@ -257,7 +262,7 @@ func (p *Proc) PeakRSS() (int64, error) {
 			return kb << 10, err
 		}
 	}
-	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", p.PID())
+	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
 }
 
 // syncBuffer is a bytes.Buffer safe for the exec copier and the test.

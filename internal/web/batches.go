@@ -119,22 +119,12 @@ func (s *Server) batchList(req *request) (batchList, error) {
 	return out, nil
 }
 
-// resultCount is how many of a running batch's hosts have a result. etcd
-// counts a range key by key, so for a large batch it is read from the
-// batch's follower (started for it, and kept while the list is looked at)
-// once that has listed the results.
+// resultCount is how many of a running batch's hosts have a result, as
+// the leader last published them (one key, whatever the batch's size; 0
+// until it has published); live progress (events) then has them exact.
 func (s *Server) resultCount(ctx context.Context, spec queue.BatchSpec) (int, error) {
-	if spec.Hosts >= bigBatch {
-		f, release, err := s.hub.acquire(ctx, spec)
-		if err != nil {
-			return 0, err
-		}
-		defer release()
-		if t := f.tally(); t.listed {
-			return t.results, nil
-		}
-	}
-	return s.q.ResultCount(ctx, spec.ID)
+	pub, _, err := s.q.ResultCounts(ctx, spec.ID)
+	return pub.Counts.Done(), err
 }
 
 // loadSpecs reads the specs of ids (cached ones from memory), a few at a
