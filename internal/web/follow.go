@@ -460,6 +460,19 @@ func (f *follower) allTasks() []string {
 	return f.all
 }
 
+// unfinished counts the tasks of ts that have no result.
+func (f *follower) unfinished(ts []queue.RunningTask) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, t := range ts {
+		if _, done := f.status[t.Task.ID]; !done {
+			n++
+		}
+	}
+	return n
+}
+
 // zoneOfTask is a task's zone, "" when unknown.
 func (f *follower) zoneOfTask(task string) string {
 	f.mu.Lock()

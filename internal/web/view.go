@@ -129,7 +129,9 @@ func (s *Server) progress(ctx context.Context, f *follower) (progressEvent, erro
 		if err != nil {
 			return p, err
 		}
-		counts[queue.StatusRunning] = len(running[f.spec.ID])
+		// The running sample may be a second older than the results:
+		// a task whose result is in is not running any more.
+		counts[queue.StatusRunning] = f.unfinished(running[f.spec.ID])
 		counts[queue.StatusRetrying] = retrying
 		counts[queue.StatusPending] = max(0, f.spec.Hosts-t.results-counts[queue.StatusRunning]-retrying)
 		if t.zoneCounts == nil && len(f.spec.Zones) == 1 {
