@@ -38,6 +38,7 @@ type manifests struct {
 	secrets       []corev1.Secret // examples only: real ones are never shipped
 	deployments   []appsv1.Deployment
 	pdbs          []policyv1.PodDisruptionBudget
+	services      []corev1.Service
 	kustomization kustomization
 }
 
@@ -89,6 +90,9 @@ func loadManifests(t *testing.T) (manifests, []string) {
 			case "policy/v1 PodDisruptionBudget":
 				m.pdbs = append(m.pdbs, policyv1.PodDisruptionBudget{})
 				into = &m.pdbs[len(m.pdbs)-1]
+			case "v1 Service":
+				m.services = append(m.services, corev1.Service{})
+				into = &m.services[len(m.services)-1]
 			case "kustomize.config.k8s.io/v1beta1 Kustomization":
 				into = &m.kustomization
 			default:
@@ -268,12 +272,34 @@ func TestKubernetesDeployments(t *testing.T) {
 			if grace == nil || time.Duration(*grace)*time.Second <= drain {
 				t.Errorf("deployment %s: terminationGracePeriodSeconds must exceed the drain timeout %s", d.Name, drain)
 			}
+		case "web":
+			if c.Args[0] != "web" {
+				t.Errorf("deployment %s: args %v do not run patrol web", d.Name, c.Args)
+			}
+			// It serves plain HTTP in the cluster: said so, on a port a
+			// Service sends to.
+			if !slices.Contains(c.Args, "--insecure-listen") || flagValue(c.Args, "--listen", "") == "" {
+				t.Errorf("deployment %s: args %v: want --listen :PORT --insecure-listen (TLS ends at the Ingress)", d.Name, c.Args)
+			}
+			if tokens := flagValue(c.Args, "--tokens", ""); tokens == "" || !mountsSecretFile(pod.Spec, c, secretKeys, tokens) {
+				t.Errorf("deployment %s: --tokens %q is no key of a Secret mounted in the container (example Secrets: %v)", d.Name, tokens, secretKeys)
+			}
+			if !slices.ContainsFunc(m.services, func(svc corev1.Service) bool {
+				for k, v := range svc.Spec.Selector {
+					if pod.Labels[k] != v {
+						return false
+					}
+				}
+				return len(svc.Spec.Ports) > 0 && svc.Spec.Ports[0].TargetPort.String() == "http"
+			}) {
+				t.Errorf("deployment %s: no Service sends to its http port", d.Name)
+			}
 		default:
-			t.Errorf("deployment %s: app.kubernetes.io/component %q is neither scheduler nor worker", d.Name, role)
+			t.Errorf("deployment %s: app.kubernetes.io/component %q is neither scheduler, worker nor web", d.Name, role)
 		}
 	}
-	if roles["scheduler"] != 1 || roles["worker"] < 1 {
-		t.Errorf("deployments by role %v: want one scheduler Deployment and worker ones", roles)
+	if roles["scheduler"] != 1 || roles["worker"] < 1 || roles["web"] != 1 {
+		t.Errorf("deployments by role %v: want one scheduler Deployment, worker ones and one web", roles)
 	}
 }
 

@@ -12,7 +12,7 @@ import (
 
 const unitBinary = "/usr/local/bin/patrol"
 
-var unitFiles = []string{"patrol-scheduler.service", "patrol-worker.service", "patrol-worker@.service"}
+var unitFiles = []string{"patrol-scheduler.service", "patrol-worker.service", "patrol-worker@.service", "patrol-web.service"}
 
 // unit is a parsed unit file: section → its key=value lines, in order
 // (keys repeat: EnvironmentFile=, SystemCallFilter=).

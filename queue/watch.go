@@ -26,6 +26,19 @@ type Event struct {
 //
 // fn runs on Sync's goroutine, in revision order.
 func (q *Queue) Sync(ctx context.Context, prefix string, resync time.Duration, reset func(), fn func(Event)) error {
+	return q.sync(ctx, prefix, resync, reset, nil, fn, q.rangeAll)
+}
+
+// SyncListed is Sync for prefixes of very many keys (a batch's results):
+// it lists them with rangeSplit, and calls listed, if set, each time a
+// listing has been passed to fn whole (with the revision it was read at):
+// from then until the next reset, what fn was given is exact at a revision.
+func (q *Queue) SyncListed(ctx context.Context, prefix string, resync time.Duration, reset func(), listed func(rev int64), fn func(Event)) error {
+	return q.sync(ctx, prefix, resync, reset, listed, fn, q.rangeSplit)
+}
+
+func (q *Queue) sync(ctx context.Context, prefix string, resync time.Duration, reset func(), listed func(rev int64), fn func(Event),
+	list func(context.Context, string, func(*mvccpb.KeyValue) error) (int64, error)) error {
 	name := q.keys.kind(prefix)
 	backoff := 100 * time.Millisecond
 	down, failing := false, false // restarting; and a re-list failed meanwhile
@@ -34,7 +47,7 @@ func (q *Queue) Sync(ctx context.Context, prefix string, resync time.Duration, r
 		if reset != nil {
 			reset()
 		}
-		rev, err := q.rangeAll(ctx, prefix, func(kv *mvccpb.KeyValue) error {
+		rev, err := list(ctx, prefix, func(kv *mvccpb.KeyValue) error {
 			fn(Event{KV: kv})
 			return nil
 		})
@@ -44,6 +57,9 @@ func (q *Queue) Sync(ctx context.Context, prefix string, resync time.Duration, r
 			}
 			down, failing = false, false
 			backoff = 100 * time.Millisecond
+			if listed != nil {
+				listed(rev)
+			}
 			err = q.watchFrom(ctx, prefix, rev+1, resync, fn)
 		} else {
 			failing = true

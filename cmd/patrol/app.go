@@ -115,6 +115,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			spaceCommand(),
 			workersCommand(),
 			leaderCommand(),
+			webCommand(),
 		},
 	}
 	for _, cmd := range cliApp.Commands {

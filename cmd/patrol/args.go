@@ -1,15 +1,20 @@
 package main
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 )
 
-// interleaveArgs moves a command's positional arguments after its flags.
-// urfave/cli v2 stops parsing flags at the first positional argument, but
-// operators write `patrol results BATCH -o json`; this lets flags stand on
-// either side. Global flags before the command are left as they are.
+// interleaveArgs lets flags stand anywhere on the command line, as kubectl
+// and etcdctl allow. urfave/cli v2 stops parsing flags at the first
+// positional argument, and takes global flags only before the command;
+// operators write `patrol results BATCH -o json` and `patrol worker
+// --log-level debug`. So it moves a command's positional arguments after
+// its flags, and global flags given after the command (and not also the
+// command's own, as -o is) before it. Global flags before the command are
+// left as they are.
 func interleaveArgs(app *cli.App, args []string) []string {
 	if len(args) < 2 {
 		return args
@@ -32,23 +37,17 @@ func interleaveArgs(app *cli.App, args []string) []string {
 	if cmd == nil {
 		return args
 	}
-	// A command's subcommand (patrol schedule create NAME ...) takes the
-	// flags and arguments after it.
-	for i+1 < len(args) {
-		var sub *cli.Command
-		for _, sc := range cmd.Subcommands {
-			if sc.HasName(args[i+1]) {
-				sub = sc
-			}
-		}
+	head := []string{args[i]}
+	rest := args[i+1:]
+	// Descend into subcommands (`patrol web token NAME`).
+	for len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+		sub := cmd.Command(rest[0])
 		if sub == nil {
 			break
 		}
-		i, cmd = i+1, sub
+		head, rest, cmd = append(head, rest[0]), rest[1:], sub
 	}
-	out := append([]string{}, args[:i+1]...)
-	var positional []string
-	rest := args[i+1:]
+	var globals, flags, positional []string
 	for j := 0; j < len(rest); j++ {
 		a := rest[j]
 		switch {
@@ -56,20 +55,44 @@ func interleaveArgs(app *cli.App, args []string) []string {
 			positional = append(positional, rest[j+1:]...)
 			j = len(rest)
 		case strings.HasPrefix(a, "-") && a != "-":
-			out = append(out, a)
-			if takesValue(cmd.Flags, a) && j+1 < len(rest) {
-				out = append(out, rest[j+1])
+			dst, set := &flags, cmd.Flags
+			if !hasFlag(cmd.Flags, a) && hasFlag(app.Flags, a) {
+				dst, set = &globals, app.Flags
+			}
+			*dst = append(*dst, a)
+			if takesValue(set, a) && j+1 < len(rest) {
+				*dst = append(*dst, rest[j+1])
 				j++
 			}
 		default:
 			positional = append(positional, a)
 		}
 	}
+	out := append([]string{args[0]}, globals...)
+	out = append(out, args[1:i]...)
+	out = append(out, head...)
+	out = append(out, flags...)
 	if len(positional) > 0 {
 		out = append(out, "--")
 		out = append(out, positional...)
 	}
 	return out
+}
+
+// flagName is the name a flag token (like "-o", "--param" or
+// "--log-level=debug") gives.
+func flagName(tok string) string {
+	name := strings.TrimLeft(tok, "-")
+	if k, _, ok := strings.Cut(name, "="); ok {
+		return k
+	}
+	return name
+}
+
+// hasFlag reports whether flags define the flag token's name.
+func hasFlag(flags []cli.Flag, tok string) bool {
+	name := flagName(tok)
+	return slices.ContainsFunc(flags, func(f cli.Flag) bool { return slices.Contains(f.Names(), name) })
 }
 
 // takesValue reports whether the flag token (like "-o" or "--param") names a

@@ -31,7 +31,7 @@ func devCommand() *cli.Command {
 			&cli.IntFlag{Name: "workers", Value: 4, Usage: "workers to run"},
 			&cli.IntFlag{Name: "concurrency", Value: worker.DefaultConcurrency, Usage: "checks each worker runs at once"},
 			&cli.BoolFlag{Name: "demo", Usage: "start demo targets on loopback, run a batch against them, print the results and exit"},
-		}, observeFlags(devMetricsAddr)...),
+		}, append(webFlags("web-listen", webListenAddr), observeFlags(devMetricsAddr)...)...),
 		Action: dev,
 	}
 }
@@ -129,8 +129,19 @@ func dev(c *cli.Context) error {
 	if c.Bool("demo") {
 		return runDemo(ctx, q, a)
 	}
+	url, token, stopWeb, webErr, err := devWeb(ctx, c, o, a.log)
+	if err != nil {
+		return err
+	}
+	defer stopWeb()
 
 	fmt.Fprintf(a.stdout, "Patrol dev is running: embedded etcd at %s (data in %s), 1 scheduler, %d workers.\n", srv.Endpoint(), dir, nWorkers)
+	if url != "" {
+		fmt.Fprintf(a.stdout, "Web console and API: %s\n", url)
+		if token != "" {
+			fmt.Fprintf(a.stdout, "Operator token for this run (cancel, retry, submit): %s\n", token)
+		}
+	}
 	fmt.Fprintf(a.stdout, "Submit a batch from another terminal:\n\n  patrol --endpoints %s submit -i hosts.txt --check tcp --wait\n\nStop with Ctrl-C.\n", srv.Endpoint())
 	select {
 	case <-ctx.Done():
@@ -138,6 +149,8 @@ func dev(c *cli.Context) error {
 		return nil
 	case err := <-srv.Err():
 		return fmt.Errorf("embedded etcd failed: %w", err)
+	case err := <-webErr:
+		return err
 	}
 }
 

@@ -26,13 +26,7 @@ func retryCommand() *cli.Command {
 			if !b.c.Bool("failed") && !b.c.Bool("cancelled") {
 				return usageErr("say which hosts to retry: --failed (fail, error, dead) and/or --cancelled (cancelled, skipped)")
 			}
-			var statuses []queue.Status
-			if b.c.Bool("failed") {
-				statuses = append(statuses, queue.StatusFail, queue.StatusError, queue.StatusDead)
-			}
-			if b.c.Bool("cancelled") {
-				statuses = append(statuses, queue.StatusCancelled, queue.StatusSkipped)
-			}
+			statuses := queue.RetryStatuses(b.c.Bool("failed"), b.c.Bool("cancelled"))
 			round, err := b.q.RequestRetry(b.ctx, b.batch, statuses)
 			switch {
 			case errors.Is(err, queue.ErrNotFinished):

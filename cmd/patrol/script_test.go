@@ -56,6 +56,7 @@ func TestScript(t *testing.T) {
 			env.Setenv("PATROL_ENDPOINTS", endpoint)
 			env.Setenv("PATROL_PREFIX", etcdtest.NewPrefix(filepath.Base(env.WorkDir)))
 			env.Setenv("PATROL_METRICS_ADDR", "127.0.0.1:0") // roles run side by side
+			env.Setenv("PATROL_WEB_LISTEN", "127.0.0.1:0")
 			// Under -race a process that exits 0 first sleeps a second for
 			// late reports; patrol is run dozens of times.
 			if gorace := env.Getenv("GORACE"); !strings.Contains(gorace, "atexit_sleep_ms") {

@@ -262,37 +262,12 @@ func planSpace(c *cli.Context) spaceRead {
 	return spaceRead{space: sp, err: err}
 }
 
-// checkSpace refuses a batch that etcd cannot take: while its NOSPACE
-// alarm is raised, or when the batch needs more than the quota leaves.
-// Nothing is written either way. When etcd's space cannot be read, it
-// lets etcd itself refuse.
+// checkSpace refuses a batch that etcd cannot take (queue.CheckFits).
 func checkSpace(ctx context.Context, q *queue.Queue, plan queue.Plan) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	sp, err := q.Space(ctx)
-	if err != nil {
-		return nil
-	}
-	if sp.NoSpace {
-		return fmt.Errorf("etcd is out of space (NOSPACE alarm: database %s of a %s quota) and takes no new batch; "+
-			"free space with `patrol delete BATCH` (old batches) or `patrol cancel BATCH`, then `patrol space --reclaim`; nothing was written",
-			bytesText(int(sp.Size)), quotaText(sp))
-	}
-	if sp.Quota > 0 && int64(plan.PeakBytes) > sp.Free() {
-		return fmt.Errorf("batch does not fit in etcd: it needs about %s while it runs, and etcd has %s free (database %s of a %s quota); "+
-			"submit fewer hosts (--limit), delete old batches (`patrol delete BATCH`) and `patrol space --reclaim`, "+
-			"or raise etcd's --quota-backend-bytes; nothing was written",
-			bytesText(plan.PeakBytes), bytesText(int(sp.Free())), bytesText(int(sp.Size)), quotaText(sp))
-	}
-	return nil
+	return q.CheckFits(ctx, plan)
 }
 
-func quotaText(sp queue.Space) string {
-	if sp.Quota == 0 {
-		return "unreported"
-	}
-	return bytesText(int(sp.Quota))
-}
+func quotaText(sp queue.Space) string { return queue.QuotaText(sp) }
 
 // printPlan shows what a submit would write.
 func printPlan(w io.Writer, format string, p queue.Plan, sr spaceRead) error {
@@ -339,14 +314,4 @@ func printPlan(w io.Writer, format string, p queue.Plan, sr spaceRead) error {
 	return nil
 }
 
-func bytesText(n int) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
-}
+func bytesText(n int) string { return queue.BytesText(int64(n)) }

@@ -14,30 +14,9 @@ func workersCommand() *cli.Command {
 		[]string{"table", "json"}, 30*time.Second, nil, nil, func(b queueCall) error {
 			a, q, ctx, out := b.a, b.q, b.ctx, b.output
 			warnNoSpace(b)
-			workers, err := q.Workers(ctx)
+			rows, err := q.WorkerRows(ctx)
 			if err != nil {
-				return fmt.Errorf("list workers: %w", err)
-			}
-			running, err := q.RunningByWorker(ctx)
-			if err != nil {
-				return fmt.Errorf("list running tasks: %w", err)
-			}
-			type row struct {
-				ID        string `json:"id"`
-				Zone      string `json:"zone"`
-				Running   int    `json:"running"`
-				Capacity  int    `json:"capacity"`
-				LeaseLeft int64  `json:"lease_left_s"`
-				Version   string `json:"version"`
-			}
-			rows := make([]row, 0, len(workers))
-			for _, w := range workers {
-				ttl, err := q.Client().TimeToLive(ctx, w.Lease)
-				left := int64(-1)
-				if err == nil {
-					left = ttl.TTL
-				}
-				rows = append(rows, row{ID: w.ID, Zone: w.Zone, Running: running[w.ID], Capacity: w.Capacity, LeaseLeft: left, Version: w.Version})
+				return err
 			}
 			if out == "json" {
 				return json.NewEncoder(a.stdout).Encode(rows)

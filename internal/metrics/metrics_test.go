@@ -32,6 +32,7 @@ func everything(q *queue.Queue) (*prometheus.Registry, *metrics.Etcd, *metrics.S
 	e := metrics.NewEtcd(reg)
 	s := metrics.NewScheduler(reg)
 	w := metrics.NewWorker(reg)
+	metrics.NewWeb(reg, []string{"GET /api/v1/leader"}).Request("GET /api/v1/leader", 200, time.Millisecond)
 	reg.MustRegister(metrics.NewQueueCollector(q), metrics.NewScheduleCollector(q, nil))
 	return reg, e, s, w
 }
@@ -89,8 +90,10 @@ func described(t *testing.T, cs ...prometheus.Collector) map[string][]string {
 }
 
 func TestNoLabelGrowsWithHostsBatchesOrTasks(t *testing.T) {
-	// schedule: bounded by metrics.MaxScheduleSeries.
-	allowed := []string{"zone", "state", "status", "check", "outcome", "op", "kind", "reason", "watch", "alarm", "schedule"}
+	// schedule: bounded by metrics.MaxScheduleSeries. route is a closed set
+	// too: the web router's patterns, never a path; code is an HTTP status
+	// code.
+	allowed := []string{"zone", "state", "status", "check", "outcome", "op", "kind", "reason", "watch", "alarm", "schedule", "route", "code"}
 	for name, labels := range described(t, patrolCollectors(t)...) {
 		for _, l := range labels {
 			if !slices.Contains(allowed, l) {
@@ -109,6 +112,7 @@ func patrolCollectors(t *testing.T) []prometheus.Collector {
 	metrics.NewEtcd(rec)
 	metrics.NewScheduler(rec)
 	metrics.NewWorker(rec)
+	metrics.NewWeb(rec, []string{"GET /api/v1/leader"})
 	cs = append(cs, metrics.NewQueueCollector(queue.New(env.Client, env.Prefix)), metrics.NewScheduleCollector(queue.New(env.Client, env.Prefix), nil))
 	return cs
 }

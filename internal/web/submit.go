@@ -1,0 +1,155 @@
+package web
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/patrol-dev/patrol/internal/check"
+	"github.com/patrol-dev/patrol/internal/inventory"
+	"github.com/patrol-dev/patrol/queue"
+)
+
+// submitBody is POST /api/v1/batches's body: what `patrol submit` takes,
+// with the inventory inline.
+type submitBody struct {
+	BatchID string            `json:"batch_id"`
+	Check   string            `json:"check"`
+	Params  map[string]string `json:"params"`
+	// Inventory is an inventory's text in any format `patrol submit -i`
+	// reads (a host list, Ansible INI, YAML or JSON); Hosts is a plain list
+	// of host names instead.
+	Inventory     string   `json:"inventory"`
+	Hosts         []string `json:"hosts"`
+	Limit         string   `json:"limit"`
+	Timeout       string   `json:"timeout"`
+	MaxAttempts   int      `json:"max_attempts"`
+	Backoff       string   `json:"backoff"`
+	MaxBackoff    string   `json:"max_backoff"`
+	RetryFailures bool     `json:"retry_failures"`
+	MaxFailures   string   `json:"max_failures"`
+	Parallel      int      `json:"parallel"`
+}
+
+// submit answers POST /api/v1/batches: it validates as `patrol submit`
+// does, and writes nothing unless everything is valid and fits in etcd.
+func (s *Server) submit(req *request) error {
+	var b submitBody
+	if err := decodeJSON(req, &b); err != nil {
+		return err
+	}
+	if b.Check == "" {
+		return badRequest("no check: give \"check\", one of %s", strings.Join(check.Types(), ", "))
+	}
+	if b.BatchID != "" {
+		if err := queue.ValidateBatchID(b.BatchID); err != nil {
+			return badRequest("batch_id: %v", err)
+		}
+	}
+	policy := queue.Policy{MaxAttempts: queue.DefaultMaxAttempts, RetryFailures: b.RetryFailures, MaxFailures: b.MaxFailures, Parallel: b.Parallel}
+	if b.MaxAttempts != 0 {
+		policy.MaxAttempts = b.MaxAttempts
+	}
+	for _, d := range []struct {
+		name, text string
+		def        time.Duration
+		ms         *int64
+	}{
+		{"timeout", b.Timeout, queue.DefaultTimeout, &policy.TimeoutMS},
+		{"backoff", b.Backoff, queue.DefaultBackoff, &policy.BackoffMS},
+		{"max_backoff", b.MaxBackoff, queue.DefaultMaxBackoff, &policy.MaxBackoffMS},
+	} {
+		v := d.def
+		if d.text != "" {
+			var err error
+			if v, err = time.ParseDuration(d.text); err != nil {
+				return badRequest("%s %q: write a duration like 500ms, 5s or 2m", d.name, d.text)
+			}
+		}
+		*d.ms = v.Milliseconds()
+	}
+	if err := policy.Validate(); err != nil {
+		return badRequest("%v", err)
+	}
+	hosts, err := submitHosts(b)
+	if err != nil {
+		return err
+	}
+	if b.Params == nil {
+		b.Params = map[string]string{}
+	}
+	if err := check.Validate(b.Check, b.Params, hosts); err != nil {
+		return badRequest("%v", err)
+	}
+	if err := check.ValidateTimeout(b.Check, b.Params, policy.Timeout()); err != nil {
+		return badRequest("%v", err)
+	}
+	plan := queue.PlanBatch(hosts, 0)
+	if err := s.q.CheckFits(req.ctx, plan); err != nil {
+		return &apiError{http.StatusInsufficientStorage, err.Error()}
+	}
+	id := b.BatchID
+	if id == "" {
+		id = queue.NewBatchID(time.Now())
+	}
+	spec, existed, err := s.q.Submit(req.ctx, queue.SubmitRequest{ID: id, Check: b.Check, Params: b.Params, Policy: policy, Hosts: hosts})
+	if errors.Is(err, queue.ErrBatchExists) {
+		return &apiError{http.StatusConflict, fmt.Sprintf("batch ID %s is already used by a batch with other content: choose another batch_id, or leave it out for a generated one", id)}
+	}
+	if err != nil {
+		return err
+	}
+	s.log.Info().Str("batch", spec.ID).Int("hosts", spec.Hosts).Str("check", spec.Check).Str("token", req.caller.name).Bool("existed", existed).Msg("web: submit")
+	status := http.StatusCreated
+	if existed {
+		status = http.StatusOK
+	}
+	writeJSON(req.w, status, map[string]any{"batch_id": spec.ID, "hosts": spec.Hosts, "existed": existed})
+	return nil
+}
+
+// submitHosts reads the hosts of a submit: its inventory text, read as
+// `patrol submit -i` reads a file, or its list of names; then --limit.
+func submitHosts(b submitBody) ([]inventory.Host, error) {
+	text := b.Inventory
+	switch {
+	case text != "" && len(b.Hosts) > 0:
+		return nil, badRequest("give the hosts once: \"inventory\" (an inventory's text) or \"hosts\" (a list of names), not both")
+	case text == "" && len(b.Hosts) == 0:
+		return nil, badRequest("no hosts: give \"inventory\" (a host list, Ansible INI, YAML or JSON inventory, as text) or \"hosts\" (a list of names)")
+	case len(b.Hosts) > 0:
+		for _, h := range b.Hosts {
+			if strings.ContainsAny(h, " \t\r\n#") || h == "" {
+				return nil, badRequest("hosts: %q is not a host name; give one name (with an optional :port) per entry", h)
+			}
+		}
+		text = strings.Join(b.Hosts, "\n") + "\n"
+	}
+	// The inventory is read from a file of its own in a directory of its
+	// own: Load also reads group_vars/ and host_vars/ beside the file, and
+	// there must be none.
+	dir, err := os.MkdirTemp("", "patrol-web-inventory-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "inventory")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		return nil, err
+	}
+	inv, err := inventory.Load(path)
+	if err != nil {
+		return nil, badRequest("inventory: %s", strings.ReplaceAll(err.Error(), path, "inventory"))
+	}
+	hosts := inv.Hosts()
+	if b.Limit != "" {
+		if hosts, err = inv.Select(b.Limit); err != nil {
+			return nil, badRequest("limit %q: %v", b.Limit, err)
+		}
+	}
+	return hosts, nil
+}
