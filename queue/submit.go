@@ -24,7 +24,10 @@ type SubmitRequest struct {
 	Hosts  []inventory.Host
 	Policy Policy // zero fields take the defaults
 	Shards int    // default DefaultShards
-	Now    time.Time
+	// Priority is the batch's share of the workers' listings, from
+	// MinPriority to MaxPriority; 0 (normal) by default. See PriorityWeight.
+	Priority int
+	Now      time.Time
 }
 
 // chunkBytes bounds one inventory chunk, well under etcd's 1.5 MiB request
@@ -59,6 +62,9 @@ func (q *Queue) Submit(ctx context.Context, req SubmitRequest) (spec BatchSpec, 
 	if err := req.Policy.Validate(); err != nil {
 		return BatchSpec{}, false, err
 	}
+	if err := ValidatePriority(req.Priority); err != nil {
+		return BatchSpec{}, false, err
+	}
 	zones := map[string]bool{}
 	for _, h := range req.Hosts {
 		z := ZoneOf(h)
@@ -67,7 +73,7 @@ func (q *Queue) Submit(ctx context.Context, req SubmitRequest) (spec BatchSpec, 
 		}
 		zones[z] = true
 	}
-	dig := digest(req.Check, req.Params, req.Policy, req.Hosts)
+	dig := digest(req.Check, req.Params, req.Policy, req.Priority, req.Hosts)
 
 	// A cheap look first, so an idempotent resubmit writes nothing.
 	if old, err := q.LoadBatch(ctx, req.ID); err == nil {
@@ -86,6 +92,7 @@ func (q *Queue) Submit(ctx context.Context, req SubmitRequest) (spec BatchSpec, 
 		Shards:    req.Shards,
 		Nonce:     newNonce(),
 		Digest:    dig,
+		Priority:  req.Priority,
 		CreatedAt: req.Now.UTC(),
 	}
 	committed := false
