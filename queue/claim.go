@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -159,11 +160,16 @@ func (c *ReadyCursor) Forget(ready []Ready) {
 // etcd's 128 operations per branch.
 const maxListRanges = 64
 
+// maxGaps is the most gaps between batches told of that the catch-all
+// reads in a shard at once.
+const maxGaps = 8
+
 // readyRange is one range of a listing: a unit from a key to another.
 type readyRange struct {
 	unit
 	from, to string
 	wrap     bool // the part of the unit before the cursor
+	gap      bool // the catch-all's, between batches told of
 	limit    int  // the most keys it reads
 }
 
@@ -295,9 +301,43 @@ func (c *ReadyCursor) sources(order []int) []*source {
 		add(id, PriorityWeight(b.Priority), b.Shards)
 	}
 	// The catch-all weighs least: it is there for batches not told of yet,
-	// and alone (no batch told of) it is planned for everything.
+	// and alone (no batch told of) it is planned for everything. Beside
+	// batches told of it reads one shard a transaction, a different one
+	// each listing.
+	if len(ids) > 0 && len(order) > 0 {
+		k := c.turn % len(order)
+		order = append(order[k:len(order):len(order)], order[:k]...)
+	}
 	add("", PriorityWeight(MinPriority), 0)
 	return out
+}
+
+// gap is the catch-all's range in shard from a key: from there, moved
+// past any batch told of whose tasks it falls among, to the first such
+// batch's tasks after it, or to the shard's end. So the catch-all never
+// reads the tasks (or the tombstones) of batches that have units of their
+// own.
+func (c *ReadyCursor) gap(k Keys, zone string, shard int, from string) (string, string) {
+	prefix := k.ReadyShard(zone, shard)
+	end := prefixEnd(prefix)
+	if from <= prefix || from >= end {
+		from = prefix
+	}
+	known := make([]string, 0, len(c.batches))
+	for id := range c.batches {
+		known = append(known, k.ReadyBatchShard(zone, shard, id))
+	}
+	slices.Sort(known) // prefixes of batch IDs, which hold no '/', never nest
+	for _, p := range known {
+		switch {
+		case from >= prefixEnd(p):
+		case from >= p:
+			from = prefixEnd(p) // among its tasks: past them
+		default:
+			return from, p // the next batch told of
+		}
+	}
+	return from, end
 }
 
 // unitPrefix is the key prefix a unit's range covers.
@@ -325,7 +365,7 @@ func (c *ReadyCursor) plan(k Keys, zone string, srcs []*source, need, limit int)
 	for len(plan)+2 <= maxListRanges {
 		var best *source
 		for _, s := range live {
-			if len(s.units) == 0 || (s.n > 0 && s.est >= 2*s.share) {
+			if len(s.units) == 0 || (s.n > 0 && s.est >= 2*s.share) || (s.batch == "" && s.n > 0 && len(c.batches) > 0) {
 				continue
 			}
 			if best == nil || s.est*best.weight < best.est*s.weight {
@@ -350,20 +390,42 @@ func (c *ReadyCursor) plan(k Keys, zone string, srcs []*source, need, limit int)
 		room := c.held[u]
 		if u.batch == "" {
 			room = c.heldS[u.shard]
+			for id := range c.batches { // the catch-all reads no batch told of
+				room -= c.held[unit{shard: u.shard, batch: id}]
+			}
 		}
-		n := max(best.share-best.est, best.share/4, 1) + min(room, limit)
-		// From the cursor to the unit's end, then from its start back to
-		// the cursor.
-		plan = append(plan, readyRange{unit: u, from: from, to: end, limit: n})
-		if from != prefix && !c.full[u] {
-			plan = append(plan, readyRange{unit: u, from: prefix, to: from, wrap: true, limit: n})
+		base := max(best.share-best.est, best.share/4, 1)
+		n := base + min(room, limit)
+		switch {
+		case u.batch == "" && len(c.batches) > 0:
+			// The catch-all beside batches told of: the gaps between them,
+			// from the cursor on, a few at a time.
+			for range maxGaps {
+				f, to := c.gap(k, zone, u.shard, from)
+				plan = append(plan, readyRange{unit: u, from: f, to: to, gap: true, limit: n})
+				if to == end || len(plan)+2 > maxListRanges {
+					break
+				}
+				from = prefixEnd(to)
+			}
+		default:
+			// From the cursor to the unit's end, then from its start back
+			// to the cursor.
+			plan = append(plan, readyRange{unit: u, from: from, to: end, limit: n})
+			if from != prefix && !c.full[u] {
+				plan = append(plan, readyRange{unit: u, from: prefix, to: from, wrap: true, limit: n})
+			}
 		}
-		est := 1 // not seen yet: read it, and the units after it
-		switch c0, seen := c.found[u]; {
+		// What the range is expected to give: all it reads when the last
+		// range of the unit stopped at its limit, what that one left
+		// otherwise, and one key for a unit not seen yet (read it, and
+		// the units after it).
+		est := 1
+		switch left, seen := c.found[u]; {
 		case c.full[u]:
-			est = limit
+			est = base
 		case seen:
-			est = c0
+			est = min(left, base)
 		}
 		best.est += est
 		best.n++
@@ -442,7 +504,7 @@ func (c *ReadyCursor) take(k Keys, zone string, plan []readyRange, resp *clientv
 	seen := map[string]bool{}
 	for i, r := range plan {
 		rr := resp.Responses[i].GetResponseRange()
-		if !r.wrap {
+		if !r.wrap && !r.gap {
 			c.full[r.unit] = rr.More
 		}
 		shardPrefix := k.ReadyShard(zone, r.shard)
@@ -505,16 +567,20 @@ func (c *ReadyCursor) take(k Keys, zone string, plan []readyRange, resp *clientv
 			total -= weight(b)
 		}
 	}
-	// Each unit's ranges, its part after the cursor then the one before,
-	// are one walk: move the cursor along it.
+	// Each unit's ranges (its part after the cursor then the one before;
+	// the catch-all's gaps, in order) are one walk: move the cursor along
+	// it.
 	for i := 0; i < len(plan); {
-		r, walk := plan[i], plan[i].unitKVs(resp, i)
-		wrapped := i+1 < len(plan) && plan[i+1].wrap
-		if wrapped {
-			walk = append(walk, plan[i+1].unitKVs(resp, i+1)...)
-			i++
+		j := i + 1
+		for j < len(plan) && plan[j].unit == plan[i].unit {
+			j++
 		}
-		i++
+		r, ranges := plan[i], plan[i:j]
+		var walk []*mvccpb.KeyValue
+		for n := i; n < j; n++ {
+			walk = append(walk, resp.Responses[n].GetResponseRange().Kvs...)
+		}
+		i = j
 		left := 0
 		for _, kv := range walk {
 			if _, taken := c.taken[string(kv.Key)]; !taken {
@@ -523,44 +589,56 @@ func (c *ReadyCursor) take(k Keys, zone string, plan []readyRange, resp *clientv
 		}
 		c.found[r.unit] = left
 		switch {
-		case len(walk) == 0 && (r.from == k.unitPrefix(zone, r.unit) || wrapped):
+		case r.gap:
+			c.walkGaps(k, zone, ranges, resp.Responses[j-len(ranges):j], handed)
+		case len(walk) == 0 && (r.from == k.unitPrefix(zone, r.unit) || len(ranges) > 1):
 			c.empty[r.unit] = true // the whole unit was read
 		case len(walk) == 0:
 			// Nothing past the cursor, and the part before it was not
 			// read: start there next time.
 			delete(c.next, r.unit)
 			c.full[r.unit] = false
-		case r.batch != "":
+		default:
 			// Resume past the last key handed out, wherever it was.
 			for _, kv := range walk {
 				if handed[string(kv.Key)] {
 					c.next[r.unit] = string(kv.Key) + "\x00"
 				}
 			}
-		default:
-			// The catch-all moves past what it handed out and past the
-			// batches it was told of, which their own units list, and
-			// stops at the first task of another batch still to hand out.
-			shardPrefix := k.ReadyShard(zone, r.shard)
-			pos := ""
-			for _, kv := range walk {
-				key := string(kv.Key)
-				b := batchOf(key, shardPrefix)
-				if _, known := c.batches[b]; known {
-					pos = prefixEnd(k.ReadyBatchShard(zone, r.shard, b))
-					continue
-				}
-				if !handed[key] {
-					break
-				}
-				pos = key + "\x00"
-			}
-			if pos != "" {
-				c.next[r.unit] = pos
-			}
 		}
 	}
 	return out, bad
+}
+
+// walkGaps moves the catch-all's cursor along the gaps it read, in order:
+// past each key handed out, stopping at the first one that was not (or
+// at the end of a range that stopped at its limit); past a gap read to
+// its end, on to the next, beyond the tasks of the batch that ends it,
+// and back to the shard's start after the last gap.
+func (c *ReadyCursor) walkGaps(k Keys, zone string, gaps []readyRange, resps []*etcdserverpb.ResponseOp, handed map[string]bool) {
+	shardEnd := prefixEnd(k.ReadyShard(zone, gaps[0].shard))
+	for i, g := range gaps {
+		rr := resps[i].GetResponseRange()
+		pos := g.from
+		stop := rr.More
+		for _, kv := range rr.Kvs {
+			if !handed[string(kv.Key)] {
+				stop = true
+				break
+			}
+			pos = string(kv.Key) + "\x00"
+		}
+		switch {
+		case stop:
+			c.next[g.unit] = pos
+			return
+		case g.to == shardEnd:
+			delete(c.next, g.unit)
+			return
+		default:
+			c.next[g.unit] = prefixEnd(g.to) // g.to is a batch's prefix
+		}
+	}
 }
 
 // unitKVs is what range i of a listing read.
