@@ -41,6 +41,10 @@ func submitCommand() *cli.Command {
 			&cli.BoolFlag{Name: "retry-failures", Usage: "retry hosts that failed the check too, not only errors"},
 			&cli.StringFlag{Name: "max-failures", Usage: "stop the batch once more than N (or N%) hosts failed (fail, error, dead; warnings do not count): hosts not yet started end skipped"},
 			&cli.IntFlag{Name: "parallel", Usage: "run at most N of the batch's hosts at once across all workers (0: no cap)"},
+			&cli.StringFlag{Name: "priority", Value: "normal", Usage: fmt.Sprintf("the batch's share of the workers while other batches run: high, normal or low, "+
+				"or a number from %d to %d (low %d, normal %d, high %d); each step doubles the share, and every batch with hosts waiting gets "+
+				"some: among batches of weights 2^(priority+3) summing to W, one of weight w gets w of every W hosts handed out (high 32, normal 8, low 2)",
+				queue.MinPriority, queue.MaxPriority, queue.PriorityLow, queue.PriorityNormal, queue.PriorityHigh)},
 		},
 		Action: submit,
 	}
@@ -89,6 +93,10 @@ func submit(c *cli.Context) error {
 	if err := policy.Validate(); err != nil {
 		return usageErr("%v", err)
 	}
+	priority, err := queue.ParsePriority(c.String("priority"))
+	if err != nil {
+		return usageErr("--%v", err)
+	}
 	inv, err := inventory.Load(path)
 	if err != nil {
 		return err
@@ -124,7 +132,7 @@ func submit(c *cli.Context) error {
 		id = queue.NewBatchID(time.Now())
 	}
 	ctx, cancel := withTimeout(c.Context, time.Minute)
-	spec, existed, err := q.Submit(ctx, queue.SubmitRequest{ID: id, Check: typ, Params: params, Policy: policy, Hosts: hosts})
+	spec, existed, err := q.Submit(ctx, queue.SubmitRequest{ID: id, Check: typ, Params: params, Policy: policy, Priority: priority, Hosts: hosts})
 	cancel()
 	if err != nil {
 		if c.Context.Err() != nil {
