@@ -137,27 +137,6 @@ type batchFigures struct {
 
 // measureBatch runs one batch end to end.
 func measureBatch(b *testing.B, newClient func() *clientv3.Client, prefix string) batchFigures {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var wg sync.WaitGroup
-	var clients []*clientv3.Client
-	defer func() {
-		cancel()
-		wg.Wait()
-		for _, c := range clients {
-			c.Close()
-		}
-	}()
-	client := func() *clientv3.Client {
-		c := newClient()
-		clients = append(clients, c)
-		return c
-	}
-	s, err := scheduler.New(queue.New(client(), prefix), scheduler.Config{ID: "bench-scheduler", Log: zerolog.Nop()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	wg.Go(func() { s.Run(ctx) })
 	var mu sync.Mutex
 	var claims []time.Duration
 	onClaim := func(d time.Duration, _ int) {
@@ -165,18 +144,12 @@ func measureBatch(b *testing.B, newClient func() *clientv3.Client, prefix string
 		claims = append(claims, d)
 		mu.Unlock()
 	}
-	for i := range workers {
-		w, err := worker.New(queue.New(client(), prefix), worker.Config{ID: fmt.Sprint("bench-worker-", i), Log: zerolog.Nop(), OnClaim: onClaim})
-		if err != nil {
-			b.Fatal(err)
-		}
-		wg.Go(func() { w.Run(ctx) })
-	}
+	ctx, q, stop := startCluster(b, newClient, prefix, onClaim)
+	defer stop()
 	hosts := make([]inventory.Host, batchHosts)
 	for i := range hosts {
 		hosts[i] = inventory.Host{Name: fmt.Sprintf("host-%05d", i), Address: "127.0.0.1"}
 	}
-	q := queue.New(client(), prefix)
 	rev0, writes0 := revision(b, q.Client()), keyWrites(b)
 	start := time.Now()
 	if _, _, err := q.Submit(ctx, queue.SubmitRequest{ID: "bench", Check: "noop", Hosts: hosts}); err != nil {
@@ -193,6 +166,42 @@ func measureBatch(b *testing.B, newClient func() *clientv3.Client, prefix string
 		writesPerTask: writes / batchHosts,
 		claims:        claims,
 	}
+}
+
+// startCluster runs one scheduler and `workers` workers on prefix, each
+// with a client of its own, until stop; q is a queue on a client of its
+// own for the benchmark, and ctx ends with stop.
+func startCluster(b *testing.B, newClient func() *clientv3.Client, prefix string, onClaim func(time.Duration, int)) (ctx context.Context, q *queue.Queue, stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var clients []*clientv3.Client
+	stop = func() {
+		cancel()
+		wg.Wait()
+		for _, c := range clients {
+			c.Close()
+		}
+	}
+	client := func() *clientv3.Client {
+		c := newClient()
+		clients = append(clients, c)
+		return c
+	}
+	s, err := scheduler.New(queue.New(client(), prefix), scheduler.Config{ID: "bench-scheduler", Log: zerolog.Nop()})
+	if err != nil {
+		stop()
+		b.Fatal(err)
+	}
+	wg.Go(func() { s.Run(ctx) })
+	for i := range workers {
+		w, err := worker.New(queue.New(client(), prefix), worker.Config{ID: fmt.Sprint("bench-worker-", i), Log: zerolog.Nop(), OnClaim: onClaim})
+		if err != nil {
+			stop()
+			b.Fatal(err)
+		}
+		wg.Go(func() { w.Run(ctx) })
+	}
+	return ctx, queue.New(client(), prefix), stop
 }
 
 // keyWrites reads etcd's own count of key puts and deletes, which the
