@@ -2,9 +2,6 @@ package worker_test
 
 import (
 	"fmt"
-	"net/http"
-	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
@@ -46,26 +43,10 @@ func TestABatchSubmittedDuringALargeOneDoesNotWaitForIt(t *testing.T) {
 // batch is not held back by the capped one's held tasks.
 func TestParallelCapHoldsBesideAnotherBatch(t *testing.T) {
 	f := setup(t)
-	var mu sync.Mutex
-	running, peak := 0, 0
-	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		running++
-		peak = max(peak, running)
-		mu.Unlock()
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-		mu.Lock()
-		running--
-		mu.Unlock()
-	}))
-	defer srv.Close()
+	url, release, peak := holdingTarget(t)
 	f.worker(t, "w1", 8)
 	f.worker(t, "w2", 8)
-	if _, _, err := f.q.Submit(f.ctx, queue.SubmitRequest{ID: "capped", Check: "http", Params: map[string]string{"url": srv.URL},
+	if _, _, err := f.q.Submit(f.ctx, queue.SubmitRequest{ID: "capped", Check: "http", Params: map[string]string{"url": url},
 		Hosts: names(20), Policy: queue.Policy{Parallel: 3}}); err != nil {
 		t.Fatal(err)
 	}
@@ -81,11 +62,9 @@ func TestParallelCapHoldsBesideAnotherBatch(t *testing.T) {
 	if n := len(etcdtest.Keys(t, f.env.Client, f.q.Keys().BatchResults("capped"))); n != 0 {
 		t.Fatalf("%d of the capped batch's hosts finished while its checks hang", n)
 	}
-	close(release)
+	release()
 	rows := f.waitDone(t, "capped")
-	mu.Lock()
-	defer mu.Unlock()
-	if len(rows) != 20 || peak > 3 || peak == 0 {
-		t.Fatalf("%d rows, peak %d checks at once, want at most 3", len(rows), peak)
+	if p := peak(); len(rows) != 20 || p > 3 || p == 0 {
+		t.Fatalf("%d rows, peak %d checks at once, want at most 3", len(rows), p)
 	}
 }

@@ -8,13 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/patrol-dev/patrol/internal/etcdserver"
 	"github.com/patrol-dev/patrol/internal/inventory"
-	"github.com/patrol-dev/patrol/internal/logging"
 	"github.com/patrol-dev/patrol/queue"
 )
 
@@ -36,21 +33,7 @@ func BenchmarkSmallBatchBesideLarge(b *testing.B) {
 			b.Fatalf("FAIRBENCH_HOSTS=%q: want a positive number of hosts", v)
 		}
 	}
-	srv, err := etcdserver.Start(etcdserver.Config{DataDir: b.TempDir(), Log: zerolog.Nop(), CompactionRetention: time.Minute})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Close()
-	newClient := func() *clientv3.Client {
-		cli, err := clientv3.New(clientv3.Config{
-			Endpoints: []string{srv.Endpoint()}, DialTimeout: 5 * time.Second,
-			Logger: logging.Zap(zerolog.Nop(), zapcore.ErrorLevel),
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		return cli
-	}
+	newClient := startEtcd(b, etcdserver.Config{CompactionRetention: time.Minute})
 	big := make([]inventory.Host, n)
 	for i := range big {
 		big[i] = inventory.Host{Name: fmt.Sprintf("sweep-%07d", i), Address: "127.0.0.1"}
@@ -60,9 +43,9 @@ func BenchmarkSmallBatchBesideLarge(b *testing.B) {
 		small[i] = inventory.Host{Name: fmt.Sprintf("urgent-%02d", i), Address: "127.0.0.1"}
 	}
 	type scenario struct {
-		name, metric string
-		sharded      bool // submit the small batch once the large one is wholly sharded
-		priority     int
+		name, metric                         string
+		sharded                              bool // submit the small batch once the large one is wholly sharded
+		priority                             int
 		total, leader, workers, done, submit []float64
 	}
 	scenarios := []*scenario{

@@ -43,22 +43,7 @@ const (
 //
 // and prints tasks/s, the ratio (b)/(a), and etcd revisions per task.
 func BenchmarkThroughput(b *testing.B) {
-	dir := b.TempDir()
-	srv, err := etcdserver.Start(etcdserver.Config{DataDir: dir, Log: zerolog.Nop()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Close()
-	newClient := func() *clientv3.Client {
-		cli, err := clientv3.New(clientv3.Config{
-			Endpoints: []string{srv.Endpoint()}, DialTimeout: 5 * time.Second,
-			Logger: logging.Zap(zerolog.Nop(), zapcore.ErrorLevel),
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		return cli
-	}
+	newClient := startEtcd(b, etcdserver.Config{})
 	cli := newClient()
 	defer cli.Close()
 
@@ -89,6 +74,27 @@ func BenchmarkThroughput(b *testing.B) {
 		"  etcd key writes per task: %.2f (puts+deletes counted by etcd); transactions (revisions) per task: %.3f\n",
 		len(casRates), casClients, cas, batchHosts, workers, tasks, ratio, fmtAll(ratios), p50.Round(10*time.Microsecond),
 		p99.Round(10*time.Microsecond), len(claims), median(writesPerTask), median(revsPerTask))
+}
+
+// startEtcd starts one embedded etcd (fsync on) in a temporary directory
+// for the whole benchmark, and returns how to open a client of it.
+func startEtcd(b *testing.B, cfg etcdserver.Config) (newClient func() *clientv3.Client) {
+	cfg.DataDir, cfg.Log = b.TempDir(), zerolog.Nop()
+	srv, err := etcdserver.Start(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { srv.Close() })
+	return func() *clientv3.Client {
+		cli, err := clientv3.New(clientv3.Config{
+			Endpoints: []string{srv.Endpoint()}, DialTimeout: 5 * time.Second,
+			Logger: logging.Zap(zerolog.Nop(), zapcore.ErrorLevel),
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return cli
+	}
 }
 
 func fmtAll(xs []float64) string {
