@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -112,8 +113,9 @@ type batchEntry struct {
 	checkType string
 	err       error // the check cannot be built here
 	policy    queue.Policy
-	priority  int // its share of listings; see queue.PriorityWeight
-	shards    int // its tasks are in shards 0 to shards-1
+	priority  int      // its share of listings; see queue.PriorityWeight
+	shards    int      // its tasks are in shards 0 to shards-1
+	zones     []string // the zones of its hosts
 	ctx       context.Context
 	cancel    context.CancelFunc
 	deleted   atomic.Bool // the batch was deleted: its outcomes are dropped
@@ -578,7 +580,7 @@ func (w *Worker) batch(ctx context.Context, id string) (*batchEntry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load batch %s: %w", id, err)
 	}
-	b = &batchEntry{policy: spec.Policy, checkType: spec.Check, priority: spec.Priority, shards: spec.Shards}
+	b = &batchEntry{policy: spec.Policy, checkType: spec.Check, priority: spec.Priority, shards: spec.Shards, zones: spec.Zones}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.check, b.err = check.NewWith(spec.Check, spec.Params, w.cfg.Checks)
 	if b.err != nil {
@@ -709,8 +711,8 @@ func (w *Worker) watchActive(ctx context.Context) {
 }
 
 // listBatches is what the worker's listings share their tasks between:
-// the active batches, each with its priority and shards when its spec is
-// loaded (normal priority, any shard, until then).
+// the active batches with hosts in its zone, each with its priority and
+// shards when its spec is loaded (normal priority, any shard, until then).
 func (w *Worker) listBatches() map[string]queue.ListBatch {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -718,6 +720,9 @@ func (w *Worker) listBatches() map[string]queue.ListBatch {
 	for id := range w.active {
 		lb := queue.ListBatch{}
 		if b, ok := w.batches[id]; ok {
+			if b.zones != nil && !slices.Contains(b.zones, w.cfg.Zone) {
+				continue // nothing of it here (the listing's catch-all would still find it)
+			}
 			lb.Priority, lb.Shards = b.priority, b.shards
 		}
 		out[id] = lb
