@@ -134,7 +134,7 @@ func scheduleCreateCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			spec = queue.ScheduleSpec{Name: c.Args().First(), Check: in.check, Params: in.params, Policy: in.policy, Shards: queue.DefaultShards}
+			spec = queue.ScheduleSpec{Name: c.Args().First(), Check: in.check, Params: in.params, Policy: in.policy, Priority: in.priority, Shards: queue.DefaultShards}
 			if err := applyCadenceFlags(c, &spec, true); err != nil {
 				return err
 			}
@@ -287,7 +287,7 @@ func scheduleUpdateCommand() *cli.Command {
 			if err != nil {
 				return scheduleErr(err)
 			}
-			base := batchInput{check: rec.Spec.Check, params: rec.Spec.Params, policy: rec.Spec.Policy}
+			base := batchInput{check: rec.Spec.Check, params: rec.Spec.Params, policy: rec.Spec.Policy, priority: rec.Spec.Priority}
 			in, err := readBatchInput(s.c, base, false, func() ([]inventory.Host, error) { return s.q.LoadScheduleHosts(s.ctx, rec.Spec) })
 			if err != nil {
 				return err
@@ -299,7 +299,7 @@ func scheduleUpdateCommand() *cli.Command {
 				return err
 			}
 			spec, err := s.q.UpdateSchedule(s.ctx, s.name, in.hosts, time.Now(), func(sp *queue.ScheduleSpec) error {
-				sp.Check, sp.Params, sp.Policy = in.check, in.params, in.policy
+				sp.Check, sp.Params, sp.Policy, sp.Priority = in.check, in.params, in.policy, in.priority
 				return applyCadenceFlags(s.c, sp, false)
 			})
 			if err != nil {
