@@ -24,6 +24,9 @@ const (
 	stopFor = sessionTTL + 1500*time.Millisecond
 )
 
+// beforeTick are the points before a tick at which faults strike.
+var beforeTick = []time.Duration{50 * time.Millisecond, 300 * time.Millisecond, 800 * time.Millisecond, 1500 * time.Millisecond}
+
 // fault is one fault injected into the leading scheduler.
 type fault struct {
 	kind   string // "kill -9" or "SIGSTOP"
@@ -66,8 +69,18 @@ func TestLeaderKilledAndFrozenWhileTicking(t *testing.T) {
 	h.awaitRuns(ctx, name, 1)
 
 	var faults []fault
+	cad, err := scheduler.ParseCadence("", every)
+	if err != nil {
+		t.Fatal(err)
+	}
 	end := time.Now().Add(window)
 	for i := 0; time.Now().Before(end); i++ {
+		// Strike at a different point before the next tick each time
+		// (each kind of fault meets every point): just before it, the
+		// tick falls due while no one leads and waits for the faulted
+		// leader's lease to expire; well before it, a successor may lead
+		// by then.
+		<-time.After(time.Until(cad.Next(time.Now())) - beforeTick[(i/2)%len(beforeTick)]) // the fault's timing
 		id, p := h.leader(ctx)
 		f := fault{target: id, at: time.Now()}
 		if i%2 == 0 {
