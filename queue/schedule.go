@@ -571,14 +571,15 @@ func (q *Queue) QuarantineSchedule(ctx context.Context, fence Fence, b BadValue)
 }
 
 // QuarantineScheduleSpec moves aside a schedule spec that decodes but
-// cannot be used (its cadence does not parse), if it is still as read.
+// cannot be used (its cadence does not parse), if it is still as read;
+// ErrConflict if it changed meanwhile (nothing is moved).
 func (q *Queue) QuarantineScheduleSpec(ctx context.Context, fence Fence, rec ScheduleRecord, why error) error {
 	resp, err := q.cli.Get(ctx, q.keys.Schedule(rec.Spec.Name))
 	if err != nil {
 		return err
 	}
 	if len(resp.Kvs) == 0 || resp.Kvs[0].ModRevision != rec.SpecRev {
-		return nil // changed meanwhile: judged again on the next pass
+		return ErrConflict // changed meanwhile: judged again on the next pass
 	}
 	return q.quarantine(ctx, fence, resp.Kvs[0], why)
 }
@@ -618,6 +619,15 @@ func (q *Queue) FireSchedule(ctx context.Context, fence Fence, rec ScheduleRecor
 	spec := rec.Spec
 	id := ScheduleBatchID(spec.Name, f.Tick, f.Trigger)
 	hosts, err := q.LoadScheduleHosts(ctx, spec)
+	if errors.Is(err, ErrBadValue) {
+		// An update -i or a delete since rec was read removes the
+		// inventory version rec names: that is a race lost, not a
+		// malformed schedule.
+		if cur, gerr := q.cli.Get(ctx, q.keys.Schedule(spec.Name)); gerr == nil &&
+			(len(cur.Kvs) == 0 || cur.Kvs[0].ModRevision != rec.SpecRev) {
+			return id, false, ErrConflict
+		}
+	}
 	if err != nil {
 		return id, false, err
 	}

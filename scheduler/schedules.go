@@ -144,6 +144,9 @@ func (d *scheduleDuty) quarantine(ctx context.Context, key string, why error, mo
 	if errors.Is(err, queue.ErrNotLeader) {
 		return err
 	}
+	if errors.Is(err, queue.ErrConflict) {
+		return nil // changed since it was read: judged again on the next pass
+	}
 	if err != nil {
 		d.log.Warn().Err(err).Str("key", key).Msg("cannot quarantine a malformed schedule record")
 		return nil

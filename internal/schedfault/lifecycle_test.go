@@ -115,10 +115,11 @@ func TestUpdateRacingTheTicks(t *testing.T) {
 	// it ran on. Update k is started lead[k] before tick k (after it, for
 	// a negative lead): the CLI lands some 30 ms after it starts, and the
 	// leader's pass reads and fires within milliseconds of the tick.
-	leads := []time.Duration{60, 45, 30, 20, 10, 0, -10, -25}
+	const ms = time.Millisecond
+	leads := []time.Duration{60 * ms, 45 * ms, 30 * ms, 20 * ms, 10 * ms, 0, -10 * ms, -25 * ms}
 	tick := cad.Next(time.Now().Add(time.Second))
 	for k, lead := range leads {
-		<-time.After(time.Until(tick.Add(-lead * time.Millisecond))) // the race's timing, not a synchronisation
+		<-time.After(time.Until(tick.Add(-lead))) // the race's timing, not a synchronisation
 		n := k + 3
 		h.run("schedule", "update", name, "-i", inventory(t, fmt.Sprintf("%s%d", name, k), n))
 		updates = append(updates, update{hosts: n, returned: time.Now()})
@@ -127,6 +128,9 @@ func TestUpdateRacingTheTicks(t *testing.T) {
 	last := cad.Next(updates[len(updates)-1].returned)
 	h.awaitState(ctx, name, "a tick after the last update dealt with", func(st queue.ScheduleState) bool { return !st.LastTick.Before(last) })
 	for _, p := range h.scheds {
+		for _, l := range p.Logs("malformed schedule record quarantined") {
+			t.Errorf("the leader took an update racing its fire for a malformed schedule: %s", l.Str("error"))
+		}
 		p.Stop(t)
 	}
 
