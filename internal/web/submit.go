@@ -42,52 +42,16 @@ func (s *Server) submit(req *request) error {
 	if err := decodeJSON(req, &b); err != nil {
 		return err
 	}
-	if b.Check == "" {
-		return badRequest("no check: give \"check\", one of %s", strings.Join(check.Types(), ", "))
-	}
 	if b.BatchID != "" {
 		if err := queue.ValidateBatchID(b.BatchID); err != nil {
 			return badRequest("batch_id: %v", err)
 		}
 	}
-	policy := queue.Policy{MaxAttempts: queue.DefaultMaxAttempts, RetryFailures: b.RetryFailures, MaxFailures: b.MaxFailures, Parallel: b.Parallel}
-	if b.MaxAttempts != 0 {
-		policy.MaxAttempts = b.MaxAttempts
-	}
-	for _, d := range []struct {
-		name, text string
-		def        time.Duration
-		ms         *int64
-	}{
-		{"timeout", b.Timeout, queue.DefaultTimeout, &policy.TimeoutMS},
-		{"backoff", b.Backoff, queue.DefaultBackoff, &policy.BackoffMS},
-		{"max_backoff", b.MaxBackoff, queue.DefaultMaxBackoff, &policy.MaxBackoffMS},
-	} {
-		v := d.def
-		if d.text != "" {
-			var err error
-			if v, err = time.ParseDuration(d.text); err != nil {
-				return badRequest("%s %q: write a duration like 500ms, 5s or 2m", d.name, d.text)
-			}
-		}
-		*d.ms = v.Milliseconds()
-	}
-	if err := policy.Validate(); err != nil {
-		return badRequest("%v", err)
-	}
-	hosts, err := submitHosts(b)
+	in, err := readBatchBody(b)
 	if err != nil {
 		return err
 	}
-	if b.Params == nil {
-		b.Params = map[string]string{}
-	}
-	if err := check.Validate(b.Check, b.Params, hosts); err != nil {
-		return badRequest("%v", err)
-	}
-	if err := check.ValidateTimeout(b.Check, b.Params, policy.Timeout()); err != nil {
-		return badRequest("%v", err)
-	}
+	hosts := in.hosts
 	plan := queue.PlanBatch(hosts, 0)
 	if err := s.q.CheckFits(req.ctx, plan); err != nil {
 		return &apiError{http.StatusInsufficientStorage, err.Error()}
@@ -96,7 +60,7 @@ func (s *Server) submit(req *request) error {
 	if id == "" {
 		id = queue.NewBatchID(time.Now())
 	}
-	spec, existed, err := s.q.Submit(req.ctx, queue.SubmitRequest{ID: id, Check: b.Check, Params: b.Params, Policy: policy, Hosts: hosts})
+	spec, existed, err := s.q.Submit(req.ctx, queue.SubmitRequest{ID: id, Check: in.check, Params: in.params, Policy: in.policy, Hosts: hosts})
 	if errors.Is(err, queue.ErrBatchExists) {
 		return &apiError{http.StatusConflict, fmt.Sprintf("batch ID %s is already used by a batch with other content: choose another batch_id, or leave it out for a generated one", id)}
 	}
@@ -152,4 +116,134 @@ func submitHosts(b submitBody) ([]inventory.Host, error) {
 		}
 	}
 	return hosts, nil
+}
+
+// batchInput is what each run of a batch is: the check, its params, the
+// policy and the hosts.
+type batchInput struct {
+	check  string
+	params map[string]string
+	policy queue.Policy
+	hosts  []inventory.Host // nil when no hosts were given (a schedule update)
+}
+
+// batchPatch is the batch fields of a request: a submit's, a new
+// schedule's, or the ones a schedule update changes (nil: unchanged).
+type batchPatch struct {
+	Check         *string           `json:"check"`
+	Params        map[string]string `json:"params"`
+	Inventory     string            `json:"inventory"`
+	Hosts         []string          `json:"hosts"`
+	Limit         string            `json:"limit"`
+	Timeout       *string           `json:"timeout"`
+	MaxAttempts   *int              `json:"max_attempts"`
+	Backoff       *string           `json:"backoff"`
+	MaxBackoff    *string           `json:"max_backoff"`
+	RetryFailures *bool             `json:"retry_failures"`
+	MaxFailures   *string           `json:"max_failures"`
+	Parallel      *int              `json:"parallel"`
+}
+
+// given is whether the patch changes anything.
+func (p batchPatch) given() bool {
+	return p.Check != nil || p.Params != nil || p.Inventory != "" || p.Hosts != nil || p.Limit != "" || p.Timeout != nil ||
+		p.MaxAttempts != nil || p.Backoff != nil || p.MaxBackoff != nil || p.RetryFailures != nil || p.MaxFailures != nil || p.Parallel != nil
+}
+
+func ptr[T comparable](v T) *T {
+	var zero T
+	if v == zero {
+		return nil
+	}
+	return &v
+}
+
+// readBatchBody reads and checks a submit's check, params, policy and
+// hosts as `patrol submit` does.
+func readBatchBody(b submitBody) (batchInput, error) {
+	return readBatch(batchInput{}, batchPatch{Check: &b.Check, Params: b.Params, Inventory: b.Inventory, Hosts: b.Hosts, Limit: b.Limit,
+		Timeout: ptr(b.Timeout), MaxAttempts: ptr(b.MaxAttempts), Backoff: ptr(b.Backoff), MaxBackoff: ptr(b.MaxBackoff),
+		RetryFailures: &b.RetryFailures, MaxFailures: &b.MaxFailures, Parallel: &b.Parallel}, true, nil)
+}
+
+// readBatch applies p over base and checks the result as `patrol submit`
+// and `patrol schedule create/update` check their flags: with full (a
+// submit, a create) the fields not given take their defaults and the
+// hosts and check are required; otherwise they keep base's values, and
+// stored, if not nil, gives the hosts a changed check or params are
+// checked against when no hosts are given.
+func readBatch(base batchInput, p batchPatch, full bool, stored func() ([]inventory.Host, error)) (batchInput, error) {
+	in := base
+	if full {
+		in.policy = queue.Policy{MaxAttempts: queue.DefaultMaxAttempts, TimeoutMS: queue.DefaultTimeout.Milliseconds(),
+			BackoffMS: queue.DefaultBackoff.Milliseconds(), MaxBackoffMS: queue.DefaultMaxBackoff.Milliseconds()}
+	}
+	if p.Check != nil || full {
+		if p.Check == nil || *p.Check == "" {
+			return in, badRequest("no check: give \"check\", one of %s", strings.Join(check.Types(), ", "))
+		}
+		in.check = *p.Check
+	}
+	if p.Params != nil || full {
+		in.params = p.Params
+		if in.params == nil {
+			in.params = map[string]string{}
+		}
+	}
+	pol := &in.policy
+	if p.MaxAttempts != nil {
+		pol.MaxAttempts = *p.MaxAttempts
+	}
+	for _, d := range []struct {
+		name string
+		text *string
+		ms   *int64
+	}{
+		{"timeout", p.Timeout, &pol.TimeoutMS},
+		{"backoff", p.Backoff, &pol.BackoffMS},
+		{"max_backoff", p.MaxBackoff, &pol.MaxBackoffMS},
+	} {
+		if d.text == nil {
+			continue
+		}
+		v, err := time.ParseDuration(*d.text)
+		if err != nil {
+			return in, badRequest("%s %q: write a duration like 500ms, 5s or 2m", d.name, *d.text)
+		}
+		*d.ms = v.Milliseconds()
+	}
+	if p.RetryFailures != nil {
+		pol.RetryFailures = *p.RetryFailures
+	}
+	if p.MaxFailures != nil {
+		pol.MaxFailures = *p.MaxFailures
+	}
+	if p.Parallel != nil {
+		pol.Parallel = *p.Parallel
+	}
+	if err := pol.Validate(); err != nil {
+		return in, badRequest("%v", err)
+	}
+	hosts := base.hosts
+	if full || p.Inventory != "" || p.Hosts != nil || p.Limit != "" {
+		var err error
+		if hosts, err = submitHosts(submitBody{Inventory: p.Inventory, Hosts: p.Hosts, Limit: p.Limit}); err != nil {
+			return in, err
+		}
+		in.hosts = hosts
+	} else if stored != nil && (p.Check != nil || p.Params != nil) {
+		var err error
+		if hosts, err = stored(); err != nil {
+			return in, err
+		}
+	}
+	if hosts != nil {
+		if err := check.Validate(in.check, in.params, hosts); err != nil {
+			return in, badRequest("%v", err)
+		}
+	}
+	if err := check.ValidateTimeout(in.check, in.params, pol.Timeout()); err != nil {
+		return in, badRequest("%v", err)
+	}
+	return in, nil
 }
