@@ -47,7 +47,7 @@ var pages = func() map[string]*template.Template {
 		"round":   func(d time.Duration) string { return d.Round(time.Millisecond).String() },
 		"join":    strings.Join,
 		"cadence": scheduler.CadenceText,
-		"ms": func(n int64) string { return (time.Duration(n) * time.Millisecond).String() },
+		"ms":      func(n int64) string { return (time.Duration(n) * time.Millisecond).String() },
 		"pct": func(n, total int) string {
 			if total == 0 {
 				return "0"

@@ -43,7 +43,6 @@ func (s *Server) allRoutes() []route {
 	return append(rs, s.scheduleRoutes()...) // schedules.go
 }
 
-
 // request is what a handler gets: the request, the writer, the caller,
 // and a context bounded by the route's timeout.
 type request struct {
