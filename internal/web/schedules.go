@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 
@@ -42,15 +43,22 @@ func scheduleParam(req *request) (string, error) {
 	return name, nil
 }
 
-// apiWords rewords the CLI's flag names in the queue's and scheduler's
-// messages as the API's fields.
-var apiWords = strings.NewReplacer("--catchup-window", "catchup_window", "--cron", "cron", "--every", "every",
-	"--jitter", "jitter", "--history", "history", "--check", "check", "--overlap", "overlap",
-	"`patrol schedule update ", "PATCH /api/v1/schedules/", "`patrol schedule list`", "GET /api/v1/schedules")
+// apiWords rewords the CLI's flags and commands in the queue's and
+// scheduler's messages as the API's fields and routes.
+var (
+	apiWords = strings.NewReplacer("--catchup-window", "catchup_window", "--cron", "cron", "--every", "every",
+		"--jitter", "jitter", "--history", "history", "--check", "check", "--overlap", "overlap",
+		"`patrol schedule list`", "GET /api/v1/schedules")
+	updateCommand = regexp.MustCompile("`patrol schedule update ([A-Za-z0-9._-]+)`")
+)
+
+func apiWorded(msg string) string {
+	return apiWords.Replace(updateCommand.ReplaceAllString(msg, "PATCH /api/v1/schedules/$1"))
+}
 
 // scheduleError answers a schedule's queue or settings error with its status.
 func scheduleError(err error) error {
-	msg := func() string { return apiWords.Replace(strings.TrimPrefix(err.Error(), "queue: ")) }
+	msg := func() string { return apiWorded(strings.TrimPrefix(err.Error(), "queue: ")) }
 	switch {
 	case errors.Is(err, queue.ErrScheduleNotFound):
 		return &apiError{http.StatusNotFound, msg()}
@@ -253,8 +261,11 @@ func (s *Server) createSchedule(req *request) error {
 		return scheduleError(err)
 	}
 	s.log.Info().Str("schedule", stored.Name).Int("hosts", stored.Hosts).Str("token", req.caller.name).Msg("web: schedule create")
-	writeJSON(req.w, http.StatusCreated, map[string]any{"schedule": stored.Name, "hosts": stored.Hosts, "paused": stored.Paused,
-		"next_run": scheduler.Item(queue.ScheduleRecord{Spec: stored}).NextRun})
+	out := map[string]any{"schedule": stored.Name, "hosts": stored.Hosts, "paused": stored.Paused}
+	if !stored.Paused {
+		out["next_run"] = scheduler.NextRun(stored, queue.ScheduleState{})
+	}
+	writeJSON(req.w, http.StatusCreated, out)
 	return nil
 }
 

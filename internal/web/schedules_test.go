@@ -270,7 +270,7 @@ func TestScheduleBadInput(t *testing.T) {
 		{"jitter past every", "POST", "/api/v1/schedules", "op", create("jitter", "10m"), nil, 400, "jitter"},
 		{"bad name", "POST", "/api/v1/schedules", "op", create("name", "a/b"), nil, 400, `name \"a/b\"`},
 		{"no name", "POST", "/api/v1/schedules", "op", create("name", nil), nil, 400, `give it as \"name\"`},
-		{"name in use", "POST", "/api/v1/schedules", "op", create("name", "known"), nil, 409, "already exists"},
+		{"name in use", "POST", "/api/v1/schedules", "op", create("name", "known"), nil, 409, "already exists: known; change it with PATCH /api/v1/schedules/known,"},
 		{"note unpaused", "POST", "/api/v1/schedules", "op", create("note", "why"), nil, 400, "paused"},
 		{"no check", "POST", "/api/v1/schedules", "op", create("check", nil), nil, 400, "no check"},
 		{"no hosts", "POST", "/api/v1/schedules", "op", create("hosts", nil), nil, 400, "no hosts"},
