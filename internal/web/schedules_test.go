@@ -191,6 +191,14 @@ func TestScheduleLifecycle(t *testing.T) {
 		t.Fatalf("describe after a recovered run: %s", e.raw("/api/v1/schedules/web"))
 	}
 
+	// A new inventory replaces the old one, the rest stays.
+	if code, raw := e.call("PATCH", "/api/v1/schedules/web", e.operator, map[string]any{"inventory": "h1\nh2\nh3\nh4\n"}, nil); code != 200 || !strings.Contains(raw, "4 hosts") {
+		t.Fatalf("update the inventory: %d %s", code, raw)
+	}
+	if d = e.describe("web"); d.Spec.Hosts != 4 || d.Spec.EveryMS != 1800000 {
+		t.Fatalf("describe after a new inventory: %+v", d.Spec)
+	}
+
 	// Pause with a note, resume, resume again.
 	if code, raw := e.call("POST", "/api/v1/schedules/web/pause", e.operator, map[string]string{"note": "maintenance window"}, nil); code != 200 {
 		t.Fatalf("pause: %d %s", code, raw)
