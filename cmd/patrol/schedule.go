@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/patrol-dev/patrol/internal/batchinput"
 	"github.com/patrol-dev/patrol/internal/inventory"
 	"github.com/patrol-dev/patrol/queue"
 	"github.com/patrol-dev/patrol/scheduler"
@@ -130,11 +131,11 @@ func scheduleCreateCommand() *cli.Command {
 	return scheduleSub("create", "create a schedule: everything `patrol submit` takes, and a cadence", "NAME", []string{"table", "json"},
 		append(flags, batchFlags()...),
 		func(c *cli.Context) error {
-			in, err := readBatchInput(c, batchInput{}, true, nil)
+			in, err := readBatchInput(c, batchinput.Input{}, true, nil)
 			if err != nil {
 				return err
 			}
-			spec = queue.ScheduleSpec{Name: c.Args().First(), Check: in.check, Params: in.params, Policy: in.policy, Shards: queue.DefaultShards}
+			spec = queue.ScheduleSpec{Name: c.Args().First(), Check: in.Check, Params: in.Params, Policy: in.Policy, Shards: queue.DefaultShards}
 			if err := applyCadenceFlags(c, &spec, true); err != nil {
 				return err
 			}
@@ -143,7 +144,7 @@ func scheduleCreateCommand() *cli.Command {
 			} else if c.IsSet("note") {
 				return usageErr("--note goes with --paused (or `patrol schedule pause NAME --note TEXT`)")
 			}
-			hosts = in.hosts
+			hosts = in.Hosts
 			return nil
 		},
 		func(s scheduleCall) error {
@@ -265,7 +266,7 @@ func scheduleUpdateCommand() *cli.Command {
 			if err != nil {
 				return scheduleErr(err)
 			}
-			base := batchInput{check: rec.Spec.Check, params: rec.Spec.Params, policy: rec.Spec.Policy}
+			base := batchinput.Input{Check: rec.Spec.Check, Params: rec.Spec.Params, Policy: rec.Spec.Policy}
 			in, err := readBatchInput(s.c, base, false, func() ([]inventory.Host, error) { return s.q.LoadScheduleHosts(s.ctx, rec.Spec) })
 			if err != nil {
 				return err
@@ -276,8 +277,8 @@ func scheduleUpdateCommand() *cli.Command {
 			if err := applyCadenceFlags(s.c, &probe, false); err != nil {
 				return err
 			}
-			spec, err := s.q.UpdateSchedule(s.ctx, s.name, in.hosts, time.Now(), func(sp *queue.ScheduleSpec) error {
-				sp.Check, sp.Params, sp.Policy = in.check, in.params, in.policy
+			spec, err := s.q.UpdateSchedule(s.ctx, s.name, in.Hosts, time.Now(), func(sp *queue.ScheduleSpec) error {
+				sp.Check, sp.Params, sp.Policy = in.Check, in.Params, in.Policy
 				return applyCadenceFlags(s.c, sp, false)
 			})
 			if err != nil {

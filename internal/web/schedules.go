@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/patrol-dev/patrol/internal/batchinput"
 	"github.com/patrol-dev/patrol/internal/inventory"
 	"github.com/patrol-dev/patrol/queue"
 	"github.com/patrol-dev/patrol/scheduler"
@@ -244,19 +245,19 @@ func (s *Server) createSchedule(req *request) error {
 	if err != nil {
 		return err
 	}
-	in, err := readBatch(batchInput{}, b.batchPatch, true, nil)
+	in, err := readBatch(batchinput.Input{}, b.batchPatch, true, nil)
 	if err != nil {
 		return err
 	}
 	now := time.Now()
-	spec := queue.ScheduleSpec{Name: b.Name, Check: in.check, Params: in.params, Policy: in.policy, Shards: queue.DefaultShards, CreatedAt: now}
+	spec := queue.ScheduleSpec{Name: b.Name, Check: in.Check, Params: in.Params, Policy: in.Policy, Shards: queue.DefaultShards, CreatedAt: now}
 	if err := st.Apply(&spec); err != nil {
 		return scheduleError(err)
 	}
 	if b.Paused {
 		spec.Paused, spec.PauseNote, spec.PausedAt = true, b.Note, now.UTC()
 	}
-	stored, err := s.q.CreateSchedule(req.ctx, spec, in.hosts)
+	stored, err := s.q.CreateSchedule(req.ctx, spec, in.Hosts)
 	if err != nil {
 		return scheduleError(err)
 	}
@@ -298,7 +299,7 @@ func (s *Server) updateSchedule(req *request) error {
 	if err != nil {
 		return scheduleError(err)
 	}
-	base := batchInput{check: rec.Spec.Check, params: rec.Spec.Params, policy: rec.Spec.Policy}
+	base := batchinput.Input{Check: rec.Spec.Check, Params: rec.Spec.Params, Policy: rec.Spec.Policy}
 	in, err := readBatch(base, b.batchPatch, false, func() ([]inventory.Host, error) { return s.q.LoadScheduleHosts(req.ctx, rec.Spec) })
 	if err != nil {
 		return err
@@ -309,8 +310,8 @@ func (s *Server) updateSchedule(req *request) error {
 	if err := st.Apply(&probe); err != nil {
 		return scheduleError(err)
 	}
-	spec, err := s.q.UpdateSchedule(req.ctx, name, in.hosts, time.Now(), func(sp *queue.ScheduleSpec) error {
-		sp.Check, sp.Params, sp.Policy = in.check, in.params, in.policy
+	spec, err := s.q.UpdateSchedule(req.ctx, name, in.Hosts, time.Now(), func(sp *queue.ScheduleSpec) error {
+		sp.Check, sp.Params, sp.Policy = in.Check, in.Params, in.Policy
 		return st.Apply(sp)
 	})
 	if err != nil {

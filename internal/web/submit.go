@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/patrol-dev/patrol/internal/batchinput"
 	"github.com/patrol-dev/patrol/internal/check"
 	"github.com/patrol-dev/patrol/internal/inventory"
 	"github.com/patrol-dev/patrol/queue"
@@ -51,7 +52,7 @@ func (s *Server) submit(req *request) error {
 	if err != nil {
 		return err
 	}
-	hosts := in.hosts
+	hosts := in.Hosts
 	plan := queue.PlanBatch(hosts, 0)
 	if err := s.q.CheckFits(req.ctx, plan); err != nil {
 		return &apiError{http.StatusInsufficientStorage, err.Error()}
@@ -60,7 +61,7 @@ func (s *Server) submit(req *request) error {
 	if id == "" {
 		id = queue.NewBatchID(time.Now())
 	}
-	spec, existed, err := s.q.Submit(req.ctx, queue.SubmitRequest{ID: id, Check: in.check, Params: in.params, Policy: in.policy, Hosts: hosts})
+	spec, existed, err := s.q.Submit(req.ctx, queue.SubmitRequest{ID: id, Check: in.Check, Params: in.Params, Policy: in.Policy, Hosts: hosts})
 	if errors.Is(err, queue.ErrBatchExists) {
 		return &apiError{http.StatusConflict, fmt.Sprintf("batch ID %s is already used by a batch with other content: choose another batch_id, or leave it out for a generated one", id)}
 	}
@@ -118,15 +119,6 @@ func submitHosts(b submitBody) ([]inventory.Host, error) {
 	return hosts, nil
 }
 
-// batchInput is what each run of a batch is: the check, its params, the
-// policy and the hosts.
-type batchInput struct {
-	check  string
-	params map[string]string
-	policy queue.Policy
-	hosts  []inventory.Host // nil when no hosts were given (a schedule update)
-}
-
 // batchPatch is the batch fields of a request: a submit's, a new
 // schedule's, or the ones a schedule update changes (nil: unchanged).
 type batchPatch struct {
@@ -160,90 +152,59 @@ func ptr[T comparable](v T) *T {
 
 // readBatchBody reads and checks a submit's check, params, policy and
 // hosts as `patrol submit` does.
-func readBatchBody(b submitBody) (batchInput, error) {
-	return readBatch(batchInput{}, batchPatch{Check: &b.Check, Params: b.Params, Inventory: b.Inventory, Hosts: b.Hosts, Limit: b.Limit,
+func readBatchBody(b submitBody) (batchinput.Input, error) {
+	return readBatch(batchinput.Input{}, batchPatch{Check: &b.Check, Params: b.Params, Inventory: b.Inventory, Hosts: b.Hosts, Limit: b.Limit,
 		Timeout: ptr(b.Timeout), MaxAttempts: ptr(b.MaxAttempts), Backoff: ptr(b.Backoff), MaxBackoff: ptr(b.MaxBackoff),
 		RetryFailures: &b.RetryFailures, MaxFailures: &b.MaxFailures, Parallel: &b.Parallel}, true, nil)
 }
 
-// readBatch applies p over base and checks the result as `patrol submit`
-// and `patrol schedule create/update` check their flags: with full (a
-// submit, a create) the fields not given take their defaults and the
-// hosts and check are required; otherwise they keep base's values, and
-// stored, if not nil, gives the hosts a changed check or params are
-// checked against when no hosts are given.
-func readBatch(base batchInput, p batchPatch, full bool, stored func() ([]inventory.Host, error)) (batchInput, error) {
-	in := base
+// readBatch reads p's fields over base and checks them with
+// batchinput.Apply, as `patrol submit` and `patrol schedule` check their
+// flags: with full (a submit, a create) the fields not given take their
+// defaults and the hosts and check are required; otherwise they keep
+// base's values, and stored, if not nil, gives the hosts a changed check
+// or params are checked against when no hosts are given.
+func readBatch(base batchinput.Input, p batchPatch, full bool, stored func() ([]inventory.Host, error)) (batchinput.Input, error) {
 	if full {
-		in.policy = queue.Policy{MaxAttempts: queue.DefaultMaxAttempts, TimeoutMS: queue.DefaultTimeout.Milliseconds(),
-			BackoffMS: queue.DefaultBackoff.Milliseconds(), MaxBackoffMS: queue.DefaultMaxBackoff.Milliseconds()}
-	}
-	if p.Check != nil || full {
-		if p.Check == nil || *p.Check == "" {
-			return in, badRequest("no check: give \"check\", one of %s", strings.Join(check.Types(), ", "))
-		}
-		in.check = *p.Check
-	}
-	if p.Params != nil || full {
-		in.params = p.Params
-		if in.params == nil {
-			in.params = map[string]string{}
+		base = batchinput.Defaults()
+		if p.Check == nil {
+			p.Check = new("")
 		}
 	}
-	pol := &in.policy
-	if p.MaxAttempts != nil {
-		pol.MaxAttempts = *p.MaxAttempts
-	}
+	ch := batchinput.Change{Check: p.Check, Params: p.Params, MaxAttempts: p.MaxAttempts, RetryFailures: p.RetryFailures,
+		MaxFailures: p.MaxFailures, Parallel: p.Parallel}
 	for _, d := range []struct {
 		name string
 		text *string
-		ms   *int64
+		out  **time.Duration
 	}{
-		{"timeout", p.Timeout, &pol.TimeoutMS},
-		{"backoff", p.Backoff, &pol.BackoffMS},
-		{"max_backoff", p.MaxBackoff, &pol.MaxBackoffMS},
+		{"timeout", p.Timeout, &ch.Timeout},
+		{"backoff", p.Backoff, &ch.Backoff},
+		{"max_backoff", p.MaxBackoff, &ch.MaxBackoff},
 	} {
 		if d.text == nil {
 			continue
 		}
 		v, err := time.ParseDuration(*d.text)
 		if err != nil {
-			return in, badRequest("%s %q: write a duration like 500ms, 5s or 2m", d.name, *d.text)
+			return base, badRequest("%s %q: write a duration like 500ms, 5s or 2m", d.name, *d.text)
 		}
-		*d.ms = v.Milliseconds()
+		*d.out = &v
 	}
-	if p.RetryFailures != nil {
-		pol.RetryFailures = *p.RetryFailures
-	}
-	if p.MaxFailures != nil {
-		pol.MaxFailures = *p.MaxFailures
-	}
-	if p.Parallel != nil {
-		pol.Parallel = *p.Parallel
-	}
-	if err := pol.Validate(); err != nil {
-		return in, badRequest("%v", err)
-	}
-	hosts := base.hosts
 	if full || p.Inventory != "" || p.Hosts != nil || p.Limit != "" {
-		var err error
-		if hosts, err = submitHosts(submitBody{Inventory: p.Inventory, Hosts: p.Hosts, Limit: p.Limit}); err != nil {
-			return in, err
+		hosts, err := submitHosts(submitBody{Inventory: p.Inventory, Hosts: p.Hosts, Limit: p.Limit})
+		if err != nil {
+			return base, err
 		}
-		in.hosts = hosts
-	} else if stored != nil && (p.Check != nil || p.Params != nil) {
-		var err error
-		if hosts, err = stored(); err != nil {
-			return in, err
-		}
+		ch.Hosts = hosts
 	}
-	if hosts != nil {
-		if err := check.Validate(in.check, in.params, hosts); err != nil {
-			return in, badRequest("%v", err)
-		}
-	}
-	if err := check.ValidateTimeout(in.check, in.params, pol.Timeout()); err != nil {
+	in, err := batchinput.Apply(base, ch, stored)
+	var bad *batchinput.Invalid
+	switch {
+	case errors.Is(err, batchinput.ErrNoCheck):
+		return in, badRequest("no check: give \"check\", one of %s", strings.Join(check.Types(), ", "))
+	case errors.As(err, &bad):
 		return in, badRequest("%v", err)
 	}
-	return in, nil
+	return in, err
 }
