@@ -436,4 +436,14 @@ func TestSchedulesInBrowser(t *testing.T) {
 	if row := b.text(`tr[data-schedule="nightly"]`); !strings.Contains(row, "paused") || !strings.Contains(row, "finished") {
 		t.Errorf("schedule row once paused: %q", row)
 	}
+
+	// On a phone.
+	b.do("a schedule on a phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Navigate(c.base+"/schedules/nightly"),
+		chromedp.Query(chromedp.CSS("#schedule"), chromedp.NodeVisible))
+	var overflow bool
+	b.eval(`document.documentElement.scrollWidth > window.innerWidth + 1`, &overflow)
+	if overflow {
+		t.Errorf("the schedule page is wider than a phone's screen")
+	}
+	b.shot("schedules-6-phone")
 }

@@ -39,8 +39,10 @@ var pages = func() map[string]*template.Template {
 			if t.IsZero() {
 				return "-"
 			}
-			if d := time.Until(t).Round(time.Second); d > 0 {
-				return "in " + d.String()
+			if d := time.Until(t); d > time.Hour {
+				return "in " + strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
+			} else if d > 0 {
+				return "in " + d.Round(time.Second).String()
 			}
 			return "due now"
 		},
