@@ -23,6 +23,7 @@ test: ## Run every test under the race detector (README's test command)
 bench: ## Run the benchmarks and print their figures (throughput: median of 5 runs)
 	$(GO) test -run '^$$' -bench . -benchtime 10x ./queue/
 	$(GO) test -run '^$$' -bench Throughput -benchtime 5x ./internal/throughput/
+	$(GO) test -run '^$$' -bench SmallBatchBesideLarge -benchtime 1x -timeout 120m ./internal/throughput/
 	$(GO) test -run '^$$' -bench Shard100k -benchtime 3x ./internal/shardbench/
 	$(GO) test -run '^$$' -bench HTTPConcurrency1000 -benchtime 3x ./internal/workerbench/
 	$(GO) test -run '^$$' -bench ExecVsXargs5000 -benchtime 3x ./internal/workerbench/

@@ -65,9 +65,11 @@
 // etcd allows 128 operations per transaction branch, so transactions move
 // at most 60-120 tasks; every range is paged; listings that must agree are
 // read at one revision; etcd counts every key of a range even when a limit
-// is set, so ready queues are listed one shard at a time. A deleted key
-// stays in etcd's index (a tombstone) until compaction and is walked by
-// every range over it, so a claimer lists through a ReadyCursor: each
-// shard's range starts past the keys it listed last time and wraps around,
-// and shards found empty are skipped until a wake.
+// is set, so ready queues are listed one shard (and batch) at a time. A
+// deleted key stays in etcd's index (a tombstone) until compaction and is
+// walked by every range over it, so a claimer lists through a ReadyCursor:
+// each batch's range in a shard starts past the keys it listed last time
+// and wraps around, units found empty are skipped until a wake, and what a
+// listing finds is shared between batches by their priority
+// (PriorityWeight), so no batch waits behind another.
 package queue

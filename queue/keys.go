@@ -187,9 +187,15 @@ func (k Keys) ReadyShard(zone string, shard int) string {
 	return fmt.Sprintf("%s%03d/", k.ReadyZone(zone), shard)
 }
 
+// ReadyBatchShard is the prefix of one batch's claimable tasks in a shard
+// of a zone: what a worker's listing reads per batch.
+func (k Keys) ReadyBatchShard(zone string, shard int, batch string) string {
+	return k.ReadyShard(zone, shard) + batch + "/"
+}
+
 // ReadyTask marks a task as claimable; its value is the Task to run.
 func (k Keys) ReadyTask(zone string, shard int, batch, task string) string {
-	return k.ReadyShard(zone, shard) + batch + "/" + task
+	return k.ReadyBatchShard(zone, shard, batch) + task
 }
 
 // ReadyKey is ReadyTask for t.

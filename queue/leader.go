@@ -2,8 +2,10 @@ package queue
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -113,15 +115,17 @@ func (q *Queue) Shard(ctx context.Context, fence Fence, spec BatchSpec) error {
 	if !pending {
 		return nil
 	}
-	hosts, err := q.LoadHosts(ctx, spec)
+	// The lanes read the inventory a chunk at a time, each from where it
+	// stands: a million hosts are never in memory at once.
+	inv, err := q.chunkIndex(ctx, spec)
 	if err != nil {
 		return err
 	}
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for l := range n {
-		from, to := laneRange(len(hosts), l, n)
-		wg.Go(func() { errs[l] = q.shardLane(ctx, fence, spec, l, hosts[from:to], progress[l]) })
+		from, to := laneRange(spec.Hosts, l, n)
+		wg.Go(func() { errs[l] = q.shardLane(ctx, fence, spec, l, inv, from, to, progress[l]) })
 	}
 	wg.Wait()
 	for _, err := range errs {
@@ -132,7 +136,9 @@ func (q *Queue) Shard(ctx context.Context, fence Fence, spec BatchSpec) error {
 	return errors.Join(errs...)
 }
 
-func (q *Queue) shardLane(ctx context.Context, fence Fence, spec BatchSpec, lane int, hosts []inventory.Host, done int) error {
+// shardLane writes the tasks of hosts [from, to) of the inventory, from
+// the done-th on, a transaction of shardChunk hosts at a time.
+func (q *Queue) shardLane(ctx context.Context, fence Fence, spec BatchSpec, lane int, inv *chunkIndex, from, to, done int) error {
 	progKey, stopKey := q.keys.BatchLane(spec.ID, lane), q.keys.BatchStop(spec.ID)
 	// Each transaction holds only while the stop record is as read, so
 	// the record is read once, not before every chunk, and a stop never
@@ -141,11 +147,17 @@ func (q *Queue) shardLane(ctx context.Context, fence Fence, spec BatchSpec, lane
 	if err != nil {
 		return err
 	}
-	for done < len(hosts) {
-		end := min(done+shardChunk, len(hosts))
-		ops := make([]clientv3.Op, 0, end-done+2)
+	var hosts []inventory.Host // read, from host from+done on
+	for done < to-from {
+		if len(hosts) == 0 {
+			if hosts, err = inv.read(ctx, from+done, to); err != nil {
+				return err
+			}
+		}
+		n := min(shardChunk, len(hosts))
+		ops := make([]clientv3.Op, 0, n+2)
 		now := time.Now().UTC()
-		for _, h := range hosts[done:end] {
+		for _, h := range hosts[:n] {
 			t := Task{Batch: spec.ID, ID: TaskID(h.Name), Zone: ZoneOf(h), Shard: ShardOf(h.Name, spec.Shards), Host: h, Attempt: 1}
 			if stop != "" {
 				ops = append(ops, clientv3.OpPut(q.keys.Result(t.Batch, t.ID), mustJSON(Result{
@@ -154,6 +166,7 @@ func (q *Queue) shardLane(ctx context.Context, fence Fence, spec BatchSpec, lane
 			}
 			ops = append(ops, clientv3.OpPut(q.queueKey(spec, t), mustJSON(t)))
 		}
+		end := done + n
 		ops = append(ops, clientv3.OpPut(progKey, strconv.Itoa(end)), clientv3.OpPut(q.keys.Wake(), ""))
 
 		progressIs := clientv3.Compare(clientv3.Value(progKey), "=", strconv.Itoa(done))
@@ -179,9 +192,64 @@ func (q *Queue) shardLane(ctx context.Context, fence Fence, spec BatchSpec, lane
 			}
 			return q.whyRejected(ctx, fence)
 		}
-		done = end
+		hosts, done = hosts[n:], end
 	}
 	return nil
+}
+
+// chunkIndex says where each inventory chunk of a batch starts, so that
+// hosts can be read from any index without loading those before it.
+type chunkIndex struct {
+	q     *Queue
+	spec  BatchSpec
+	start []int // start[c] is the index of chunk c's first host; start[len] = hosts
+}
+
+// chunkIndex counts the hosts of each chunk of a batch's inventory,
+// reading them one at a time without decoding the hosts.
+func (q *Queue) chunkIndex(ctx context.Context, spec BatchSpec) (*chunkIndex, error) {
+	idx := &chunkIndex{q: q, spec: spec, start: make([]int, 0, spec.Chunks+1)}
+	n := 0
+	for c := range spec.Chunks {
+		idx.start = append(idx.start, n)
+		var raw []json.RawMessage
+		if err := q.readChunk(ctx, spec, c, &raw); err != nil {
+			return nil, err
+		}
+		n += len(raw)
+	}
+	if n != spec.Hosts {
+		return nil, fmt.Errorf("%w: batch %s has %d hosts stored, spec says %d", ErrBadValue, spec.ID, n, spec.Hosts)
+	}
+	idx.start = append(idx.start, n)
+	return idx, nil
+}
+
+func (q *Queue) readChunk(ctx context.Context, spec BatchSpec, c int, v any) error {
+	key := q.keys.BatchHostChunk(spec.ID, spec.Nonce, c)
+	resp, err := q.cli.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	if len(resp.Kvs) == 0 {
+		return fmt.Errorf("%w: inventory chunk %s is missing", ErrBadValue, key)
+	}
+	return decodeKV(resp.Kvs[0], v)
+}
+
+// read returns the hosts from index i to the end of the chunk that holds
+// it, or to index to if that comes first.
+func (idx *chunkIndex) read(ctx context.Context, i, to int) ([]inventory.Host, error) {
+	c := sort.SearchInts(idx.start, i+1) - 1
+	var hosts []inventory.Host
+	if err := idx.q.readChunk(ctx, idx.spec, c, &hosts); err != nil {
+		return nil, err
+	}
+	lo, hi := i-idx.start[c], min(len(hosts), to-idx.start[c])
+	if lo >= hi {
+		return nil, fmt.Errorf("%w: batch %s inventory chunk %d does not hold host %d", ErrBadValue, idx.spec.ID, c, i)
+	}
+	return hosts[lo:hi], nil
 }
 
 func stopMessage(s Status) string {

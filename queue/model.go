@@ -194,17 +194,83 @@ type BatchSpec struct {
 	Params    map[string]string `json:"params,omitempty"`
 	Policy    Policy            `json:"policy"`
 	Hosts     int               `json:"hosts"`
-	Zones     []string          `json:"zones"`  // the zones its hosts are in, sorted
-	Shards    int               `json:"shards"` // per zone
-	Nonce     string            `json:"nonce"`  // which chunk set holds the inventory
-	Chunks    int               `json:"chunks"` // how many inventory chunks
-	Digest    string            `json:"digest"` // of check, params, policy and hosts: idempotent resubmits
+	Zones     []string          `json:"zones"`              // the zones its hosts are in, sorted
+	Shards    int               `json:"shards"`             // per zone
+	Nonce     string            `json:"nonce"`              // which chunk set holds the inventory
+	Chunks    int               `json:"chunks"`             // how many inventory chunks
+	Priority  int               `json:"priority,omitempty"` // MinPriority to MaxPriority; 0 (normal) by default. See PriorityWeight
+	Digest    string            `json:"digest"`             // of check, params, policy and hosts: idempotent resubmits
 	CreatedAt time.Time         `json:"created_at"`
 	// Schedule names the schedule that fired the batch ("" for a submit),
 	// and ScheduledFor the tick it ran for (its trigger time for a
 	// `patrol schedule trigger`).
 	Schedule     string    `json:"schedule,omitempty"`
 	ScheduledFor time.Time `json:"scheduled_for,omitzero"`
+}
+
+// Batch priorities: a batch's share of the workers' listings follows its
+// weight, PriorityWeight. See ParsePriority for what an operator writes.
+const (
+	MinPriority    = -3
+	PriorityLow    = -2
+	PriorityNormal = 0
+	PriorityHigh   = 2
+	MaxPriority    = 3
+)
+
+// PriorityWeight is a priority's weight in the workers' listings:
+// 2^(p+3), from 1 at -3 to 64 at 3, so each step doubles a batch's share
+// (high 32, normal 8, low 2). Among batches with ready tasks in a zone,
+// a listing hands out tasks in proportion to their weights, by a smooth
+// weighted round robin that carries over from one listing to the next:
+// a batch of weight w among batches of total weight W gets w of every W
+// tasks handed out, so at least one in every W. A priority out of range
+// counts as the nearest one in range.
+func PriorityWeight(p int) int {
+	return 1 << (min(max(p, MinPriority), MaxPriority) - MinPriority)
+}
+
+// PriorityName is how a priority is shown: high, normal or low for those
+// levels, the number otherwise.
+func PriorityName(p int) string {
+	switch p {
+	case PriorityHigh:
+		return "high"
+	case PriorityNormal:
+		return "normal"
+	case PriorityLow:
+		return "low"
+	}
+	return strconv.Itoa(p)
+}
+
+// ParsePriority reads a priority as an operator writes it: high, normal or
+// low, or a whole number from MinPriority to MaxPriority (low is -2,
+// normal 0, high 2).
+func ParsePriority(s string) (int, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "high":
+		return PriorityHigh, nil
+	case "normal", "":
+		return PriorityNormal, nil
+	case "low":
+		return PriorityLow, nil
+	}
+	p, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || p < MinPriority || p > MaxPriority {
+		return 0, fmt.Errorf("priority %q: give high, normal or low, or a number from %d to %d (low is %d, normal %d, high %d)",
+			s, MinPriority, MaxPriority, PriorityLow, PriorityNormal, PriorityHigh)
+	}
+	return p, nil
+}
+
+// ValidatePriority reports a priority out of range, phrased for the operator.
+func ValidatePriority(p int) error {
+	if p < MinPriority || p > MaxPriority {
+		return fmt.Errorf("priority %d: give a number from %d to %d (low is %d, normal %d, high %d)",
+			p, MinPriority, MaxPriority, PriorityLow, PriorityNormal, PriorityHigh)
+	}
+	return nil
 }
 
 // Attempt is the outcome of one earlier run of a task.
@@ -324,7 +390,7 @@ func ShardOf(host string, n int) int {
 
 // digest fingerprints a batch's content so that resubmitting the same batch
 // ID is recognised as the same batch.
-func digest(check string, params map[string]string, policy Policy, hosts []inventory.Host) string {
+func digest(check string, params map[string]string, policy Policy, priority int, hosts []inventory.Host) string {
 	keys := make([]string, 0, len(params))
 	for k := range params {
 		keys = append(keys, k)
@@ -334,6 +400,11 @@ func digest(check string, params map[string]string, policy Policy, hosts []inven
 	enc := json.NewEncoder(h)
 	enc.Encode(check)
 	enc.Encode(policy)
+	if priority != PriorityNormal {
+		// Only when set: a batch of normal priority keeps the digest it
+		// had before priorities existed.
+		enc.Encode(map[string]int{"priority": priority})
+	}
 	for _, k := range keys {
 		enc.Encode([2]string{k, params[k]})
 	}

@@ -22,9 +22,10 @@ import (
 )
 
 type fixture struct {
-	env *etcdtest.Env
-	q   *queue.Queue
-	ctx context.Context
+	env   *etcdtest.Env
+	q     *queue.Queue
+	ctx   context.Context
+	fence *queue.Fence // the leadership submitAll shards under, once won
 }
 
 func setup(t testing.TB) *fixture {

@@ -109,11 +109,13 @@ type ScheduleSpec struct {
 	Check  string            `json:"check"`
 	Params map[string]string `json:"params,omitempty"`
 	Policy Policy            `json:"policy"`
-	Shards int               `json:"shards"`
-	Hosts  int               `json:"hosts"`
-	Zones  []string          `json:"zones"`
-	Nonce  string            `json:"nonce"`  // which inventory version (Keys.ScheduleHosts) is current
-	Chunks int               `json:"chunks"` // how many chunks it has
+	// Priority is each run's priority (see BatchSpec.Priority).
+	Priority int      `json:"priority,omitempty"`
+	Shards   int      `json:"shards"`
+	Hosts    int      `json:"hosts"`
+	Zones    []string `json:"zones"`
+	Nonce    string   `json:"nonce"`  // which inventory version (Keys.ScheduleHosts) is current
+	Chunks   int      `json:"chunks"` // how many chunks it has
 
 	Paused    bool      `json:"paused,omitempty"`
 	PauseNote string    `json:"pause_note,omitempty"`
@@ -621,7 +623,7 @@ func (q *Queue) FireSchedule(ctx context.Context, fence Fence, rec ScheduleRecor
 	}
 	cmps, ops := q.scheduleGuard(rec, f, id)
 	_, existed, err := q.submit(ctx, SubmitRequest{
-		ID: id, Check: spec.Check, Params: spec.Params, Hosts: hosts, Policy: spec.Policy, Shards: spec.Shards,
+		ID: id, Check: spec.Check, Params: spec.Params, Hosts: hosts, Policy: spec.Policy, Priority: spec.Priority, Shards: spec.Shards,
 		Now: f.Now, Schedule: spec.Name, ScheduledFor: f.Tick,
 	}, batchGuard{op: "schedule", fence: &fence, cmps: cmps, ops: ops, anyContent: true})
 	if err != nil {

@@ -24,7 +24,10 @@ type SubmitRequest struct {
 	Hosts  []inventory.Host
 	Policy Policy // zero fields take the defaults
 	Shards int    // default DefaultShards
-	Now    time.Time
+	// Priority is the batch's share of the workers' listings, from
+	// MinPriority to MaxPriority; 0 (normal) by default. See PriorityWeight.
+	Priority int
+	Now      time.Time
 
 	// Set by a schedule's tick: see BatchSpec.
 	Schedule     string
@@ -80,11 +83,14 @@ func (q *Queue) submit(ctx context.Context, req SubmitRequest, g batchGuard) (sp
 	if err := req.Policy.Validate(); err != nil {
 		return BatchSpec{}, false, err
 	}
+	if err := ValidatePriority(req.Priority); err != nil {
+		return BatchSpec{}, false, err
+	}
 	zones, err := zonesOf(req.Hosts)
 	if err != nil {
 		return BatchSpec{}, false, err
 	}
-	dig := digest(req.Check, req.Params, req.Policy, req.Hosts)
+	dig := digest(req.Check, req.Params, req.Policy, req.Priority, req.Hosts)
 	same := func(old BatchSpec) (BatchSpec, bool, error) {
 		if g.anyContent {
 			return old, true, nil
@@ -110,6 +116,7 @@ func (q *Queue) submit(ctx context.Context, req SubmitRequest, g batchGuard) (sp
 		Nonce:        newNonce(),
 		Digest:       dig,
 		CreatedAt:    req.Now.UTC(),
+		Priority:     req.Priority,
 		Schedule:     req.Schedule,
 		ScheduledFor: req.ScheduledFor.UTC(),
 	}

@@ -19,7 +19,9 @@ type batch struct {
 	loaded   bool // spec, stop and cancel state read
 	sharded  bool // every host has a task
 	sharding bool // the sharding duty is on it
+	stopping bool // a stop was decided and runs: release no more
 	stopped  bool // pending tasks were ended (cancel, max failures)
+	finished bool // the summary is written
 	cancel   bool // a cancel was requested
 	retried  bool // a pending retry request was carried out this term
 	rounds   int  // retry rounds this term ran: held tasks may be back

@@ -48,32 +48,40 @@ func (d *finishDuty) run(ctx context.Context) {
 }
 
 func (d *finishDuty) pass(ctx context.Context) {
+	batches := d.l.batches.snapshot()
+	// Stops first: they are decided in memory, and a batch with
+	// --max-failures must not wait for another batch's summary to be
+	// written before its hosts stop being released.
+	for _, b := range batches {
+		if !b.loaded || b.results == nil || b.finished {
+			continue
+		}
+		if b.cancel && !b.stopped {
+			d.stop(ctx, b.spec, queue.StatusCancelled)
+		}
+		if n, ok := b.results.Count(); ok {
+			d.checkFailures(ctx, b, n)
+		}
+	}
 	seen := map[string]bool{}
-	for _, b := range d.l.batches.snapshot() {
+	for _, b := range batches {
 		if ctx.Err() != nil {
 			return
 		}
 		id := b.spec.ID
 		seen[id] = true
-		if !b.loaded || b.results == nil {
+		if !b.loaded || b.results == nil || b.finished {
 			continue
-		}
-		if b.cancel && !b.stopped {
-			d.stop(ctx, b.spec, queue.StatusCancelled)
 		}
 		n, ok := b.results.Count()
 		if !ok {
 			continue // the tally is listing: the next pass
 		}
 		var err error
-		switch {
-		case n >= b.spec.Hosts && b.sharded && b.retried:
+		if n >= b.spec.Hosts && b.sharded && b.retried {
 			err = d.finish(ctx, b)
-		default:
-			err = d.checkFailures(ctx, b, n)
-			if err == nil {
-				err = d.publish(ctx, b)
-			}
+		} else {
+			err = d.publish(ctx, b)
 		}
 		if !d.l.check(err, "batch step", batchField(id)) && ctx.Err() != nil {
 			return
@@ -96,6 +104,7 @@ func (d *finishDuty) stop(ctx context.Context, spec queue.BatchSpec, why queue.S
 		return
 	}
 	d.stopping[spec.ID] = true
+	d.l.batches.update(spec.ID, func(b *batch) { b.stopping = true })
 	d.stops.Go(func() {
 		defer func() {
 			d.mu.Lock()
@@ -111,6 +120,7 @@ func (d *finishDuty) stop(ctx context.Context, spec queue.BatchSpec, why queue.S
 			n, err = q.StopPending(cctx, d.l.fence, spec, why)
 		}
 		if !d.l.check(err, "stop batch", batchField(spec.ID)) {
+			d.l.batches.update(spec.ID, func(b *batch) { b.stopping = false })
 			return
 		}
 		d.l.batches.update(spec.ID, func(b *batch) { b.stopped = true })
@@ -122,26 +132,26 @@ func (d *finishDuty) stop(ctx context.Context, spec queue.BatchSpec, why queue.S
 // checkFailures stops a batch with --max-failures once it is exceeded,
 // counting in the batch's result tally when results have arrived since it
 // last counted.
-func (d *finishDuty) checkFailures(ctx context.Context, b batch, results int) error {
+func (d *finishDuty) checkFailures(ctx context.Context, b batch, results int) {
 	id := b.spec.ID
-	if b.spec.Policy.MaxFailures == "" || b.stopped || results == d.counted[id] {
-		return nil
+	if b.spec.Policy.MaxFailures == "" || b.stopped || b.stopping || results == d.counted[id] {
+		return
 	}
 	limit, err := queue.ParseMaxFailures(b.spec.Policy.MaxFailures, b.spec.Hosts)
 	if err != nil {
-		return err
+		d.l.log.Warn().Err(err).Str("batch_id", id).Msg("--max-failures of this batch does not parse: it is not stopped early")
+		return
 	}
 	failed, counted, ok := b.results.Failed()
 	if !ok {
-		return nil
+		return
 	}
 	d.counted[id] = counted
 	if failed <= limit {
-		return nil
+		return
 	}
 	d.l.log.Warn().Str("batch_id", id).Int("failed", failed).Int("max_failures", limit).Msg("too many failures: skipping the hosts not yet started")
 	d.stop(ctx, b.spec, queue.StatusSkipped)
-	return nil
 }
 
 // publish writes a batch's result counts when they changed, at most once
@@ -180,6 +190,7 @@ func (d *finishDuty) finish(ctx context.Context, b batch) error {
 	if err := d.l.s.q.Finish(cctx, d.l.fence, spec.ID, sum); err != nil {
 		return err
 	}
+	d.l.batches.update(spec.ID, func(b *batch) { b.finished = true })
 	d.l.s.m.BatchesFinished.Inc()
 	ev := d.l.log.Info().Str("batch_id", spec.ID).Int("hosts", spec.Hosts)
 	for st, n := range sum.Counts {

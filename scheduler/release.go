@@ -35,7 +35,7 @@ func (d *releaseDuty) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			if b.spec.Policy.Parallel <= 0 || !b.sharded || b.stopped || b.results == nil {
+			if b.spec.Policy.Parallel <= 0 || !b.sharded || b.stopped || b.stopping || b.results == nil {
 				continue
 			}
 			seen[b.spec.ID] = true

@@ -218,6 +218,7 @@ func (s *run) list(ctx context.Context, cursor *queue.ReadyCursor, n int) ([]que
 	s.mu.Lock()
 	order := s.assign.ShardOrder(w.cfg.ID, rand.IntN(max(s.assign.Shards, queue.DefaultShards)))
 	s.mu.Unlock()
+	cursor.SetBatches(w.listBatches())
 	ready, bad, err := w.q.ListReadyFrom(cctx, cursor, w.cfg.Zone, order, n)
 	if err != nil {
 		return nil, err

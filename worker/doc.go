@@ -8,11 +8,13 @@
 //   - The claim loop (claim.go) decides; it waits on no round trip but at
 //     shutdown.
 //     A listing goroutine lists ready keys of its zone in one transaction
-//     of ranges over the shards it expects to need (its assigned shards
-//     first, then the rest from a random one), through a
-//     queue.ReadyCursor that resumes each shard past the keys it listed,
-//     skips shards found empty until the next wake, and does not hand a
-//     key out twice while its claim is in flight. What it finds is split
+//     of ranges over the units (a batch's part of a shard) it expects to
+//     need (its assigned shards first, then the rest from a random one),
+//     through a queue.ReadyCursor that resumes each unit past the keys it
+//     listed, skips units found empty until the next wake, does not hand a
+//     key out twice while its claim is in flight, and shares each listing
+//     between the active batches by their priority (the worker follows the
+//     active-batch index and tells the cursor before each listing). What it finds is split
 //     into groups of at most 64, each claimed in a transaction sent from
 //     a goroutine of its own, up to the request limit at once; the next
 //     listing goes out while they are in flight. The loop lists once a

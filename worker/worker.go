@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -102,6 +103,7 @@ type Worker struct {
 
 	mu      sync.Mutex
 	batches map[string]*batchEntry // by batch ID
+	active  map[string]bool        // the active-batch index, as followed
 }
 
 // batchEntry is what a worker knows of a batch: its check and policy, and
@@ -111,6 +113,9 @@ type batchEntry struct {
 	checkType string
 	err       error // the check cannot be built here
 	policy    queue.Policy
+	priority  int      // its share of listings; see queue.PriorityWeight
+	shards    int      // its tasks are in shards 0 to shards-1
+	zones     []string // the zones of its hosts
 	ctx       context.Context
 	cancel    context.CancelFunc
 	deleted   atomic.Bool // the batch was deleted: its outcomes are dropped
@@ -157,7 +162,7 @@ func New(q *queue.Queue, cfg Config) (*Worker, error) {
 	if strings.Contains(cfg.ID, "/") {
 		return nil, fmt.Errorf("worker: ID %q must not contain '/'", cfg.ID)
 	}
-	w := &Worker{q: q, cfg: cfg, log: cfg.Log.With().Str("worker_id", cfg.ID).Logger(), batches: map[string]*batchEntry{},
+	w := &Worker{q: q, cfg: cfg, log: cfg.Log.With().Str("worker_id", cfg.ID).Logger(), batches: map[string]*batchEntry{}, active: map[string]bool{},
 		kill: make(chan struct{}), m: cfg.Metrics, started: make(chan struct{})}
 	shown := initialLimit // what the metric holds; fix sets it again below
 	if cfg.RequestLimit > 0 {
@@ -316,7 +321,7 @@ func (w *Worker) session(ctx context.Context) error {
 	var watchers, tasks sync.WaitGroup
 	watchers.Go(func() { w.watchWake(claimCtx, wake) })
 	watchers.Go(func() { w.watchCancels(taskCtx) })
-	watchers.Go(func() { w.watchEnded(taskCtx) })
+	watchers.Go(func() { w.watchActive(taskCtx) })
 	watchers.Go(func() { w.q.KeepLease(taskCtx, lease, w.cfg.LeaseTTL) })
 	watchers.Go(func() { s.watchAssignment(claimCtx) })
 	committed := make(chan struct{})
@@ -575,7 +580,7 @@ func (w *Worker) batch(ctx context.Context, id string) (*batchEntry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load batch %s: %w", id, err)
 	}
-	b = &batchEntry{policy: spec.Policy, checkType: spec.Check}
+	b = &batchEntry{policy: spec.Policy, checkType: spec.Check, priority: spec.Priority, shards: spec.Shards, zones: spec.Zones}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.check, b.err = check.NewWith(spec.Check, spec.Params, w.cfg.Checks)
 	if b.err != nil {
@@ -647,24 +652,44 @@ func (s *run) watchAssignment(ctx context.Context) {
 	})
 }
 
-// watchEnded aborts the running checks of batches that stop being
-// active: a batch finishes only once every host has a result, so a check
-// still running then belongs to a batch that was deleted (`patrol delete
+// watchActive follows the active-batch index. The active batches, with
+// the priority and shards their specs give (each loaded once, when the
+// batch appears), are what the worker's listings share their tasks
+// between (listBatches).
+//
+// It also aborts the running checks of batches that stop being active: a
+// batch finishes only once every host has a result, so a check still
+// running then belongs to a batch that was deleted (`patrol delete
 // --force`), and its slot is better used by another batch. The worker
 // forgets the batch first, so that a later round of it (`patrol retry`,
 // which makes it active again) starts afresh.
-func (w *Worker) watchEnded(ctx context.Context) {
-	w.q.Sync(ctx, w.q.Keys().Active(), 0, nil, func(ev queue.Event) {
-		if !ev.Delete {
-			return
-		}
+func (w *Worker) watchActive(ctx context.Context) {
+	reset := func() {
+		w.mu.Lock()
+		clear(w.active)
+		w.mu.Unlock()
+	}
+	w.q.Sync(ctx, w.q.Keys().Active(), 0, reset, func(ev queue.Event) {
 		id, err := w.q.Keys().ParseActive(string(ev.KV.Key))
 		if err != nil {
 			return
 		}
 		w.mu.Lock()
+		if ev.Delete {
+			delete(w.active, id)
+		} else {
+			w.active[id] = true
+		}
 		b, ok := w.batches[id]
 		w.mu.Unlock()
+		if !ev.Delete {
+			if !ok {
+				// Its priority, before its tasks are listed. A failure
+				// leaves it at normal priority until a listing loads it.
+				w.batch(ctx, id)
+			}
+			return
+		}
 		if !ok || b.ctx.Err() != nil {
 			return
 		}
@@ -683,6 +708,26 @@ func (w *Worker) watchEnded(ctx context.Context) {
 		b.deleted.Store(true)
 		b.cancel()
 	})
+}
+
+// listBatches is what the worker's listings share their tasks between:
+// the active batches with hosts in its zone, each with its priority and
+// shards when its spec is loaded (normal priority, any shard, until then).
+func (w *Worker) listBatches() map[string]queue.ListBatch {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[string]queue.ListBatch, len(w.active))
+	for id := range w.active {
+		lb := queue.ListBatch{}
+		if b, ok := w.batches[id]; ok {
+			if b.zones != nil && !slices.Contains(b.zones, w.cfg.Zone) {
+				continue // nothing of it here (the listing's catch-all would still find it)
+			}
+			lb.Priority, lb.Shards = b.priority, b.shards
+		}
+		out[id] = lb
+	}
+	return out
 }
 
 // watchCancels aborts the running checks of cancelled batches.

@@ -308,38 +308,49 @@ func TestAZoneWithNoWorkerWaits(t *testing.T) {
 func TestParallelCapsTasksInFlightAcrossWorkers(t *testing.T) {
 	f := setup(t)
 	// Every check holds until the test has seen how many run at once.
-	var mu sync.Mutex
-	running, peak := 0, 0
-	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		running++
-		peak = max(peak, running)
-		mu.Unlock()
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-		mu.Lock()
-		running--
-		mu.Unlock()
-	}))
-	defer srv.Close()
+	url, release, peak := holdingTarget(t)
 	f.worker(t, "w1", 16)
 	f.worker(t, "w2", 16)
-	if _, _, err := f.q.Submit(f.ctx, queue.SubmitRequest{ID: "capped", Check: "http", Params: map[string]string{"url": srv.URL},
+	if _, _, err := f.q.Submit(f.ctx, queue.SubmitRequest{ID: "capped", Check: "http", Params: map[string]string{"url": url},
 		Hosts: names(20), Policy: queue.Policy{Parallel: 3}}); err != nil {
 		t.Fatal(err)
 	}
 	// Three checks start; no more may, however long the test waits for the
 	// leader to release tasks: the claim keys stay below the cap.
 	etcdtest.WaitFor(t, f.env.Client, f.q.Keys().Held(), 30*time.Second, "17 held tasks", func(n int) bool { return n == 17 })
-	close(release)
+	release()
 	rows := f.waitDone(t, "capped")
-	mu.Lock()
-	defer mu.Unlock()
-	if len(rows) != 20 || peak > 3 || peak == 0 {
-		t.Fatalf("%d rows, peak %d checks at once, want at most 3", len(rows), peak)
+	if p := peak(); len(rows) != 20 || p > 3 || p == 0 {
+		t.Fatalf("%d rows, peak %d checks at once, want at most 3", len(rows), p)
+	}
+}
+
+// holdingTarget is an HTTP target whose requests hang until release, and
+// that counts the most it held at once (peak).
+func holdingTarget(t *testing.T) (url string, release func(), peak func() int) {
+	var mu sync.Mutex
+	running, most := 0, 0
+	ch := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		running++
+		most = max(most, running)
+		mu.Unlock()
+		select {
+		case <-ch:
+		case <-r.Context().Done():
+		}
+		mu.Lock()
+		running--
+		mu.Unlock()
+	}))
+	var once sync.Once
+	release = func() { once.Do(func() { close(ch) }) }
+	t.Cleanup(func() { release(); srv.Close() })
+	return srv.URL, release, func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return most
 	}
 }
 

@@ -45,10 +45,12 @@ func batchesCommand() *cli.Command {
 				Done      int                  `json:"done"`
 				Counts    map[queue.Status]int `json:"counts,omitempty"`
 				CreatedAt time.Time            `json:"created_at"`
+				Priority  int                  `json:"priority"`
 			}
 			rows := make([]row, 0, len(list))
 			for _, b := range list {
-				r := row{ID: b.Spec.ID, State: "running", Check: b.Spec.Check, Hosts: b.Spec.Hosts, Done: b.Progress, CreatedAt: b.Spec.CreatedAt}
+				r := row{ID: b.Spec.ID, State: "running", Check: b.Spec.Check, Hosts: b.Spec.Hosts, Done: b.Progress, CreatedAt: b.Spec.CreatedAt,
+					Priority: b.Spec.Priority}
 				if b.Summary != nil {
 					r.State, r.Done, r.Counts = "finished", b.Summary.Total, b.Summary.Counts
 				}
@@ -62,7 +64,7 @@ func batchesCommand() *cli.Command {
 				return nil
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "BATCH\tSTATE\tCHECK\tHOSTS\tDONE\tOK\tWARN\tFAILED\tAGE")
+			fmt.Fprintln(tw, "BATCH\tSTATE\tCHECK\tPRIORITY\tHOSTS\tDONE\tOK\tWARN\tFAILED\tAGE")
 			for _, r := range rows {
 				ok, warn, failed := "-", "-", "-"
 				if r.Counts != nil {
@@ -70,7 +72,7 @@ func batchesCommand() *cli.Command {
 					warn = fmt.Sprint(r.Counts[queue.StatusWarn])
 					failed = fmt.Sprint(r.Hosts - r.Counts[queue.StatusOK] - r.Counts[queue.StatusWarn])
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", r.ID, r.State, r.Check, r.Hosts, r.Done, ok, warn, failed,
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", r.ID, r.State, r.Check, queue.PriorityName(r.Priority), r.Hosts, r.Done, ok, warn, failed,
 					time.Since(r.CreatedAt).Round(time.Second))
 			}
 			return tw.Flush()

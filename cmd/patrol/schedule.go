@@ -135,7 +135,7 @@ func scheduleCreateCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			spec = queue.ScheduleSpec{Name: c.Args().First(), Check: in.Check, Params: in.Params, Policy: in.Policy, Shards: queue.DefaultShards}
+			spec = queue.ScheduleSpec{Name: c.Args().First(), Check: in.Check, Params: in.Params, Policy: in.Policy, Priority: in.Priority, Shards: queue.DefaultShards}
 			if err := applyCadenceFlags(c, &spec, true); err != nil {
 				return err
 			}
@@ -266,7 +266,7 @@ func scheduleUpdateCommand() *cli.Command {
 			if err != nil {
 				return scheduleErr(err)
 			}
-			base := batchinput.Input{Check: rec.Spec.Check, Params: rec.Spec.Params, Policy: rec.Spec.Policy}
+			base := batchinput.Input{Check: rec.Spec.Check, Params: rec.Spec.Params, Policy: rec.Spec.Policy, Priority: rec.Spec.Priority}
 			in, err := readBatchInput(s.c, base, false, func() ([]inventory.Host, error) { return s.q.LoadScheduleHosts(s.ctx, rec.Spec) })
 			if err != nil {
 				return err
@@ -278,7 +278,7 @@ func scheduleUpdateCommand() *cli.Command {
 				return err
 			}
 			spec, err := s.q.UpdateSchedule(s.ctx, s.name, in.Hosts, time.Now(), func(sp *queue.ScheduleSpec) error {
-				sp.Check, sp.Params, sp.Policy = in.Check, in.Params, in.Policy
+				sp.Check, sp.Params, sp.Policy, sp.Priority = in.Check, in.Params, in.Policy, in.Priority
 				return applyCadenceFlags(s.c, sp, false)
 			})
 			if err != nil {

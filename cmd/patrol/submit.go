@@ -52,6 +52,10 @@ func batchFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "retry-failures", Usage: "retry hosts that failed the check too, not only errors"},
 		&cli.StringFlag{Name: "max-failures", Usage: "stop the batch once more than N (or N%) hosts failed (fail, error, dead; warnings do not count): hosts not yet started end skipped"},
 		&cli.IntFlag{Name: "parallel", Usage: "run at most N of the batch's hosts at once across all workers (0: no cap)"},
+		&cli.StringFlag{Name: "priority", Value: "normal", Usage: fmt.Sprintf("the batch's share of the workers while other batches run: high, normal or low, "+
+			"or a number from %d to %d (low %d, normal %d, high %d); each step doubles the share, and every batch with hosts waiting gets "+
+			"some: among batches of weights 2^(priority+3) summing to W, one of weight w gets w of every W hosts handed out (high 32, normal 8, low 2)",
+			queue.MinPriority, queue.MaxPriority, queue.PriorityLow, queue.PriorityNormal, queue.PriorityHigh)},
 	}
 }
 
@@ -99,6 +103,13 @@ func readBatchInput(c *cli.Context, base batchinput.Input, full bool, stored fun
 	if set("parallel") {
 		ch.Parallel = new(c.Int("parallel"))
 	}
+	if set("priority") {
+		priority, err := queue.ParsePriority(c.String("priority"))
+		if err != nil {
+			return base, usageErr("--%v", err)
+		}
+		ch.Priority = &priority
+	}
 	if path == "" && c.IsSet("limit") {
 		return base, usageErr("--limit selects from an inventory: pass -i FILE with it")
 	}
@@ -144,7 +155,7 @@ func submit(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	typ, params, policy, hosts := in.Check, in.Params, in.Policy, in.Hosts
+	typ, params, policy, priority, hosts := in.Check, in.Params, in.Policy, in.Priority, in.Hosts
 
 	plan := queue.PlanBatch(hosts, 0)
 	if c.Bool("plan") {
@@ -164,7 +175,7 @@ func submit(c *cli.Context) error {
 		id = queue.NewBatchID(time.Now())
 	}
 	ctx, cancel := withTimeout(c.Context, time.Minute)
-	spec, existed, err := q.Submit(ctx, queue.SubmitRequest{ID: id, Check: typ, Params: params, Policy: policy, Hosts: hosts})
+	spec, existed, err := q.Submit(ctx, queue.SubmitRequest{ID: id, Check: typ, Params: params, Policy: policy, Priority: priority, Hosts: hosts})
 	cancel()
 	if err != nil {
 		if c.Context.Err() != nil {

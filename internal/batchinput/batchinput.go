@@ -24,6 +24,8 @@ type Input struct {
 	Check  string
 	Params map[string]string
 	Policy queue.Policy
+	// Priority is the batch's share of the workers (queue.ParsePriority).
+	Priority int
 	// Hosts are nil when none were given: an update that keeps the
 	// stored inventory.
 	Hosts []inventory.Host
@@ -46,6 +48,7 @@ type Change struct {
 	RetryFailures                *bool
 	MaxFailures                  *string
 	Parallel                     *int
+	Priority                     *int
 	Hosts                        []inventory.Host
 }
 
@@ -94,6 +97,12 @@ func Apply(base Input, ch Change, stored func() ([]inventory.Host, error)) (Inpu
 	}
 	if err := p.Validate(); err != nil {
 		return in, &Invalid{err}
+	}
+	if ch.Priority != nil {
+		if err := queue.ValidatePriority(*ch.Priority); err != nil {
+			return in, &Invalid{err}
+		}
+		in.Priority = *ch.Priority
 	}
 	hosts := base.Hosts
 	if ch.Hosts != nil {

@@ -43,22 +43,7 @@ const (
 //
 // and prints tasks/s, the ratio (b)/(a), and etcd revisions per task.
 func BenchmarkThroughput(b *testing.B) {
-	dir := b.TempDir()
-	srv, err := etcdserver.Start(etcdserver.Config{DataDir: dir, Log: zerolog.Nop()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Close()
-	newClient := func() *clientv3.Client {
-		cli, err := clientv3.New(clientv3.Config{
-			Endpoints: []string{srv.Endpoint()}, DialTimeout: 5 * time.Second,
-			Logger: logging.Zap(zerolog.Nop(), zapcore.ErrorLevel),
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		return cli
-	}
+	newClient := startEtcd(b, etcdserver.Config{})
 	cli := newClient()
 	defer cli.Close()
 
@@ -89,6 +74,27 @@ func BenchmarkThroughput(b *testing.B) {
 		"  etcd key writes per task: %.2f (puts+deletes counted by etcd); transactions (revisions) per task: %.3f\n",
 		len(casRates), casClients, cas, batchHosts, workers, tasks, ratio, fmtAll(ratios), p50.Round(10*time.Microsecond),
 		p99.Round(10*time.Microsecond), len(claims), median(writesPerTask), median(revsPerTask))
+}
+
+// startEtcd starts one embedded etcd (fsync on) in a temporary directory
+// for the whole benchmark, and returns how to open a client of it.
+func startEtcd(b *testing.B, cfg etcdserver.Config) (newClient func() *clientv3.Client) {
+	cfg.DataDir, cfg.Log = b.TempDir(), zerolog.Nop()
+	srv, err := etcdserver.Start(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { srv.Close() })
+	return func() *clientv3.Client {
+		cli, err := clientv3.New(clientv3.Config{
+			Endpoints: []string{srv.Endpoint()}, DialTimeout: 5 * time.Second,
+			Logger: logging.Zap(zerolog.Nop(), zapcore.ErrorLevel),
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return cli
+	}
 }
 
 func fmtAll(xs []float64) string {
@@ -137,27 +143,6 @@ type batchFigures struct {
 
 // measureBatch runs one batch end to end.
 func measureBatch(b *testing.B, newClient func() *clientv3.Client, prefix string) batchFigures {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var wg sync.WaitGroup
-	var clients []*clientv3.Client
-	defer func() {
-		cancel()
-		wg.Wait()
-		for _, c := range clients {
-			c.Close()
-		}
-	}()
-	client := func() *clientv3.Client {
-		c := newClient()
-		clients = append(clients, c)
-		return c
-	}
-	s, err := scheduler.New(queue.New(client(), prefix), scheduler.Config{ID: "bench-scheduler", Log: zerolog.Nop()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	wg.Go(func() { s.Run(ctx) })
 	var mu sync.Mutex
 	var claims []time.Duration
 	onClaim := func(d time.Duration, _ int) {
@@ -165,18 +150,12 @@ func measureBatch(b *testing.B, newClient func() *clientv3.Client, prefix string
 		claims = append(claims, d)
 		mu.Unlock()
 	}
-	for i := range workers {
-		w, err := worker.New(queue.New(client(), prefix), worker.Config{ID: fmt.Sprint("bench-worker-", i), Log: zerolog.Nop(), OnClaim: onClaim})
-		if err != nil {
-			b.Fatal(err)
-		}
-		wg.Go(func() { w.Run(ctx) })
-	}
+	ctx, q, stop := startCluster(b, newClient, prefix, onClaim)
+	defer stop()
 	hosts := make([]inventory.Host, batchHosts)
 	for i := range hosts {
 		hosts[i] = inventory.Host{Name: fmt.Sprintf("host-%05d", i), Address: "127.0.0.1"}
 	}
-	q := queue.New(client(), prefix)
 	rev0, writes0 := revision(b, q.Client()), keyWrites(b)
 	start := time.Now()
 	if _, _, err := q.Submit(ctx, queue.SubmitRequest{ID: "bench", Check: "noop", Hosts: hosts}); err != nil {
@@ -193,6 +172,42 @@ func measureBatch(b *testing.B, newClient func() *clientv3.Client, prefix string
 		writesPerTask: writes / batchHosts,
 		claims:        claims,
 	}
+}
+
+// startCluster runs one scheduler and `workers` workers on prefix, each
+// with a client of its own, until stop; q is a queue on a client of its
+// own for the benchmark, and ctx ends with stop.
+func startCluster(b *testing.B, newClient func() *clientv3.Client, prefix string, onClaim func(time.Duration, int)) (ctx context.Context, q *queue.Queue, stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var clients []*clientv3.Client
+	stop = func() {
+		cancel()
+		wg.Wait()
+		for _, c := range clients {
+			c.Close()
+		}
+	}
+	client := func() *clientv3.Client {
+		c := newClient()
+		clients = append(clients, c)
+		return c
+	}
+	s, err := scheduler.New(queue.New(client(), prefix), scheduler.Config{ID: "bench-scheduler", Log: zerolog.Nop()})
+	if err != nil {
+		stop()
+		b.Fatal(err)
+	}
+	wg.Go(func() { s.Run(ctx) })
+	for i := range workers {
+		w, err := worker.New(queue.New(client(), prefix), worker.Config{ID: fmt.Sprint("bench-worker-", i), Log: zerolog.Nop(), OnClaim: onClaim})
+		if err != nil {
+			stop()
+			b.Fatal(err)
+		}
+		wg.Go(func() { w.Run(ctx) })
+	}
+	return ctx, queue.New(client(), prefix), stop
 }
 
 // keyWrites reads etcd's own count of key puts and deletes, which the

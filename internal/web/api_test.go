@@ -250,6 +250,7 @@ func TestBadInput(t *testing.T) {
 		{"bad limit", "POST", "/api/v1/batches", "op", map[string]any{"check": "noop", "hosts": []string{"a"}, "limit": "nosuch"}, nil, 400, "limit"},
 		{"bad duration", "POST", "/api/v1/batches", "op", map[string]any{"check": "noop", "hosts": []string{"a"}, "timeout": "soon"}, nil, 400, "timeout"},
 		{"bad policy", "POST", "/api/v1/batches", "op", map[string]any{"check": "noop", "hosts": []string{"a"}, "max_failures": "lots"}, nil, 400, "max failures"},
+		{"bad priority", "POST", "/api/v1/batches", "op", map[string]any{"check": "noop", "hosts": []string{"a"}, "priority": "urgent"}, nil, 400, "priority"},
 		{"bad batch ID", "POST", "/api/v1/batches", "op", map[string]any{"check": "noop", "hosts": []string{"a"}, "batch_id": "a/b"}, nil, 400, "batch_id"},
 		{"reused batch ID", "POST", "/api/v1/batches", "op", map[string]any{"check": "noop", "hosts": []string{"c"}, "batch_id": "known"}, nil, 409, "already used"},
 		{"cross-origin write", "POST", "/api/v1/batches", "op", map[string]any{"check": "noop", "hosts": []string{"a"}}, []string{"Sec-Fetch-Site", "cross-site"}, 403, "CSRF"},

@@ -250,7 +250,7 @@ func (s *Server) createSchedule(req *request) error {
 		return err
 	}
 	now := time.Now()
-	spec := queue.ScheduleSpec{Name: b.Name, Check: in.Check, Params: in.Params, Policy: in.Policy, Shards: queue.DefaultShards, CreatedAt: now}
+	spec := queue.ScheduleSpec{Name: b.Name, Check: in.Check, Params: in.Params, Policy: in.Policy, Priority: in.Priority, Shards: queue.DefaultShards, CreatedAt: now}
 	if err := st.Apply(&spec); err != nil {
 		return scheduleError(err)
 	}
@@ -299,7 +299,7 @@ func (s *Server) updateSchedule(req *request) error {
 	if err != nil {
 		return scheduleError(err)
 	}
-	base := batchinput.Input{Check: rec.Spec.Check, Params: rec.Spec.Params, Policy: rec.Spec.Policy}
+	base := batchinput.Input{Check: rec.Spec.Check, Params: rec.Spec.Params, Policy: rec.Spec.Policy, Priority: rec.Spec.Priority}
 	in, err := readBatch(base, b.batchPatch, false, func() ([]inventory.Host, error) { return s.q.LoadScheduleHosts(req.ctx, rec.Spec) })
 	if err != nil {
 		return err
@@ -311,7 +311,7 @@ func (s *Server) updateSchedule(req *request) error {
 		return scheduleError(err)
 	}
 	spec, err := s.q.UpdateSchedule(req.ctx, name, in.Hosts, time.Now(), func(sp *queue.ScheduleSpec) error {
-		sp.Check, sp.Params, sp.Policy = in.Check, in.Params, in.Policy
+		sp.Check, sp.Params, sp.Policy, sp.Priority = in.Check, in.Params, in.Policy, in.Priority
 		return st.Apply(sp)
 	})
 	if err != nil {

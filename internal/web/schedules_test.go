@@ -25,6 +25,7 @@ type describe struct {
 		Hosts     int               `json:"hosts"`
 		Paused    bool              `json:"paused"`
 		PauseNote string            `json:"pause_note"`
+		Priority  int               `json:"priority"`
 	} `json:"spec"`
 	State struct {
 		Triggered int64 `json:"triggered"`
@@ -135,7 +136,7 @@ func TestScheduleLifecycle(t *testing.T) {
 		NextRun time.Time `json:"next_run"`
 	}
 	code, raw := e.call("POST", "/api/v1/schedules", e.operator, map[string]any{"name": "web", "every": "1h", "check": "noop",
-		"hosts": []string{"h1", "h2", "h3"}, "max_attempts": 1}, &created)
+		"hosts": []string{"h1", "h2", "h3"}, "max_attempts": 1, "priority": "high"}, &created)
 	if code != http.StatusCreated || created.Name != "web" || created.Hosts != 3 || !created.NextRun.After(time.Now()) {
 		t.Fatalf("create: %d %s", code, raw)
 	}
@@ -155,7 +156,7 @@ func TestScheduleLifecycle(t *testing.T) {
 		t.Fatalf("list: %d %s", code, raw)
 	}
 	d := e.describe("web")
-	if d.Spec.EveryMS != 3600000 || d.Spec.Overlap != "skip" || d.Spec.CatchupMS != 3600000 || len(d.NextRuns) != 10 || len(d.LastRuns) != 0 {
+	if d.Spec.EveryMS != 3600000 || d.Spec.Priority <= 0 || d.Spec.Overlap != "skip" || d.Spec.CatchupMS != 3600000 || len(d.NextRuns) != 10 || len(d.LastRuns) != 0 {
 		t.Fatalf("describe before any run: %+v", d)
 	}
 
@@ -282,6 +283,7 @@ func TestScheduleBadInput(t *testing.T) {
 		{"note unpaused", "POST", "/api/v1/schedules", "op", create("note", "why"), nil, 400, "paused"},
 		{"no check", "POST", "/api/v1/schedules", "op", create("check", nil), nil, 400, "no check"},
 		{"no hosts", "POST", "/api/v1/schedules", "op", create("hosts", nil), nil, 400, "no hosts"},
+		{"bad priority", "POST", "/api/v1/schedules", "op", create("priority", "urgent"), nil, 400, `priority \"urgent\": give high, normal or low`},
 		{"bad check param", "POST", "/api/v1/schedules", "op", create("params", map[string]string{"sleep": "soon"}), nil, 400, "sleep"},
 		{"unknown field", "POST", "/api/v1/schedules", "op", create("batch_id", "x"), nil, 400, `unknown field \"batch_id\"`},
 		{"malformed JSON", "POST", "/api/v1/schedules", "op", `{"name": "new",`, nil, 400, "malformed JSON"},

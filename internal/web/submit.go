@@ -34,6 +34,7 @@ type submitBody struct {
 	RetryFailures bool     `json:"retry_failures"`
 	MaxFailures   string   `json:"max_failures"`
 	Parallel      int      `json:"parallel"`
+	Priority      string   `json:"priority"`
 }
 
 // submit answers POST /api/v1/batches: it validates as `patrol submit`
@@ -61,7 +62,7 @@ func (s *Server) submit(req *request) error {
 	if id == "" {
 		id = queue.NewBatchID(time.Now())
 	}
-	spec, existed, err := s.q.Submit(req.ctx, queue.SubmitRequest{ID: id, Check: in.Check, Params: in.Params, Policy: in.Policy, Hosts: hosts})
+	spec, existed, err := s.q.Submit(req.ctx, queue.SubmitRequest{ID: id, Check: in.Check, Params: in.Params, Policy: in.Policy, Priority: in.Priority, Hosts: hosts})
 	if errors.Is(err, queue.ErrBatchExists) {
 		return &apiError{http.StatusConflict, fmt.Sprintf("batch ID %s is already used by a batch with other content: choose another batch_id, or leave it out for a generated one", id)}
 	}
@@ -134,12 +135,13 @@ type batchPatch struct {
 	RetryFailures *bool             `json:"retry_failures"`
 	MaxFailures   *string           `json:"max_failures"`
 	Parallel      *int              `json:"parallel"`
+	Priority      *string           `json:"priority"`
 }
 
 // given is whether the patch changes anything.
 func (p batchPatch) given() bool {
 	return p.Check != nil || p.Params != nil || p.Inventory != "" || p.Hosts != nil || p.Limit != "" || p.Timeout != nil ||
-		p.MaxAttempts != nil || p.Backoff != nil || p.MaxBackoff != nil || p.RetryFailures != nil || p.MaxFailures != nil || p.Parallel != nil
+		p.MaxAttempts != nil || p.Backoff != nil || p.MaxBackoff != nil || p.RetryFailures != nil || p.MaxFailures != nil || p.Parallel != nil || p.Priority != nil
 }
 
 func ptr[T comparable](v T) *T {
@@ -155,7 +157,7 @@ func ptr[T comparable](v T) *T {
 func readBatchBody(b submitBody) (batchinput.Input, error) {
 	return readBatch(batchinput.Input{}, batchPatch{Check: &b.Check, Params: b.Params, Inventory: b.Inventory, Hosts: b.Hosts, Limit: b.Limit,
 		Timeout: ptr(b.Timeout), MaxAttempts: ptr(b.MaxAttempts), Backoff: ptr(b.Backoff), MaxBackoff: ptr(b.MaxBackoff),
-		RetryFailures: &b.RetryFailures, MaxFailures: &b.MaxFailures, Parallel: &b.Parallel}, true, nil)
+		RetryFailures: &b.RetryFailures, MaxFailures: &b.MaxFailures, Parallel: &b.Parallel, Priority: ptr(b.Priority)}, true, nil)
 }
 
 // readBatch reads p's fields over base and checks them with
@@ -190,6 +192,13 @@ func readBatch(base batchinput.Input, p batchPatch, full bool, stored func() ([]
 			return base, badRequest("%s %q: write a duration like 500ms, 5s or 2m", d.name, *d.text)
 		}
 		*d.out = &v
+	}
+	if p.Priority != nil {
+		priority, err := queue.ParsePriority(*p.Priority)
+		if err != nil {
+			return base, badRequest("%v", err)
+		}
+		ch.Priority = &priority
 	}
 	if full || p.Inventory != "" || p.Hosts != nil || p.Limit != "" {
 		hosts, err := submitHosts(submitBody{Inventory: p.Inventory, Hosts: p.Hosts, Limit: p.Limit})
