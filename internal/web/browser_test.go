@@ -115,6 +115,20 @@ func (b *browser) shot(name string) {
 	}
 }
 
+// onPhone opens path on a phone-sized screen, waits for sel, checks the
+// page is no wider than the screen and saves a screenshot as shot.
+func (b *browser) onPhone(path, sel, shot string) {
+	b.t.Helper()
+	b.do("open "+path+" on a phone's screen", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Navigate(b.base+path),
+		chromedp.Query(chromedp.CSS(sel), chromedp.NodeVisible))
+	var overflow bool
+	b.eval(`document.documentElement.scrollWidth > window.innerWidth + 1`, &overflow)
+	if overflow {
+		b.t.Errorf("%s is wider than a phone's screen", path)
+	}
+	b.shot(shot)
+}
+
 // pageLoad is what the browser measured of the last navigation.
 type pageLoad struct {
 	Bytes      float64 `json:"bytes"`   // transferred, the document and every resource
@@ -317,15 +331,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	b.shot("9-leader")
 
-	// On a phone.
-	b.do("a phone's screen", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Navigate(base+"/batches/"+live),
-		chromedp.Query(chromedp.CSS("#batch"), chromedp.NodeVisible))
-	var overflow bool
-	b.eval(`document.documentElement.scrollWidth > window.innerWidth + 1`, &overflow)
-	if overflow {
-		t.Errorf("the batch page is wider than a phone's screen")
-	}
-	b.shot("10-batch-phone")
+	b.onPhone("/batches/"+live, "#batch", "10-batch-phone")
 }
 
 // slowTarget serves /bad* with a 500 at once and anything else with a 200
@@ -437,13 +443,5 @@ func TestSchedulesInBrowser(t *testing.T) {
 		t.Errorf("schedule row once paused: %q", row)
 	}
 
-	// On a phone.
-	b.do("a schedule on a phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Navigate(c.base+"/schedules/nightly"),
-		chromedp.Query(chromedp.CSS("#schedule"), chromedp.NodeVisible))
-	var overflow bool
-	b.eval(`document.documentElement.scrollWidth > window.innerWidth + 1`, &overflow)
-	if overflow {
-		t.Errorf("the schedule page is wider than a phone's screen")
-	}
-	b.shot("schedules-6-phone")
+	b.onPhone("/schedules/nightly", "#schedule", "schedules-6-phone")
 }
