@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"strconv"
 	"strings"
@@ -597,11 +598,16 @@ func (q *Queue) Tally(ctx context.Context, batch string) (map[string]Status, err
 
 // SummaryOf builds a summary from a tally.
 func SummaryOf(total int, tally map[string]Status, now time.Time) Summary {
-	s := Summary{Total: total, Counts: map[Status]int{}, FinishedAt: now.UTC()}
+	c := Counts{}
 	for _, st := range tally {
-		s.Counts[st]++
+		c[st]++
 	}
-	return s
+	return SummaryOfCounts(total, c, now)
+}
+
+// SummaryOfCounts is SummaryOf from the results' counts per status.
+func SummaryOfCounts(total int, c Counts, now time.Time) Summary {
+	return Summary{Total: total, Counts: map[Status]int(maps.Clone(c)), FinishedAt: now.UTC()}
 }
 
 // quarantine moves a malformed value aside under Keys.Quarantine, so that

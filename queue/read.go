@@ -114,6 +114,15 @@ func (q *Queue) runningTasks(ctx context.Context) ([]RunningTask, []BadValue, er
 // Counts is how many of a batch's hosts stand in each status.
 type Counts map[Status]int
 
+// Total is how many hosts the counts hold, in any status.
+func (c Counts) Total() int {
+	n := 0
+	for _, k := range c {
+		n += k
+	}
+	return n
+}
+
 // Done is how many hosts have a final result.
 func (c Counts) Done() int {
 	n := 0

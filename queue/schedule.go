@@ -808,3 +808,32 @@ func (q *Queue) Active(ctx context.Context, batch string) (bool, error) {
 	n, err := q.count(ctx, q.keys.ActiveBatch(batch))
 	return n > 0, err
 }
+
+// PauseSchedule pauses a schedule with a note saying why: no tick runs
+// until it is resumed (a trigger still does). Pausing a paused schedule
+// replaces its note and keeps when it was paused.
+func (q *Queue) PauseSchedule(ctx context.Context, name, note string, now time.Time) (ScheduleSpec, error) {
+	now = now.UTC()
+	return q.UpdateSchedule(ctx, name, nil, now, func(sp *ScheduleSpec) error {
+		if !sp.Paused {
+			sp.PausedAt = now
+		}
+		sp.Paused, sp.PauseNote = true, note
+		return nil
+	})
+}
+
+// ResumeSchedule resumes a paused schedule from its next tick after now
+// (ticks while it was paused do not run). It reports whether the schedule
+// was paused; resuming an active one changes nothing.
+func (q *Queue) ResumeSchedule(ctx context.Context, name string, now time.Time) (wasPaused bool, err error) {
+	now = now.UTC()
+	_, err = q.UpdateSchedule(ctx, name, nil, now, func(sp *ScheduleSpec) error {
+		wasPaused = sp.Paused
+		if sp.Paused {
+			sp.Paused, sp.PauseNote, sp.PausedAt, sp.Since = false, "", time.Time{}, now
+		}
+		return nil
+	})
+	return wasPaused, err
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"strings"
 	"sync"
 	"time"
 
@@ -75,7 +76,7 @@ func (t *ResultTally) follow(ctx context.Context) (listed bool, err error) {
 	status, counts, failed := map[string]Status{}, Counts{}, 0
 	rev, err := t.q.rangeSplit(ctx, t.prefix, func(kv *mvccpb.KeyValue) error {
 		if task, st, ok := t.q.resultStatus(kv); ok {
-			status[task] = st
+			status[strings.Clone(task)] = st // not a slice of the whole key, kept alive
 			counts[st]++
 			if st.Failed() {
 				failed++
@@ -133,7 +134,7 @@ func (t *ResultTally) set(task string, st Status) {
 		delete(t.status, task)
 		return
 	}
-	t.status[task] = st
+	t.status[strings.Clone(task)] = st
 	t.counts[st]++
 	if st.Failed() {
 		t.failed++
@@ -188,12 +189,12 @@ func (t *ResultTally) Counts() (Counts, bool) {
 	return out, t.rev != 0
 }
 
-// Current returns each task's result status as of a revision no older
-// than the call: it reads etcd's current revision (a linearizable read),
+// Current returns how many results stand in each status as of a revision
+// no older than the call: it reads etcd's current revision (a linearizable read),
 // then waits until the tally has caught up with it, asking etcd for a
 // progress notification when no event will say so. It gives up when ctx
 // ends; the caller then reads the results itself (Tally).
-func (t *ResultTally) Current(ctx context.Context) (map[string]Status, error) {
+func (t *ResultTally) Current(ctx context.Context) (Counts, error) {
 	resp, err := t.q.cli.Get(ctx, t.prefix) // one key: only its revision is wanted
 	if err != nil {
 		return nil, err
@@ -204,9 +205,9 @@ func (t *ResultTally) Current(ctx context.Context) (map[string]Status, error) {
 	for asked := false; ; {
 		t.mu.Lock()
 		rev, wctx, moved := t.rev, t.wctx, t.moved
-		var out map[string]Status
+		var out Counts
 		if rev >= want {
-			out = maps.Clone(t.status)
+			out = maps.Clone(t.counts)
 		}
 		t.mu.Unlock()
 		if out != nil {

@@ -182,11 +182,11 @@ func (d *finishDuty) finish(ctx context.Context, b batch) error {
 	spec := b.spec
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	tally, err := d.tally(cctx, b)
-	if err != nil || len(tally) < spec.Hosts {
+	counts, err := d.counts(cctx, b)
+	if err != nil || counts.Total() < spec.Hosts {
 		return err
 	}
-	sum := queue.SummaryOf(spec.Hosts, tally, time.Now())
+	sum := queue.SummaryOfCounts(spec.Hosts, counts, time.Now())
 	if err := d.l.s.q.Finish(cctx, d.l.fence, spec.ID, sum); err != nil {
 		return err
 	}
@@ -200,16 +200,21 @@ func (d *finishDuty) finish(ctx context.Context, b batch) error {
 	return nil
 }
 
-// tally returns each host's result status: from the batch's result tally
-// once it has caught up with etcd, which is immediate at the end of a
-// batch; otherwise by reading every result.
-func (d *finishDuty) tally(ctx context.Context, b batch) (map[string]queue.Status, error) {
+// counts returns how many results stand in each status: from the batch's
+// result tally once it has caught up with etcd, which is immediate at the
+// end of a batch; otherwise by reading every result.
+func (d *finishDuty) counts(ctx context.Context, b batch) (queue.Counts, error) {
 	tctx, cancel := context.WithTimeout(ctx, time.Second)
-	tally, err := b.results.Current(tctx)
+	counts, err := b.results.Current(tctx)
 	cancel()
 	if err == nil {
-		return tally, nil
+		return counts, nil
 	}
 	d.l.log.Debug().Err(err).Str("batch_id", b.spec.ID).Msg("result tally did not catch up; reading every result")
-	return d.l.s.q.Tally(ctx, b.spec.ID)
+	tally, err := d.l.s.q.Tally(ctx, b.spec.ID)
+	c := queue.Counts{}
+	for _, st := range tally {
+		c[st]++
+	}
+	return c, err
 }

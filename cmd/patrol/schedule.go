@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/patrol-dev/patrol/internal/batchinput"
 	"github.com/patrol-dev/patrol/internal/inventory"
 	"github.com/patrol-dev/patrol/queue"
 	"github.com/patrol-dev/patrol/scheduler"
@@ -130,11 +131,11 @@ func scheduleCreateCommand() *cli.Command {
 	return scheduleSub("create", "create a schedule: everything `patrol submit` takes, and a cadence", "NAME", []string{"table", "json"},
 		append(flags, batchFlags()...),
 		func(c *cli.Context) error {
-			in, err := readBatchInput(c, batchInput{}, true, nil)
+			in, err := readBatchInput(c, batchinput.Input{}, true, nil)
 			if err != nil {
 				return err
 			}
-			spec = queue.ScheduleSpec{Name: c.Args().First(), Check: in.check, Params: in.params, Policy: in.policy, Priority: in.priority, Shards: queue.DefaultShards}
+			spec = queue.ScheduleSpec{Name: c.Args().First(), Check: in.Check, Params: in.Params, Policy: in.Policy, Priority: in.Priority, Shards: queue.DefaultShards}
 			if err := applyCadenceFlags(c, &spec, true); err != nil {
 				return err
 			}
@@ -143,7 +144,7 @@ func scheduleCreateCommand() *cli.Command {
 			} else if c.IsSet("note") {
 				return usageErr("--note goes with --paused (or `patrol schedule pause NAME --note TEXT`)")
 			}
-			hosts = in.hosts
+			hosts = in.Hosts
 			return nil
 		},
 		func(s scheduleCall) error {
@@ -161,7 +162,7 @@ func scheduleCreateCommand() *cli.Command {
 			if s.output == "json" {
 				return json.NewEncoder(s.a.stdout).Encode(map[string]any{"schedule": stored.Name, "hosts": stored.Hosts, "next_run": next.UTC()})
 			}
-			fmt.Fprintf(s.a.stdout, "schedule %s created: %s, %d hosts; next run %s\n", stored.Name, cadenceText(stored), stored.Hosts, timeText(next, cad.Location()))
+			fmt.Fprintf(s.a.stdout, "schedule %s created: %s, %d hosts; next run %s\n", stored.Name, scheduler.CadenceText(stored), stored.Hosts, timeText(next, cad.Location()))
 			if stored.Paused {
 				fmt.Fprintf(s.a.stdout, "paused: no tick runs until `patrol schedule resume %s`\n", stored.Name)
 			}
@@ -170,39 +171,32 @@ func scheduleCreateCommand() *cli.Command {
 }
 
 // applyCadenceFlags sets spec's cadence and tick settings from the flags
-// (with create, all of them; with update, those given) and checks them.
+// (with create, all of them; with update, those given) and checks them,
+// as the web API does (scheduler.Settings).
 func applyCadenceFlags(c *cli.Context, spec *queue.ScheduleSpec, create bool) error {
 	set := func(n string) bool { return create || c.IsSet(n) }
+	var st scheduler.Settings
 	if create || c.IsSet("cron") || c.IsSet("every") {
-		spec.Cron, spec.EveryMS = c.String("cron"), c.Duration("every").Milliseconds()
-		if _, err := scheduler.ParseCadence(spec.Cron, c.Duration("every")); err != nil {
-			return usageErr("%v", err)
-		}
+		cron, every := c.String("cron"), c.Duration("every")
+		st.Cron, st.Every = &cron, &every
 	}
 	if set("overlap") {
-		o, err := queue.ParseOverlap(c.String("overlap"))
-		if err != nil {
-			return scheduleErr(err)
-		}
-		spec.Overlap = o
+		o := c.String("overlap")
+		st.Overlap = &o
 	}
 	if set("catchup-window") {
-		spec.CatchupMS = c.Duration("catchup-window").Milliseconds()
+		d := c.Duration("catchup-window")
+		st.Catchup = &d
 	}
 	if set("jitter") {
-		spec.JitterMS = c.Duration("jitter").Milliseconds()
+		d := c.Duration("jitter")
+		st.Jitter = &d
 	}
 	if set("history") {
-		spec.History = c.Int("history")
+		h := c.Int("history")
+		st.History = &h
 	}
-	return scheduleErr(spec.Validate())
-}
-
-func cadenceText(s queue.ScheduleSpec) string {
-	if s.Cron != "" {
-		return "cron '" + s.Cron + "'"
-	}
-	return "every " + s.Every().String()
+	return scheduleErr(st.Apply(spec))
 }
 
 // timeText shows t in the schedule's zone, with UTC beside it.
@@ -226,24 +220,9 @@ func scheduleListCommand() *cli.Command {
 			for _, b := range bad {
 				s.a.log.Error().Str("key", b.Key()).Err(b.Err).Msg("malformed schedule record; the leader quarantines it")
 			}
-			type row struct {
-				Name     string    `json:"name"`
-				Cadence  string    `json:"cadence"`
-				Check    string    `json:"check"`
-				Hosts    int       `json:"hosts"`
-				Paused   bool      `json:"paused"`
-				NextRun  time.Time `json:"next_run,omitzero"`
-				LastRun  string    `json:"last_run,omitempty"`
-				LastTick time.Time `json:"last_tick,omitzero"`
-			}
-			rows := []row{}
+			rows := []scheduler.ListItem{}
 			for _, r := range recs {
-				var next time.Time // the next tick not dealt with: in the past, it is overdue
-				if !r.Spec.Paused {
-					next = scheduler.NextRun(r.Spec, r.State)
-				}
-				rows = append(rows, row{Name: r.Spec.Name, Cadence: cadenceText(r.Spec), Check: r.Spec.Check, Hosts: r.Spec.Hosts,
-					Paused: r.Spec.Paused, NextRun: next, LastRun: r.State.LastBatch, LastTick: r.State.LastTick})
+				rows = append(rows, scheduler.Item(r))
 			}
 			if s.output == "json" {
 				return json.NewEncoder(s.a.stdout).Encode(rows)
@@ -287,7 +266,7 @@ func scheduleUpdateCommand() *cli.Command {
 			if err != nil {
 				return scheduleErr(err)
 			}
-			base := batchInput{check: rec.Spec.Check, params: rec.Spec.Params, policy: rec.Spec.Policy, priority: rec.Spec.Priority}
+			base := batchinput.Input{Check: rec.Spec.Check, Params: rec.Spec.Params, Policy: rec.Spec.Policy, Priority: rec.Spec.Priority}
 			in, err := readBatchInput(s.c, base, false, func() ([]inventory.Host, error) { return s.q.LoadScheduleHosts(s.ctx, rec.Spec) })
 			if err != nil {
 				return err
@@ -298,8 +277,8 @@ func scheduleUpdateCommand() *cli.Command {
 			if err := applyCadenceFlags(s.c, &probe, false); err != nil {
 				return err
 			}
-			spec, err := s.q.UpdateSchedule(s.ctx, s.name, in.hosts, time.Now(), func(sp *queue.ScheduleSpec) error {
-				sp.Check, sp.Params, sp.Policy, sp.Priority = in.check, in.params, in.policy, in.priority
+			spec, err := s.q.UpdateSchedule(s.ctx, s.name, in.Hosts, time.Now(), func(sp *queue.ScheduleSpec) error {
+				sp.Check, sp.Params, sp.Policy, sp.Priority = in.Check, in.Params, in.Policy, in.Priority
 				return applyCadenceFlags(s.c, sp, false)
 			})
 			if err != nil {
@@ -308,7 +287,7 @@ func scheduleUpdateCommand() *cli.Command {
 			if s.output == "json" {
 				return json.NewEncoder(s.a.stdout).Encode(map[string]any{"schedule": spec.Name, "hosts": spec.Hosts, "updated_at": spec.UpdatedAt})
 			}
-			fmt.Fprintf(s.a.stdout, "schedule %s updated: %s, %s, %d hosts\n", spec.Name, cadenceText(spec), spec.Check, spec.Hosts)
+			fmt.Fprintf(s.a.stdout, "schedule %s updated: %s, %s, %d hosts\n", spec.Name, scheduler.CadenceText(spec), spec.Check, spec.Hosts)
 			return nil
 		})
 }
@@ -317,14 +296,7 @@ func schedulePauseCommand() *cli.Command {
 	return scheduleSub("pause", "pause a schedule: no tick runs until it is resumed (a trigger still does)", "NAME", []string{"table"},
 		[]cli.Flag{&cli.StringFlag{Name: "note", Usage: "why it is paused, shown by describe"}}, nil,
 		func(s scheduleCall) error {
-			now := time.Now().UTC()
-			_, err := s.q.UpdateSchedule(s.ctx, s.name, nil, now, func(sp *queue.ScheduleSpec) error {
-				if !sp.Paused {
-					sp.PausedAt = now
-				}
-				sp.Paused, sp.PauseNote = true, s.c.String("note")
-				return nil
-			})
+			_, err := s.q.PauseSchedule(s.ctx, s.name, s.c.String("note"), time.Now())
 			if err != nil {
 				return scheduleErr(err)
 			}
@@ -336,15 +308,7 @@ func schedulePauseCommand() *cli.Command {
 func scheduleResumeCommand() *cli.Command {
 	return scheduleSub("resume", "resume a paused schedule from its next tick (ticks while it was paused do not run)", "NAME", []string{"table"}, nil, nil,
 		func(s scheduleCall) error {
-			now := time.Now().UTC()
-			was := false
-			_, err := s.q.UpdateSchedule(s.ctx, s.name, nil, now, func(sp *queue.ScheduleSpec) error {
-				was = sp.Paused
-				if sp.Paused {
-					sp.Paused, sp.PauseNote, sp.PausedAt, sp.Since = false, "", time.Time{}, now
-				}
-				return nil
-			})
+			was, err := s.q.ResumeSchedule(s.ctx, s.name, time.Now())
 			if err != nil {
 				return scheduleErr(err)
 			}
@@ -401,80 +365,28 @@ func scheduleDeleteCommand() *cli.Command {
 		})
 }
 
-// scheduleView is what `describe` shows.
-type scheduleView struct {
-	Spec      queue.ScheduleSpec  `json:"spec"`
-	State     queue.ScheduleState `json:"state"`
-	Zone      string              `json:"zone"`
-	DSTRule   string              `json:"dst_rule,omitempty"`
-	NextTicks []scheduler.Tick    `json:"next_runs"`
-	LastRuns  []runView           `json:"last_runs"`
-	Changes   *queue.RunChanges   `json:"last_run_changes,omitempty"`
-	Trigger   time.Time           `json:"trigger_pending,omitzero"`
-}
-
-type runView struct {
-	Batch    string               `json:"batch_id"`
-	Tick     time.Time            `json:"tick"`
-	State    string               `json:"state"`
-	Hosts    int                  `json:"hosts"`
-	Counts   map[queue.Status]int `json:"counts,omitempty"`
-	Duration time.Duration        `json:"duration_ns,omitempty"`
-}
-
 func scheduleDescribeCommand() *cli.Command {
 	return scheduleSub("describe", "show a schedule: next 10 runs (DST rule), last 10 runs, hosts newly failing or recovered, pause, missed ticks",
 		"NAME", []string{"table", "json"}, nil, nil,
 		func(s scheduleCall) error {
-			rec, err := s.q.Schedule(s.ctx, s.name)
+			v, err := scheduler.Describe(s.ctx, s.q, s.name, time.Now(), 10)
 			if err != nil {
 				return scheduleErr(err)
-			}
-			cad, err := scheduler.ParseCadence(rec.Spec.Cron, rec.Spec.Every())
-			if err != nil {
-				return fmt.Errorf("schedule %s has a cadence that does not parse (%v); fix it with `patrol schedule update %s --cron ...`", s.name, err, s.name)
-			}
-			v := scheduleView{Spec: rec.Spec, State: rec.State, Zone: cad.Location().String(), Trigger: rec.Trigger, LastRuns: []runView{}}
-			if rec.Spec.Cron != "" {
-				v.DSTRule = scheduler.DSTRule
-			}
-			from := time.Now()
-			if rec.State.LastTick.After(from) {
-				from = rec.State.LastTick
-			}
-			v.NextTicks = cad.NextTicks(from, 10)
-			runs, err := s.q.ScheduleBatches(s.ctx, s.name, 10)
-			if err != nil {
-				return fmt.Errorf("read schedule %s's runs: %w", s.name, err)
-			}
-			for _, b := range runs {
-				r := runView{Batch: b.Spec.ID, Tick: b.Spec.ScheduledFor, State: "running", Hosts: b.Spec.Hosts}
-				if b.Summary != nil {
-					r.State, r.Counts, r.Duration = "finished", b.Summary.Counts, b.Summary.FinishedAt.Sub(b.Spec.CreatedAt)
-				}
-				v.LastRuns = append(v.LastRuns, r)
-			}
-			if len(runs) > 0 {
-				ch, err := s.q.Changes(s.ctx, runs[0].Spec.ID)
-				if err != nil {
-					return fmt.Errorf("compare schedule %s's last runs: %w", s.name, err)
-				}
-				v.Changes = &ch
 			}
 			if s.output == "json" {
 				enc := json.NewEncoder(s.a.stdout)
 				enc.SetIndent("", "  ")
 				return enc.Encode(v)
 			}
-			printSchedule(s.a.stdout, v, cad)
+			printSchedule(s.a.stdout, v)
 			return nil
 		})
 }
 
-func printSchedule(w io.Writer, v scheduleView, cad scheduler.Cadence) {
-	sp, st, loc := v.Spec, v.State, cad.Location()
+func printSchedule(w io.Writer, v scheduler.Description) {
+	sp, st, loc := v.Spec, v.State, v.Cadence.Location()
 	fmt.Fprintf(w, "schedule:        %s\n", sp.Name)
-	fmt.Fprintf(w, "cadence:         %s (zone %s)\n", cadenceText(sp), v.Zone)
+	fmt.Fprintf(w, "cadence:         %s (zone %s)\n", scheduler.CadenceText(sp), v.Zone)
 	if v.DSTRule != "" {
 		fmt.Fprintf(w, "DST rule:        %s\n", v.DSTRule)
 	}

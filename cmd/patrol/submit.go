@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/patrol-dev/patrol/internal/batchinput"
 	"github.com/patrol-dev/patrol/internal/check"
 	"github.com/patrol-dev/patrol/internal/inventory"
 	"github.com/patrol-dev/patrol/queue"
@@ -57,104 +59,77 @@ func batchFlags() []cli.Flag {
 	}
 }
 
-// batchInput is what batchFlags said.
-type batchInput struct {
-	check    string
-	params   map[string]string
-	policy   queue.Policy
-	priority int
-	hosts    []inventory.Host // nil when -i was not given (and not required)
-}
-
-// readBatchInput reads and checks batchFlags over base: flags not given
-// keep base's values, unless full (submit, create), where the flags'
-// defaults apply and the inventory and check are required. Only when
-// everything is valid does the caller touch etcd. stored, if not nil,
-// gives the hosts a check's params are validated against when -i is
-// not given.
-func readBatchInput(c *cli.Context, base batchInput, full bool, stored func() ([]inventory.Host, error)) (batchInput, error) {
-	in := base
+// readBatchInput reads batchFlags over base and checks them
+// (batchinput.Apply, as the web API does): flags not given keep base's
+// values, unless full (submit, create), where the flags' defaults apply
+// and the inventory and check are required. Only when everything is valid
+// does the caller touch etcd. stored, if not nil, gives the hosts a
+// check's params are validated against when -i is not given.
+func readBatchInput(c *cli.Context, base batchinput.Input, full bool, stored func() ([]inventory.Host, error)) (batchinput.Input, error) {
 	set := func(name string) bool { return full || c.IsSet(name) }
 	path := c.String("inventory")
 	if full && path == "" {
-		return in, usageErr("no inventory: pass -i FILE with one host per line")
+		return base, usageErr("no inventory: pass -i FILE with one host per line")
 	}
+	var ch batchinput.Change
 	if set("check") {
-		in.check = c.String("check")
-		if in.check == "" {
-			return in, usageErr("no check type: pass --check with one of %s", strings.Join(check.Types(), ", "))
-		}
+		ch.Check = new(c.String("check"))
 	}
 	if set("param") {
 		params, err := parseParams(c.StringSlice("param"))
 		if err != nil {
-			return in, err
+			return base, err
 		}
-		in.params = params
+		ch.Params = params
 	}
-	p := &in.policy
 	if set("max-attempts") {
-		p.MaxAttempts = c.Int("max-attempts")
+		ch.MaxAttempts = new(c.Int("max-attempts"))
 	}
 	if set("timeout") {
-		p.TimeoutMS = c.Duration("timeout").Milliseconds()
+		ch.Timeout = new(c.Duration("timeout"))
 	}
 	if set("backoff") {
-		p.BackoffMS = c.Duration("backoff").Milliseconds()
+		ch.Backoff = new(c.Duration("backoff"))
 	}
 	if set("max-backoff") {
-		p.MaxBackoffMS = c.Duration("max-backoff").Milliseconds()
+		ch.MaxBackoff = new(c.Duration("max-backoff"))
 	}
 	if set("retry-failures") {
-		p.RetryFailures = c.Bool("retry-failures")
+		ch.RetryFailures = new(c.Bool("retry-failures"))
 	}
 	if set("max-failures") {
-		p.MaxFailures = c.String("max-failures")
+		ch.MaxFailures = new(c.String("max-failures"))
 	}
 	if set("parallel") {
-		p.Parallel = c.Int("parallel")
-	}
-	if err := p.Validate(); err != nil {
-		return in, usageErr("%v", err)
+		ch.Parallel = new(c.Int("parallel"))
 	}
 	if set("priority") {
 		priority, err := queue.ParsePriority(c.String("priority"))
 		if err != nil {
-			return in, usageErr("--%v", err)
+			return base, usageErr("--%v", err)
 		}
-		in.priority = priority
+		ch.Priority = &priority
 	}
 	if path == "" && c.IsSet("limit") {
-		return in, usageErr("--limit selects from an inventory: pass -i FILE with it")
+		return base, usageErr("--limit selects from an inventory: pass -i FILE with it")
 	}
-	hosts := base.hosts
 	if path != "" {
 		inv, err := inventory.Load(path)
 		if err != nil {
-			return in, err
+			return base, err
 		}
-		hosts = inv.Hosts()
+		ch.Hosts = inv.Hosts()
 		if pattern := c.String("limit"); pattern != "" {
-			if hosts, err = inv.Select(pattern); err != nil {
-				return in, usageErr("--limit %q: %v", pattern, err)
+			if ch.Hosts, err = inv.Select(pattern); err != nil {
+				return base, usageErr("--limit %q: %v", pattern, err)
 			}
 		}
-		in.hosts = hosts
-	} else if stored != nil && (c.IsSet("check") || c.IsSet("param")) {
-		var err error
-		if hosts, err = stored(); err != nil {
-			return in, err
-		}
 	}
-	if hosts != nil {
-		if err := check.Validate(in.check, in.params, hosts); err != nil {
-			return in, err
-		}
+	in, err := batchinput.Apply(base, ch, stored)
+	if errors.Is(err, batchinput.ErrNoCheck) {
+		return in, usageErr("no check type: pass --check with one of %s", strings.Join(check.Types(), ", "))
 	}
-	if err := check.ValidateTimeout(in.check, in.params, p.Timeout()); err != nil {
-		return in, err
-	}
-	return in, nil
+	return in, err
 }
 
 func submit(c *cli.Context) error {
@@ -176,11 +151,11 @@ func submit(c *cli.Context) error {
 			return usageErr("--batch-id: %v", err)
 		}
 	}
-	in, err := readBatchInput(c, batchInput{}, true, nil)
+	in, err := readBatchInput(c, batchinput.Input{}, true, nil)
 	if err != nil {
 		return err
 	}
-	typ, params, policy, priority, hosts := in.check, in.params, in.policy, in.priority, in.hosts
+	typ, params, policy, priority, hosts := in.Check, in.Params, in.Policy, in.Priority, in.Hosts
 
 	plan := queue.PlanBatch(hosts, 0)
 	if c.Bool("plan") {

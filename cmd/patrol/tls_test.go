@@ -21,6 +21,7 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/patrol-dev/patrol/internal/etcdserver"
 	"github.com/patrol-dev/patrol/internal/logging"
@@ -61,7 +62,10 @@ func (s scripts) etcd(ts *testscript.TestScript, neg bool, args []string) {
 	dataDir, err := os.MkdirTemp("", "patrol-script-etcd-*")
 	ts.Check(err)
 	ts.Defer(func() { os.RemoveAll(dataDir) })
-	cfg := etcdserver.Config{DataDir: dataDir, NoFsync: true, Log: zerolog.Nop()}
+	// Every command authenticates, and etcd checks the password with
+	// bcrypt: at its default cost, under the race detector on a busy
+	// machine, that alone can take the 5 s a command has to connect.
+	cfg := etcdserver.Config{DataDir: dataDir, NoFsync: true, BcryptCost: uint(bcrypt.MinCost), Log: zerolog.Nop()}
 	var clientTLS transport.TLSInfo
 	if pkiDir != "" {
 		ts.Check(writeTestPKI(pkiDir))

@@ -43,6 +43,10 @@ type Config struct {
 	// NOSPACE alarm and takes reads and deletes only. Default 0: etcd's
 	// own (2 GiB).
 	QuotaBackendBytes int64
+	// BcryptCost is the cost of hashing passwords when authentication is
+	// on. Default 0: etcd's own (10). Tests that authenticate in every
+	// command lower it: under the race detector each check costs seconds.
+	BcryptCost uint
 	// Log receives the server's warnings and errors.
 	Log zerolog.Logger
 	// StartTimeout bounds how long Start waits for the member to be ready.
@@ -98,6 +102,9 @@ func Start(cfg Config) (*Server, error) {
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(logging.Zap(quiet, zapcore.ErrorLevel))
 	ec.UnsafeNoFsync = cfg.NoFsync
 	ec.QuotaBackendBytes = cfg.QuotaBackendBytes
+	if cfg.BcryptCost != 0 {
+		ec.BcryptCost = cfg.BcryptCost
+	}
 	ec.AutoCompactionMode = "periodic"
 	ec.AutoCompactionRetention = cfg.CompactionRetention.String()
 

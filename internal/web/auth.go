@@ -22,7 +22,7 @@ type Role string
 // Roles, from least to most allowed.
 const (
 	RoleViewer   Role = "viewer"   // may read (as anyone may) and prove who it is
-	RoleOperator Role = "operator" // may also submit, cancel and retry
+	RoleOperator Role = "operator" // may also submit, cancel, retry and change schedules
 )
 
 func (r Role) allows(need Role) bool {
@@ -155,7 +155,7 @@ var (
 	errBadToken   = errors.New("the token is not known here: check it, or ask for one (`patrol web token NAME` prints a new one and its tokens-file line)")
 	errBadAuth    = errors.New("malformed Authorization header: send `Authorization: Bearer TOKEN`")
 	errNoWrites   = errors.New("writes are turned off: this server has no tokens file; create one with `patrol web token NAME --role operator >> tokens.txt` and restart `patrol web` with --tokens tokens.txt")
-	errNotAllowed = errors.New("this token's role may not do this: submit, cancel and retry need an operator token")
+	errNotAllowed = errors.New("this token's role may not do this: submit, cancel, retry and changes to schedules need an operator token")
 )
 
 // caller is who made a request: a token's name and role, or anonymous.

@@ -115,6 +115,20 @@ func (b *browser) shot(name string) {
 	}
 }
 
+// onPhone opens path on a phone-sized screen, waits for sel, checks the
+// page is no wider than the screen and saves a screenshot as shot.
+func (b *browser) onPhone(path, sel, shot string) {
+	b.t.Helper()
+	b.do("open "+path+" on a phone's screen", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Navigate(b.base+path),
+		chromedp.Query(chromedp.CSS(sel), chromedp.NodeVisible))
+	var overflow bool
+	b.eval(`document.documentElement.scrollWidth > window.innerWidth + 1`, &overflow)
+	if overflow {
+		b.t.Errorf("%s is wider than a phone's screen", path)
+	}
+	b.shot(shot)
+}
+
 // pageLoad is what the browser measured of the last navigation.
 type pageLoad struct {
 	Bytes      float64 `json:"bytes"`   // transferred, the document and every resource
@@ -139,12 +153,17 @@ func (b *browser) measure(name string) pageLoad {
 	return p
 }
 
-// TestConsoleInBrowser opens the console of a real `patrol dev` in
-// headless Chromium: it sees a batch finish live, filters it to its
-// failing hosts, opens one, and cancels a running batch with an operator
-// token after a viewer token is refused. It takes a screenshot of each
-// page.
-func TestConsoleInBrowser(t *testing.T) {
+// console is a real `patrol dev` with an operator and a viewer token,
+// and a headless Chromium to open its console.
+type console struct {
+	*browser
+	opToken, viewToken string
+}
+
+// startConsole starts `patrol dev` and Chromium (skipping the test when
+// there is no Chromium, outside CI). Both stop when the test ends.
+func startConsole(t *testing.T) *console {
+	t.Helper()
 	chromium := chromiumPath()
 	if chromium == "" {
 		msg := "no Chromium: install Debian's chromium (apt-get install chromium), or set PATROL_CHROMIUM to a Chrome binary; CI installs it (.ci/run)"
@@ -171,6 +190,53 @@ func TestConsoleInBrowser(t *testing.T) {
 		"--web-listen", "127.0.0.1:0", "--tokens", tokens, "--workers", "2", "--concurrency", "16")
 	base := strings.TrimSuffix(dev.WaitLog(t, time.Minute, "web console listening", nil).Str("url"), "/")
 
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.WindowSize(1280, 900), chromedp.UserDataDir(filepath.Join(dir, "chromium")))...)
+	t.Cleanup(cancelA)
+	ctx, cancelB := chromedp.NewContext(actx)
+	t.Cleanup(cancelB)
+	// Start the browser on ctx itself: a browser started under a shorter
+	// context would end with it.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start Chromium (%s): %v", chromium, err)
+	}
+	return &console{browser: &browser{t: t, ctx: ctx, dir: screenshotDir(t), base: base}, opToken: opToken, viewToken: viewToken}
+}
+
+// api calls the dev server's API with token and fails the test on an
+// answer of 300 or more.
+func (c *console) api(method, path, token string, body any) map[string]any {
+	t := c.t
+	t.Helper()
+	var r io.Reader
+	if body != nil {
+		j, _ := json.Marshal(body)
+		r = strings.NewReader(string(j))
+	}
+	req, _ := http.NewRequest(method, c.base+path, r)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	if resp.StatusCode >= 300 {
+		t.Fatalf("%s %s: %d %v", method, path, resp.StatusCode, out)
+	}
+	return out
+}
+
+// TestConsoleInBrowser opens the console of a real `patrol dev` in
+// headless Chromium: it sees a batch finish live, filters it to its
+// failing hosts, opens one, and cancels a running batch with an operator
+// token after a viewer token is refused. It takes a screenshot of each
+// page.
+func TestConsoleInBrowser(t *testing.T) {
+	c := startConsole(t)
+	b, base, opToken, viewToken, api := c.browser, c.base, c.opToken, c.viewToken, c.api
 	// The hosts: an HTTP server on loopback answers /ok* after 1.5 s and
 	// /bad* at once with a 500; 96 slow hosts on 32 slots take about 5 s.
 	target := slowTarget(t)
@@ -181,42 +247,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	for i := range 4 {
 		fmt.Fprintf(&inv, "bad%03d\n", i)
 	}
-	api := func(method, path, token string, body any) map[string]any {
-		t.Helper()
-		var r io.Reader
-		if body != nil {
-			j, _ := json.Marshal(body)
-			r = strings.NewReader(string(j))
-		}
-		req, _ := http.NewRequest(method, base+path, r)
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var out map[string]any
-		json.NewDecoder(resp.Body).Decode(&out)
-		if resp.StatusCode >= 300 {
-			t.Fatalf("%s %s: %d %v", method, path, resp.StatusCode, out)
-		}
-		return out
-	}
 	live := api("POST", "/api/v1/batches", opToken, map[string]any{"batch_id": "live", "check": "http", "inventory": inv.String(),
 		"params": map[string]string{"url": target + "/{{.Host}}"}, "max_attempts": 1})["batch_id"].(string)
-
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.WindowSize(1280, 900), chromedp.UserDataDir(filepath.Join(dir, "chromium")))...)
-	defer cancelA()
-	ctx, cancelB := chromedp.NewContext(actx)
-	defer cancelB()
-	// Start the browser on ctx itself: a browser started under a shorter
-	// context would end with it.
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start Chromium (%s): %v", chromium, err)
-	}
-	b := &browser{t: t, ctx: ctx, dir: screenshotDir(t), base: base}
 
 	// The batch list: the batch is there, running, its bar moving.
 	start := time.Now()
@@ -299,15 +331,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	b.shot("9-leader")
 
-	// On a phone.
-	b.do("a phone's screen", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Navigate(base+"/batches/"+live),
-		chromedp.Query(chromedp.CSS("#batch"), chromedp.NodeVisible))
-	var overflow bool
-	b.eval(`document.documentElement.scrollWidth > window.innerWidth + 1`, &overflow)
-	if overflow {
-		t.Errorf("the batch page is wider than a phone's screen")
-	}
-	b.shot("10-batch-phone")
+	b.onPhone("/batches/"+live, "#batch", "10-batch-phone")
 }
 
 // slowTarget serves /bad* with a 500 at once and anything else with a 200
@@ -332,4 +356,92 @@ func slowTarget(t *testing.T) string {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return "http://" + ln.Addr().String()
+}
+
+// TestSchedulesInBrowser opens the schedules of a real `patrol dev` in
+// headless Chromium: the list from the nav, a schedule's page, a run
+// triggered with an operator token (a viewer's refused) that the real
+// scheduler fires and the page then lists, and a pause with a note. It
+// takes a screenshot of each page.
+func TestSchedulesInBrowser(t *testing.T) {
+	c := startConsole(t)
+	b := c.browser
+	c.api("POST", "/api/v1/schedules", c.opToken, map[string]any{"name": "nightly", "cron": "0 3 * * *", "check": "noop",
+		"hosts": hostsList("web", 20), "max_attempts": 1})
+
+	b.do("open the schedules from the nav", chromedp.Navigate(c.base+"/"), chromedp.Click(chromedp.CSS(`nav a[href="/schedules"]`)),
+		chromedp.Query(chromedp.CSS(`tr[data-schedule="nightly"]`), chromedp.NodeVisible))
+	if row := b.text(`tr[data-schedule="nightly"]`); !strings.Contains(row, "cron '0 3 * * *'") || !strings.Contains(row, "active") || !strings.Contains(row, "none yet") {
+		t.Fatalf("schedule row: %q", row)
+	}
+	b.shot("schedules-1-list")
+
+	b.do("open the schedule", chromedp.Click(chromedp.CSS(`tr[data-schedule="nightly"] a`)), chromedp.Query(chromedp.CSS("#schedule"), chromedp.NodeVisible))
+	if facts := b.text("dl.facts"); !strings.Contains(facts, "skip") || !strings.Contains(facts, "1h0m0s") || !strings.Contains(facts, "0 missed") {
+		t.Errorf("schedule facts: %q", facts)
+	}
+	var ticks int
+	b.eval(`document.querySelectorAll("ol.ticks li").length`, &ticks)
+	if ticks != 10 {
+		t.Errorf("the page lists %d next runs, want 10", ticks)
+	}
+	b.shot("schedules-2-schedule")
+
+	// Run now: a viewer's token is refused, an operator's is taken.
+	b.eval(`window.confirm = () => true; null`, nil)
+	b.do("run now as a viewer", chromedp.Click(chromedp.CSS(`[data-action=trigger]`)), chromedp.Query(chromedp.CSS("#token-dialog[open]"), chromedp.NodeVisible),
+		chromedp.SendKeys(chromedp.CSS("#token-input"), c.viewToken), chromedp.Click(chromedp.CSS("#token-save")))
+	b.waitJS("the refusal", `document.querySelector("#action-status").textContent.includes("operator token")`, 10*time.Second)
+	b.do("forget the viewer's token", chromedp.Click(chromedp.CSS("#token-button")), chromedp.Click(chromedp.CSS("#token-forget")))
+	b.waitJS("the dialog to close", `!document.querySelector("#token-dialog").open`, 10*time.Second)
+	b.do("run now as an operator", chromedp.Click(chromedp.CSS(`[data-action=trigger]`)), chromedp.Query(chromedp.CSS("#token-dialog[open]"), chromedp.NodeVisible),
+		chromedp.SendKeys(chromedp.CSS("#token-input"), c.opToken), chromedp.Click(chromedp.CSS("#token-save")))
+	b.waitJS("the run asked for", `document.querySelector("#action-status [data-field=triggered]") !== null`, 10*time.Second)
+	b.shot("schedules-3-triggered")
+	var run string
+	b.eval(`document.querySelector("#action-status [data-field=triggered]").textContent.replace(" Open ", "")`, &run)
+	if !strings.HasPrefix(run, "nightly-") || !strings.HasSuffix(run, "-trigger") {
+		t.Fatalf("triggered run %q", run)
+	}
+	// The scheduler creates it within a second or so; its batch page
+	// then shows it finish.
+	b.do("open the run", chromedp.Click(chromedp.CSS("#action-status [data-field=triggered]")), chromedp.Query(chromedp.CSS("body"), chromedp.NodeVisible))
+	for deadline := time.Now().Add(time.Minute); ; {
+		var found bool
+		b.eval(`document.querySelector("#batch") !== null`, &found)
+		if found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run %s was not created within a minute", run)
+		}
+		// Not created yet: the page is the 404 page; load it again once the
+		// API knows the batch (the API's answer is the event waited on).
+		b.waitJS("the run to exist", `fetch("/api/v1/batches/`+run+`").then(r => r.ok)`, time.Minute)
+		b.do("reload the run", chromedp.Reload())
+	}
+	b.waitJS("the run to finish", `document.querySelector("#batch [data-field=state]").textContent === "finished"`, time.Minute)
+
+	// The schedule page lists the run, finished, with its counts.
+	b.do("back to the schedule", chromedp.Navigate(c.base+"/schedules/nightly"), chromedp.Query(chromedp.CSS("table.runs"), chromedp.NodeVisible))
+	if r := b.text(`table.runs tr[data-batch="` + run + `"]`); !strings.Contains(r, "finished") || !strings.Contains(r, "20 ok") {
+		t.Errorf("run row: %q", r)
+	}
+	b.shot("schedules-4-run")
+
+	// Pause, with a note.
+	b.eval(`window.prompt = () => "maintenance window"; null`, nil)
+	b.do("pause", chromedp.Click(chromedp.CSS(`[data-action=pause]`)))
+	b.waitJS("paused", `document.querySelector("#schedule [data-field=state]").textContent === "paused"`, 10*time.Second)
+	b.do("reload paused", chromedp.Reload(), chromedp.Query(chromedp.CSS(".pause-note"), chromedp.NodeVisible))
+	if n := b.text(".pause-note"); !strings.Contains(n, "maintenance window") {
+		t.Errorf("pause note: %q", n)
+	}
+	b.shot("schedules-5-paused")
+	b.do("the list, paused", chromedp.Navigate(c.base+"/schedules"), chromedp.Query(chromedp.CSS(`tr[data-schedule="nightly"]`), chromedp.NodeVisible))
+	if row := b.text(`tr[data-schedule="nightly"]`); !strings.Contains(row, "paused") || !strings.Contains(row, "finished") {
+		t.Errorf("schedule row once paused: %q", row)
+	}
+
+	b.onPhone("/schedules/nightly", "#schedule", "schedules-6-phone")
 }

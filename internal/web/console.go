@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/patrol-dev/patrol/queue"
+	"github.com/patrol-dev/patrol/scheduler"
 )
 
 //go:embed assets
@@ -34,7 +35,21 @@ var pages = func() map[string]*template.Template {
 			}
 			return t.UTC().Format("2006-01-02 15:04:05Z")
 		},
-		"ms": func(n int64) string { return (time.Duration(n) * time.Millisecond).String() },
+		"until": func(t time.Time) string {
+			if t.IsZero() {
+				return "-"
+			}
+			if d := time.Until(t); d > time.Hour {
+				return "in " + strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
+			} else if d > 0 {
+				return "in " + d.Round(time.Second).String()
+			}
+			return "due now"
+		},
+		"round":   func(d time.Duration) string { return d.Round(time.Millisecond).String() },
+		"join":    strings.Join,
+		"cadence": scheduler.CadenceText,
+		"ms":      func(n int64) string { return (time.Duration(n) * time.Millisecond).String() },
 		"pct": func(n, total int) string {
 			if total == 0 {
 				return "0"
@@ -64,7 +79,7 @@ var pages = func() map[string]*template.Template {
 		},
 	}
 	out := map[string]*template.Template{}
-	for _, name := range []string{"batches", "batch", "host", "workers", "leader"} {
+	for _, name := range []string{"batches", "batch", "host", "workers", "leader", "schedules", "schedule"} {
 		out[name] = template.Must(template.New("layout.html").Funcs(funcs).ParseFS(assets, "assets/layout.html", "assets/"+name+".html"))
 	}
 	return out

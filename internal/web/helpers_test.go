@@ -247,3 +247,38 @@ func hostsList(prefix string, n int) []string {
 	}
 	return out
 }
+
+// badCase is a request that must be refused: with status code, saying
+// says, as JSON, and writing nothing. token "op" and "viewer" stand for
+// the env's tokens.
+type badCase struct {
+	name, method, path, token string
+	body                      any
+	hdr                       []string
+	code                      int
+	says                      string
+}
+
+// refuses makes each request and checks it is refused as the case says,
+// with etcd's revision unchanged.
+func (e *env) refuses(t *testing.T, cases []badCase) {
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			token := map[string]string{"op": e.operator, "viewer": e.viewer}[c.token]
+			if token == "" {
+				token = c.token
+			}
+			before := etcdRevision(t, e)
+			code, raw := e.call(c.method, c.path, token, c.body, nil, c.hdr...)
+			if code != c.code || !strings.Contains(raw, c.says) {
+				t.Fatalf("answered %d %s; want %d saying %q", code, raw, c.code, c.says)
+			}
+			if !strings.HasPrefix(raw, "{") || !strings.Contains(raw, `"error"`) {
+				t.Errorf("error is not JSON with an error field: %s", raw)
+			}
+			if after := etcdRevision(t, e); after != before {
+				t.Errorf("bad input wrote to etcd: revision %d -> %d", before, after)
+			}
+		})
+	}
+}

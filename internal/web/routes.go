@@ -40,13 +40,8 @@ func (s *Server) allRoutes() []route {
 		{pattern: "GET /leader", handle: s.pageLeader},
 		{pattern: "GET /static/{file}", handle: s.static},
 	}
-	return append(rs, s.scheduleRoutes()...)
+	return append(rs, s.scheduleRoutes()...) // schedules.go
 }
-
-// scheduleRoutes are the routes of schedules (issue 14): once schedules
-// exist, their API and console routes are added here, in one file of
-// their own, and listed in docs/openapi.yaml.
-func (s *Server) scheduleRoutes() []route { return nil }
 
 // request is what a handler gets: the request, the writer, the caller,
 // and a context bounded by the route's timeout.

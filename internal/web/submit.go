@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/patrol-dev/patrol/internal/batchinput"
 	"github.com/patrol-dev/patrol/internal/check"
 	"github.com/patrol-dev/patrol/internal/inventory"
 	"github.com/patrol-dev/patrol/queue"
@@ -33,6 +34,7 @@ type submitBody struct {
 	RetryFailures bool     `json:"retry_failures"`
 	MaxFailures   string   `json:"max_failures"`
 	Parallel      int      `json:"parallel"`
+	Priority      string   `json:"priority"`
 }
 
 // submit answers POST /api/v1/batches: it validates as `patrol submit`
@@ -42,52 +44,16 @@ func (s *Server) submit(req *request) error {
 	if err := decodeJSON(req, &b); err != nil {
 		return err
 	}
-	if b.Check == "" {
-		return badRequest("no check: give \"check\", one of %s", strings.Join(check.Types(), ", "))
-	}
 	if b.BatchID != "" {
 		if err := queue.ValidateBatchID(b.BatchID); err != nil {
 			return badRequest("batch_id: %v", err)
 		}
 	}
-	policy := queue.Policy{MaxAttempts: queue.DefaultMaxAttempts, RetryFailures: b.RetryFailures, MaxFailures: b.MaxFailures, Parallel: b.Parallel}
-	if b.MaxAttempts != 0 {
-		policy.MaxAttempts = b.MaxAttempts
-	}
-	for _, d := range []struct {
-		name, text string
-		def        time.Duration
-		ms         *int64
-	}{
-		{"timeout", b.Timeout, queue.DefaultTimeout, &policy.TimeoutMS},
-		{"backoff", b.Backoff, queue.DefaultBackoff, &policy.BackoffMS},
-		{"max_backoff", b.MaxBackoff, queue.DefaultMaxBackoff, &policy.MaxBackoffMS},
-	} {
-		v := d.def
-		if d.text != "" {
-			var err error
-			if v, err = time.ParseDuration(d.text); err != nil {
-				return badRequest("%s %q: write a duration like 500ms, 5s or 2m", d.name, d.text)
-			}
-		}
-		*d.ms = v.Milliseconds()
-	}
-	if err := policy.Validate(); err != nil {
-		return badRequest("%v", err)
-	}
-	hosts, err := submitHosts(b)
+	in, err := readBatchBody(b)
 	if err != nil {
 		return err
 	}
-	if b.Params == nil {
-		b.Params = map[string]string{}
-	}
-	if err := check.Validate(b.Check, b.Params, hosts); err != nil {
-		return badRequest("%v", err)
-	}
-	if err := check.ValidateTimeout(b.Check, b.Params, policy.Timeout()); err != nil {
-		return badRequest("%v", err)
-	}
+	hosts := in.Hosts
 	plan := queue.PlanBatch(hosts, 0)
 	if err := s.q.CheckFits(req.ctx, plan); err != nil {
 		return &apiError{http.StatusInsufficientStorage, err.Error()}
@@ -96,7 +62,7 @@ func (s *Server) submit(req *request) error {
 	if id == "" {
 		id = queue.NewBatchID(time.Now())
 	}
-	spec, existed, err := s.q.Submit(req.ctx, queue.SubmitRequest{ID: id, Check: b.Check, Params: b.Params, Policy: policy, Hosts: hosts})
+	spec, existed, err := s.q.Submit(req.ctx, queue.SubmitRequest{ID: id, Check: in.Check, Params: in.Params, Policy: in.Policy, Priority: in.Priority, Hosts: hosts})
 	if errors.Is(err, queue.ErrBatchExists) {
 		return &apiError{http.StatusConflict, fmt.Sprintf("batch ID %s is already used by a batch with other content: choose another batch_id, or leave it out for a generated one", id)}
 	}
@@ -152,4 +118,102 @@ func submitHosts(b submitBody) ([]inventory.Host, error) {
 		}
 	}
 	return hosts, nil
+}
+
+// batchPatch is the batch fields of a request: a submit's, a new
+// schedule's, or the ones a schedule update changes (nil: unchanged).
+type batchPatch struct {
+	Check         *string           `json:"check"`
+	Params        map[string]string `json:"params"`
+	Inventory     string            `json:"inventory"`
+	Hosts         []string          `json:"hosts"`
+	Limit         string            `json:"limit"`
+	Timeout       *string           `json:"timeout"`
+	MaxAttempts   *int              `json:"max_attempts"`
+	Backoff       *string           `json:"backoff"`
+	MaxBackoff    *string           `json:"max_backoff"`
+	RetryFailures *bool             `json:"retry_failures"`
+	MaxFailures   *string           `json:"max_failures"`
+	Parallel      *int              `json:"parallel"`
+	Priority      *string           `json:"priority"`
+}
+
+// given is whether the patch changes anything.
+func (p batchPatch) given() bool {
+	return p.Check != nil || p.Params != nil || p.Inventory != "" || p.Hosts != nil || p.Limit != "" || p.Timeout != nil ||
+		p.MaxAttempts != nil || p.Backoff != nil || p.MaxBackoff != nil || p.RetryFailures != nil || p.MaxFailures != nil || p.Parallel != nil || p.Priority != nil
+}
+
+func ptr[T comparable](v T) *T {
+	var zero T
+	if v == zero {
+		return nil
+	}
+	return &v
+}
+
+// readBatchBody reads and checks a submit's check, params, policy and
+// hosts as `patrol submit` does.
+func readBatchBody(b submitBody) (batchinput.Input, error) {
+	return readBatch(batchinput.Input{}, batchPatch{Check: &b.Check, Params: b.Params, Inventory: b.Inventory, Hosts: b.Hosts, Limit: b.Limit,
+		Timeout: ptr(b.Timeout), MaxAttempts: ptr(b.MaxAttempts), Backoff: ptr(b.Backoff), MaxBackoff: ptr(b.MaxBackoff),
+		RetryFailures: &b.RetryFailures, MaxFailures: &b.MaxFailures, Parallel: &b.Parallel, Priority: ptr(b.Priority)}, true, nil)
+}
+
+// readBatch reads p's fields over base and checks them with
+// batchinput.Apply, as `patrol submit` and `patrol schedule` check their
+// flags: with full (a submit, a create) the fields not given take their
+// defaults and the hosts and check are required; otherwise they keep
+// base's values, and stored, if not nil, gives the hosts a changed check
+// or params are checked against when no hosts are given.
+func readBatch(base batchinput.Input, p batchPatch, full bool, stored func() ([]inventory.Host, error)) (batchinput.Input, error) {
+	if full {
+		base = batchinput.Defaults()
+		if p.Check == nil {
+			p.Check = new("")
+		}
+	}
+	ch := batchinput.Change{Check: p.Check, Params: p.Params, MaxAttempts: p.MaxAttempts, RetryFailures: p.RetryFailures,
+		MaxFailures: p.MaxFailures, Parallel: p.Parallel}
+	for _, d := range []struct {
+		name string
+		text *string
+		out  **time.Duration
+	}{
+		{"timeout", p.Timeout, &ch.Timeout},
+		{"backoff", p.Backoff, &ch.Backoff},
+		{"max_backoff", p.MaxBackoff, &ch.MaxBackoff},
+	} {
+		if d.text == nil {
+			continue
+		}
+		v, err := time.ParseDuration(*d.text)
+		if err != nil {
+			return base, badRequest("%s %q: write a duration like 500ms, 5s or 2m", d.name, *d.text)
+		}
+		*d.out = &v
+	}
+	if p.Priority != nil {
+		priority, err := queue.ParsePriority(*p.Priority)
+		if err != nil {
+			return base, badRequest("%v", err)
+		}
+		ch.Priority = &priority
+	}
+	if full || p.Inventory != "" || p.Hosts != nil || p.Limit != "" {
+		hosts, err := submitHosts(submitBody{Inventory: p.Inventory, Hosts: p.Hosts, Limit: p.Limit})
+		if err != nil {
+			return base, err
+		}
+		ch.Hosts = hosts
+	}
+	in, err := batchinput.Apply(base, ch, stored)
+	var bad *batchinput.Invalid
+	switch {
+	case errors.Is(err, batchinput.ErrNoCheck):
+		return in, badRequest("no check: give \"check\", one of %s", strings.Join(check.Types(), ", "))
+	case errors.As(err, &bad):
+		return in, badRequest("%v", err)
+	}
+	return in, err
 }

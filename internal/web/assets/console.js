@@ -1,5 +1,5 @@
 // Patrol console: live progress (Server-Sent Events), the token dialog,
-// and the cancel and retry buttons. Plain JavaScript, no build step.
+// the cancel and retry buttons, and a schedule's buttons. Plain JavaScript, no build step.
 "use strict";
 
 const ORDER = ["ok", "warn", "fail", "error", "dead", "cancelled", "skipped", "running", "retrying"];
@@ -104,22 +104,29 @@ function status(text, isError) {
 }
 
 // act sends a cancel or a retry, asking for a token first.
-async function act(id, action) {
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  if (!token) {
-    pendingAction = () => act(id, action);
-    openTokenDialog("Cancel and retry need an operator token.");
-    return;
-  }
+function act(id, action) {
   const what = action === "cancel" ? "Cancel batch " + id + "? Pending hosts end cancelled and running checks are aborted." :
     "Run batch " + id + "'s failed, errored and dead hosts again?";
-  if (!confirm(what)) return;
-  const body = action === "retry" ? JSON.stringify({failed: true}) : "{}";
+  const body = action === "retry" ? {failed: true} : {};
+  write("/api/v1/batches/" + encodeURIComponent(id) + "/" + action, body, what, () => act(id, action));
+}
+
+// write POSTs body as JSON with the tab's token, asking for one first
+// (then again runs retry), and shows the answer; then calls done, if
+// given, with it.
+async function write(url, body, confirmText, retry, done) {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (!token) {
+    pendingAction = retry;
+    openTokenDialog("This needs an operator token.");
+    return;
+  }
+  if (confirmText && !confirm(confirmText)) return;
   try {
-    const resp = await fetch("/api/v1/batches/" + encodeURIComponent(id) + "/" + action, {
+    const resp = await fetch(url, {
       method: "POST",
       headers: {"Authorization": "Bearer " + token, "Content-Type": "application/json"},
-      body,
+      body: JSON.stringify(body),
     });
     const v = await resp.json();
     if (!resp.ok) {
@@ -128,9 +135,44 @@ async function act(id, action) {
       return;
     }
     status(v.message || "done", false);
+    if (done) done(v);
   } catch (e) {
     status("request failed: " + e, true);
   }
+}
+
+// schedulePage wires a schedule's run now, pause and resume buttons.
+function schedulePage() {
+  const root = $("#schedule");
+  if (!root) return;
+  const name = root.dataset.schedule;
+  const url = "/api/v1/schedules/" + encodeURIComponent(name) + "/";
+  const run = action => {
+    if (action === "trigger") {
+      write(url + "trigger", {}, "Run schedule " + name + " now, outside its cadence?", () => run(action), v => {
+        const a = document.createElement("a");
+        a.href = "/batches/" + encodeURIComponent(v.batch_id);
+        a.textContent = " Open " + v.batch_id;
+        a.dataset.field = "triggered";
+        $("#action-status").appendChild(a);
+      });
+    } else if (action === "pause") {
+      if (!sessionStorage.getItem(TOKEN_KEY)) { write(url + "pause", {}, "", () => run(action)); return; }
+      const note = prompt("Pause schedule " + name + "? No tick runs until it is resumed. Why (shown on this page)?", "");
+      if (note === null) return;
+      write(url + "pause", {note}, "", () => run(action), () => setPaused(root, true));
+    } else if (action === "resume") {
+      write(url + "resume", {}, "Resume schedule " + name + " from its next tick?", () => run(action), () => setPaused(root, false));
+    }
+  };
+  $$("[data-action]", root).forEach(btn => btn.addEventListener("click", () => run(btn.dataset.action)));
+}
+
+function setPaused(root, paused) {
+  root.dataset.paused = paused;
+  setState($("[data-field=state]", root), paused ? "paused" : "active");
+  $("[data-action=pause]", root).hidden = paused;
+  $("[data-action=resume]", root).hidden = !paused;
 }
 
 let pendingAction = null;
@@ -179,4 +221,5 @@ document.addEventListener("DOMContentLoaded", () => {
   tokenDialog();
   if (document.body.dataset.page === "batches") batchList();
   if (document.body.dataset.page === "batch") batchPage();
+  if (document.body.dataset.page === "schedule") schedulePage();
 });
