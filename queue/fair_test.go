@@ -50,7 +50,6 @@ type lister struct {
 	cur    *queue.ReadyCursor
 	order  []int
 	claim  bool
-	lease  func() int64
 	counts map[string]int // tasks listed per batch
 	seq    []string       // the batch of each task listed, in order
 }

@@ -598,11 +598,16 @@ func (q *Queue) Tally(ctx context.Context, batch string) (map[string]Status, err
 
 // SummaryOf builds a summary from a tally.
 func SummaryOf(total int, tally map[string]Status, now time.Time) Summary {
+	return SummaryOfCounts(total, CountsOf(tally), now)
+}
+
+// CountsOf counts a tally's results per status.
+func CountsOf(tally map[string]Status) Counts {
 	c := Counts{}
 	for _, st := range tally {
 		c[st]++
 	}
-	return SummaryOfCounts(total, c, now)
+	return c
 }
 
 // SummaryOfCounts is SummaryOf from the results' counts per status.

@@ -1135,11 +1135,7 @@ func (m *machine) check(t *rapid.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		results := queue.Counts{}
-		for _, st := range tally {
-			results[st]++
-		}
-		if err := m.f.q.PublishCounts(m.f.ctx, m.fence, id, results, time.Now()); err != nil {
+		if err := m.f.q.PublishCounts(m.f.ctx, m.fence, id, queue.CountsOf(tally), time.Now()); err != nil {
 			t.Fatal(err)
 		}
 		got, _, _, err := m.f.q.Count(m.f.ctx, id)

@@ -842,10 +842,7 @@ func TestResultTallyFollowsWhatTallyReads(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		readCounts := queue.Counts{}
-		for _, st := range read {
-			readCounts[st]++
-		}
+		readCounts := queue.CountsOf(read)
 		maps.DeleteFunc(got, func(_ queue.Status, n int) bool { return n == 0 })
 		if got.Total() != want || len(read) != want || !maps.Equal(got, readCounts) {
 			t.Fatalf("followed tally counts %v (%d results), want %d as Tally reads them: %v", got, got.Total(), want, readCounts)

@@ -212,9 +212,5 @@ func (d *finishDuty) counts(ctx context.Context, b batch) (queue.Counts, error) 
 	}
 	d.l.log.Debug().Err(err).Str("batch_id", b.spec.ID).Msg("result tally did not catch up; reading every result")
 	tally, err := d.l.s.q.Tally(ctx, b.spec.ID)
-	c := queue.Counts{}
-	for _, st := range tally {
-		c[st]++
-	}
-	return c, err
+	return queue.CountsOf(tally), err
 }
