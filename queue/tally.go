@@ -4,12 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
-	"strings"
 	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -21,7 +20,13 @@ import (
 //
 // The tally is exact at a revision: the list's, then that of each event it
 // applied (etcd delivers a revision's events together and in order), or
-// the one a progress notification reports. Current asks etcd for a
+// the one a progress notification reports. It holds counts, not the
+// results: a result's first write (etcd's create event) adds to its
+// status, and a rewrite or a delete (a retry round's) moves the count of
+// the status the watch's previous value held. A million-host batch costs
+// the leader a few counters, not a map of a million task IDs. A rewrite
+// or delete whose previous value etcd did not send (it was compacted
+// away meanwhile) cannot be counted exactly: the tally lists again. Current asks etcd for a
 // revision no older than the call and waits until the tally has caught up
 // with it, so what it returns is what Tally would have read.
 type ResultTally struct {
@@ -30,12 +35,12 @@ type ResultTally struct {
 	onChange func(results int)
 
 	mu     sync.Mutex
-	status map[string]Status // task -> its result's status
-	counts Counts            // how many of status hold each status
-	failed int               // how many of status are Failed
-	rev    int64             // status is exact at this revision; 0 while listing
-	wctx   context.Context   // the watch's context, which names its stream for progress requests
-	moved  chan struct{}     // closed and replaced whenever rev advances
+	counts Counts          // how many results hold each status
+	total  int             // results in all
+	failed int             // results whose status is Failed
+	rev    int64           // the counts are exact at this revision; 0 while listing
+	wctx   context.Context // the watch's context, which names its stream for progress requests
+	moved  chan struct{}   // closed and replaced whenever rev advances
 }
 
 // FollowResults returns a tally of batch's results; Run keeps it current.
@@ -70,14 +75,18 @@ func (t *ResultTally) Run(ctx context.Context) {
 	}
 }
 
+// errNoPrevious is a rewritten or deleted result whose previous value the
+// watch did not carry: the tally cannot tell which count to move.
+var errNoPrevious = fmt.Errorf("queue: a result changed and etcd sent no previous value: %w", rpctypes.ErrCompacted)
+
 // follow lists the results and applies the watch's events until it breaks.
 // It reports whether the list succeeded, and why it ended.
 func (t *ResultTally) follow(ctx context.Context) (listed bool, err error) {
-	status, counts, failed := map[string]Status{}, Counts{}, 0
+	counts, total, failed := Counts{}, 0, 0
 	rev, err := t.q.rangeSplit(ctx, t.prefix, func(kv *mvccpb.KeyValue) error {
-		if task, st, ok := t.q.resultStatus(kv); ok {
-			status[strings.Clone(task)] = st // not a slice of the whole key, kept alive
+		if _, st, ok := t.q.resultStatus(kv); ok {
 			counts[st]++
+			total++
 			if st.Failed() {
 				failed++
 			}
@@ -90,22 +99,21 @@ func (t *ResultTally) follow(ctx context.Context) (listed bool, err error) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	t.mu.Lock()
-	t.status, t.counts, t.failed, t.wctx = status, counts, failed, wctx
+	t.counts, t.total, t.failed, t.wctx = counts, total, failed, wctx
 	t.advance(rev)
 	t.mu.Unlock()
-	t.changed(len(status))
-	for resp := range t.q.cli.Watch(wctx, t.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
+	t.changed(total)
+	// etcd reads a previous value only for an event that is not a
+	// create: a result's first write costs the watch nothing more.
+	for resp := range t.q.cli.Watch(wctx, t.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithPrevKV()) {
 		if err := resp.Err(); err != nil {
 			return true, err // compacted, or the etcd leader was lost: list again
 		}
 		t.mu.Lock()
 		for _, ev := range resp.Events {
-			if ev.Type == mvccpb.DELETE {
-				if _, task, err := t.q.keys.ParseResult(string(ev.Kv.Key)); err == nil {
-					t.set(task, "")
-				}
-			} else if task, st, ok := t.q.resultStatus(ev.Kv); ok {
-				t.set(task, st)
+			if err := t.apply(ev); err != nil {
+				t.mu.Unlock()
+				return true, err
 			}
 			t.advance(ev.Kv.ModRevision)
 		}
@@ -113,7 +121,7 @@ func (t *ResultTally) follow(ctx context.Context) (listed bool, err error) {
 			// Sent only once every event up to this revision was.
 			t.advance(resp.Header.Revision)
 		}
-		n := len(t.status)
+		n := t.total
 		t.mu.Unlock()
 		if len(resp.Events) > 0 {
 			t.changed(n)
@@ -122,22 +130,33 @@ func (t *ResultTally) follow(ctx context.Context) (listed bool, err error) {
 	return true, ErrWatchClosed
 }
 
-// set records task's result status, or its deletion for "". t.mu is held.
-func (t *ResultTally) set(task string, st Status) {
-	if old, ok := t.status[task]; ok {
-		t.counts[old]--
-		if old.Failed() {
-			t.failed--
+// apply moves the counts by one event. t.mu is held.
+func (t *ResultTally) apply(ev *clientv3.Event) error {
+	if _, _, err := t.q.keys.ParseResult(string(ev.Kv.Key)); err != nil {
+		return nil // not a result's key: never counted
+	}
+	if !ev.IsCreate() {
+		if ev.PrevKv == nil {
+			return errNoPrevious
+		}
+		if _, st, ok := t.q.resultStatus(ev.PrevKv); ok {
+			t.add(st, -1)
 		}
 	}
-	if st == "" {
-		delete(t.status, task)
-		return
+	if ev.Type == mvccpb.PUT {
+		if _, st, ok := t.q.resultStatus(ev.Kv); ok {
+			t.add(st, 1)
+		}
 	}
-	t.status[strings.Clone(task)] = st
-	t.counts[st]++
+	return nil
+}
+
+// add counts n more results in status st. t.mu is held.
+func (t *ResultTally) add(st Status, n int) {
+	t.counts[st] += n
+	t.total += n
 	if st.Failed() {
-		t.failed++
+		t.failed += n
 	}
 }
 
@@ -161,7 +180,7 @@ func (t *ResultTally) changed(n int) {
 func (t *ResultTally) Count() (int, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.status), t.rev != 0
+	return t.total, t.rev != 0
 }
 
 // Failed returns how many results the tally holds whose status counts
@@ -171,7 +190,7 @@ func (t *ResultTally) Count() (int, bool) {
 func (t *ResultTally) Failed() (failed, results int, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.failed, len(t.status), t.rev != 0
+	return t.failed, t.total, t.rev != 0
 }
 
 // Counts returns how many results the tally holds in each status, and
@@ -180,13 +199,18 @@ func (t *ResultTally) Failed() (failed, results int, ok bool) {
 func (t *ResultTally) Counts() (Counts, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.nonZero(), t.rev != 0
+}
+
+// nonZero copies the counts, leaving out statuses none hold. t.mu is held.
+func (t *ResultTally) nonZero() Counts {
 	out := make(Counts, len(t.counts))
 	for st, n := range t.counts {
 		if n > 0 {
 			out[st] = n
 		}
 	}
-	return out, t.rev != 0
+	return out
 }
 
 // Current returns how many results stand in each status as of a revision
@@ -207,7 +231,7 @@ func (t *ResultTally) Current(ctx context.Context) (Counts, error) {
 		rev, wctx, moved := t.rev, t.wctx, t.moved
 		var out Counts
 		if rev >= want {
-			out = maps.Clone(t.counts)
+			out = t.nonZero()
 		}
 		t.mu.Unlock()
 		if out != nil {
