@@ -45,7 +45,7 @@ const resultBytes = 300
 // PlanBatch computes what submitting hosts would write.
 func PlanBatch(hosts []inventory.Host, shards int) Plan {
 	if shards <= 0 {
-		shards = DefaultShards
+		shards = ShardsFor(len(hosts))
 	}
 	p := Plan{Hosts: len(hosts), Zones: map[string]int{}, ShardsPerZone: shards, HostsPerShard: map[string]int{},
 		Limits: PlanLimits{MaxRequestBytes: EtcdMaxRequestBytes, MaxTxnOps: EtcdMaxTxnOps, QuotaBytes: EtcdQuotaBytes}}

@@ -111,7 +111,7 @@ type ScheduleSpec struct {
 	Policy Policy            `json:"policy"`
 	// Priority is each run's priority (see BatchSpec.Priority).
 	Priority int      `json:"priority,omitempty"`
-	Shards   int      `json:"shards"`
+	Shards   int      `json:"shards"` // each run's; 0: ShardsFor its hosts
 	Hosts    int      `json:"hosts"`
 	Zones    []string `json:"zones"`
 	Nonce    string   `json:"nonce"`  // which inventory version (Keys.ScheduleHosts) is current
@@ -150,9 +150,6 @@ func (s ScheduleSpec) withDefaults() ScheduleSpec {
 	if s.History == 0 {
 		s.History = DefaultHistory
 	}
-	if s.Shards == 0 {
-		s.Shards = DefaultShards
-	}
 	s.Policy = s.Policy.withDefaults()
 	return s
 }
@@ -181,8 +178,8 @@ func (s ScheduleSpec) Validate() error {
 		return bad("--history %d: keep 1 to %d runs", s.History, MaxHistory)
 	case s.Check == "":
 		return bad("no check type: pass --check")
-	case s.Shards < 1 || s.Shards > MaxShards:
-		return bad("%d shards: use 1 to %d", s.Shards, MaxShards)
+	case s.Shards < 0 || s.Shards > MaxShards:
+		return bad("%d shards: use 1 to %d, or 0 to size them by the inventory", s.Shards, MaxShards)
 	}
 	if _, err := ParseOverlap(string(s.Overlap)); err != nil {
 		return err

@@ -23,7 +23,7 @@ type SubmitRequest struct {
 	Params map[string]string
 	Hosts  []inventory.Host
 	Policy Policy // zero fields take the defaults
-	Shards int    // default DefaultShards
+	Shards int    // 0: ShardsFor the number of hosts
 	// Priority is the batch's share of the workers' listings, from
 	// MinPriority to MaxPriority; 0 (normal) by default. See PriorityWeight.
 	Priority int
@@ -71,7 +71,7 @@ func (q *Queue) submit(ctx context.Context, req SubmitRequest, g batchGuard) (sp
 		return BatchSpec{}, false, errors.New("queue: a batch needs at least one host")
 	}
 	if req.Shards <= 0 {
-		req.Shards = DefaultShards
+		req.Shards = ShardsFor(len(req.Hosts))
 	}
 	if req.Shards > MaxShards {
 		return BatchSpec{}, false, fmt.Errorf("queue: %d shards asked for; at most %d", req.Shards, MaxShards)

@@ -215,10 +215,18 @@ func (s *run) list(ctx context.Context, cursor *queue.ReadyCursor, n int) ([]que
 	w := s.w
 	cctx, cancel := context.WithTimeout(ctx, w.limit.timeout(w.cfg.CallTimeout))
 	defer cancel()
+	// The order covers every shard of the batches the worker knows, even
+	// before the leader's assignment has grown to a large batch's shards.
+	batches := w.listBatches()
 	s.mu.Lock()
-	order := s.assign.ShardOrder(w.cfg.ID, rand.IntN(max(s.assign.Shards, queue.DefaultShards)))
+	a := s.assign
 	s.mu.Unlock()
-	cursor.SetBatches(w.listBatches())
+	a.Shards = max(a.Shards, queue.DefaultShards)
+	for _, b := range batches {
+		a.Shards = max(a.Shards, b.Shards)
+	}
+	order := a.ShardOrder(w.cfg.ID, rand.IntN(a.Shards))
+	cursor.SetBatches(batches)
 	ready, bad, err := w.q.ListReadyFrom(cctx, cursor, w.cfg.Zone, order, n)
 	if err != nil {
 		return nil, err

@@ -1,13 +1,20 @@
 package worker_test
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/patrol-dev/patrol/internal/etcdtest"
 	"github.com/patrol-dev/patrol/internal/inventory"
 	"github.com/patrol-dev/patrol/queue"
+	"github.com/patrol-dev/patrol/scheduler"
+	"github.com/patrol-dev/patrol/worker"
 )
 
 // TestABatchSubmittedDuringALargeOneDoesNotWaitForIt: a small batch
@@ -67,4 +74,51 @@ func TestParallelCapHoldsBesideAnotherBatch(t *testing.T) {
 	if p := peak(); len(rows) != 20 || p > 3 || p == 0 {
 		t.Fatalf("%d rows, peak %d checks at once, want at most 3", len(rows), p)
 	}
+}
+
+// TestAWorkerListsEveryShardOfABatchBeyondItsAssignment: a batch spread
+// over more shards than the zone's assignment says (the leader has not
+// grown the assignment yet, or is gone) still runs to its last host: a
+// worker's listings cover every shard of the batches it knows.
+func TestAWorkerListsEveryShardOfABatchBeyondItsAssignment(t *testing.T) {
+	env := etcdtest.New(t)
+	q := queue.New(env.Client, env.Prefix)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const n, shards = 300, 120
+	hosts := make([]inventory.Host, n)
+	for i := range hosts {
+		hosts[i] = inventory.Host{Name: fmt.Sprintf("wide-%03d", i), Address: "127.0.0.1"}
+	}
+	if _, _, err := q.Submit(ctx, queue.SubmitRequest{ID: "wide", Check: "noop", Hosts: hosts, Shards: shards}); err != nil {
+		t.Fatal(err)
+	}
+	// A leader shards it, then goes; the assignment it leaves is put back
+	// to the default's shards.
+	s, err := scheduler.New(queue.New(etcdtest.NewClient(t), env.Prefix), scheduler.Config{ID: "s", SessionTTL: 10 * time.Second, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, stopLeader := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { s.Run(sctx) })
+	etcdtest.WaitFor(t, env.Client, q.Keys().ReadyZone(queue.DefaultZone), 30*time.Second, "the batch to be sharded", func(k int) bool { return k == n })
+	stopLeader()
+	wg.Wait()
+	a := queue.Assign(queue.DefaultShards, []string{"w"})
+	raw, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Client.Put(ctx, q.Keys().Assignment(queue.DefaultZone), string(raw)); err != nil {
+		t.Fatal(err)
+	}
+	w, err := worker.New(queue.New(etcdtest.NewClient(t), env.Prefix), worker.Config{ID: "w", Concurrency: 8, DrainTimeout: time.Nanosecond, LeaseTTL: 10 * time.Second, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, stopWorker := context.WithCancel(ctx)
+	defer func() { stopWorker(); wg.Wait() }()
+	wg.Go(func() { w.Run(wctx) })
+	etcdtest.WaitFor(t, env.Client, q.Keys().BatchResults("wide"), 30*time.Second, "every host's result", func(k int) bool { return k == n })
 }

@@ -135,7 +135,7 @@ func scheduleCreateCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			spec = queue.ScheduleSpec{Name: c.Args().First(), Check: in.Check, Params: in.Params, Policy: in.Policy, Priority: in.Priority, Shards: queue.DefaultShards}
+			spec = queue.ScheduleSpec{Name: c.Args().First(), Check: in.Check, Params: in.Params, Policy: in.Policy, Priority: in.Priority}
 			if err := applyCadenceFlags(c, &spec, true); err != nil {
 				return err
 			}

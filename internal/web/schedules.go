@@ -250,7 +250,7 @@ func (s *Server) createSchedule(req *request) error {
 		return err
 	}
 	now := time.Now()
-	spec := queue.ScheduleSpec{Name: b.Name, Check: in.Check, Params: in.Params, Policy: in.Policy, Priority: in.Priority, Shards: queue.DefaultShards, CreatedAt: now}
+	spec := queue.ScheduleSpec{Name: b.Name, Check: in.Check, Params: in.Params, Policy: in.Policy, Priority: in.Priority, CreatedAt: now}
 	if err := st.Apply(&spec); err != nil {
 		return scheduleError(err)
 	}
