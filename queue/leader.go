@@ -52,13 +52,18 @@ func (q *Queue) Progress(ctx context.Context, batch string) (int, error) {
 }
 
 func (q *Queue) laneProgress(ctx context.Context, batch string) (map[int]int, error) {
-	prefix := q.keys.BatchProgress(batch)
-	resp, err := q.cli.Get(ctx, prefix, clientv3.WithPrefix())
+	resp, err := q.cli.Get(ctx, q.keys.BatchProgress(batch), clientv3.WithPrefix())
 	if err != nil {
 		return nil, err
 	}
+	return q.parseProgress(batch, resp.Kvs)
+}
+
+// parseProgress reads a batch's lane counters.
+func (q *Queue) parseProgress(batch string, kvs []*mvccpb.KeyValue) (map[int]int, error) {
+	prefix := q.keys.BatchProgress(batch)
 	out := map[int]int{}
-	for _, kv := range resp.Kvs {
+	for _, kv := range kvs {
 		lane, err1 := strconv.Atoi(string(kv.Key)[len(prefix):])
 		n, err2 := strconv.Atoi(string(kv.Value))
 		if err1 != nil || err2 != nil {
@@ -77,13 +82,8 @@ func lanes(hosts int) int { return max(1, min(8, hosts/2000)) }
 // laneRange is the slice of the inventory lane l of n covers.
 func laneRange(hosts, l, n int) (int, int) { return hosts * l / n, hosts * (l + 1) / n }
 
-// StopReason returns why a batch stops early ("" while it runs normally).
-func (q *Queue) StopReason(ctx context.Context, batch string) (Status, error) {
-	st, _, err := q.stopState(ctx, batch)
-	return st, err
-}
-
-// stopState is StopReason and the stop record's mod revision (0: none).
+// stopState is why a batch stops early ("" while it runs normally) and
+// the stop record's mod revision (0: none).
 func (q *Queue) stopState(ctx context.Context, batch string) (Status, int64, error) {
 	resp, err := q.cli.Get(ctx, q.keys.BatchStop(batch))
 	if err != nil || len(resp.Kvs) == 0 {
@@ -101,9 +101,23 @@ func (q *Queue) stopState(ctx context.Context, batch string) (Status, int64, err
 // batch that was stopped (cancelled, max failures) get that final result
 // instead of a ready key.
 func (q *Queue) Shard(ctx context.Context, fence Fence, spec BatchSpec) error {
-	progress, err := q.laneProgress(ctx, spec.ID)
+	// The lanes' counters and the stop record, in one round trip: a
+	// ten-host batch is sharded in three (this, its inventory, the write).
+	resp, err := q.txn(ctx, "read").Then(
+		clientv3.OpGet(q.keys.BatchProgress(spec.ID), clientv3.WithPrefix()),
+		clientv3.OpGet(q.keys.BatchStop(spec.ID)),
+	).Commit()
 	if err != nil {
 		return err
+	}
+	progress, err := q.parseProgress(spec.ID, resp.Responses[0].GetResponseRange().Kvs)
+	if err != nil {
+		return err
+	}
+	var stop Status
+	var stopRev int64
+	if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
+		stop, stopRev = Status(kvs[0].Value), kvs[0].ModRevision
 	}
 	n := lanes(spec.Hosts)
 	pending := false
@@ -126,7 +140,7 @@ func (q *Queue) Shard(ctx context.Context, fence Fence, spec BatchSpec) error {
 	var wg sync.WaitGroup
 	for l := range n {
 		from, to := laneRange(spec.Hosts, l, n)
-		wg.Go(func() { errs[l] = q.shardLane(ctx, fence, spec, l, inv, from, to, progress[l]) })
+		wg.Go(func() { errs[l] = q.shardLane(ctx, fence, spec, l, inv, from, to, progress[l], stop, stopRev) })
 	}
 	wg.Wait()
 	for _, err := range errs {
@@ -138,16 +152,14 @@ func (q *Queue) Shard(ctx context.Context, fence Fence, spec BatchSpec) error {
 }
 
 // shardLane writes the tasks of hosts [from, to) of the inventory, from
-// the done-th on, a transaction of shardChunk hosts at a time.
-func (q *Queue) shardLane(ctx context.Context, fence Fence, spec BatchSpec, lane int, inv *chunkIndex, from, to, done int) error {
+// the done-th on, a transaction of shardChunk hosts at a time. stop and
+// stopRev are the stop record as read (stopRev 0: none).
+func (q *Queue) shardLane(ctx context.Context, fence Fence, spec BatchSpec, lane int, inv *chunkIndex, from, to, done int, stop Status, stopRev int64) error {
 	progKey, stopKey := q.keys.BatchLane(spec.ID, lane), q.keys.BatchStop(spec.ID)
 	// Each transaction holds only while the stop record is as read, so
 	// the record is read once, not before every chunk, and a stop never
 	// slips in between the read and the write.
-	stop, stopRev, err := q.stopState(ctx, spec.ID)
-	if err != nil {
-		return err
-	}
+	var err error
 	var hosts []inventory.Host // read, from host from+done on
 	for done < to-from {
 		if len(hosts) == 0 {
@@ -210,6 +222,10 @@ type chunkIndex struct {
 // reading them one at a time without decoding the hosts.
 func (q *Queue) chunkIndex(ctx context.Context, spec BatchSpec) (*chunkIndex, error) {
 	idx := &chunkIndex{q: q, spec: spec, start: make([]int, 0, spec.Chunks+1)}
+	if spec.Chunks == 1 { // all its hosts: nothing to count
+		idx.start = append(idx.start, 0, spec.Hosts)
+		return idx, nil
+	}
 	n := 0
 	for c := range spec.Chunks {
 		idx.start = append(idx.start, n)
@@ -665,10 +681,48 @@ func (q *Queue) Groups(ctx context.Context) ([]GroupInfo, error) {
 	return out, err
 }
 
-// CancelRequested reports whether a batch has a cancel marker.
+// CancelRequested reports whether a batch has a cancel marker. The
+// marker's key is read exactly: as a prefix, batch b1's would match b10's.
 func (q *Queue) CancelRequested(ctx context.Context, batch string) (bool, error) {
-	n, err := q.count(ctx, q.keys.Cancel(batch))
-	return n > 0, err
+	resp, err := q.cli.Get(ctx, q.keys.Cancel(batch), clientv3.WithCountOnly())
+	if err != nil {
+		return false, err
+	}
+	return resp.Count > 0, nil
+}
+
+// BatchState is what the leader reads of a batch when it takes it on.
+type BatchState struct {
+	Spec      BatchSpec
+	Stop      Status // why it was stopped early, or ""
+	Cancelled bool   // a cancel was requested
+}
+
+// LoadBatchState reads a batch's spec, stop reason and cancel marker in
+// one round trip, at one revision.
+func (q *Queue) LoadBatchState(ctx context.Context, batch string) (BatchState, error) {
+	specKey := q.keys.BatchSpec(batch)
+	resp, err := q.txn(ctx, "read").Then(
+		clientv3.OpGet(specKey),
+		clientv3.OpGet(q.keys.BatchStop(batch)),
+		clientv3.OpGet(q.keys.Cancel(batch), clientv3.WithCountOnly()),
+	).Commit()
+	if err != nil {
+		return BatchState{}, err
+	}
+	specs := resp.Responses[0].GetResponseRange().Kvs
+	if len(specs) == 0 {
+		return BatchState{}, fmt.Errorf("%w: %s", ErrBatchNotFound, batch)
+	}
+	var st BatchState
+	if err := decode(specKey, specs[0].Value, &st.Spec); err != nil {
+		return BatchState{}, err
+	}
+	if stops := resp.Responses[1].GetResponseRange().Kvs; len(stops) > 0 {
+		st.Stop = Status(stops[0].Value)
+	}
+	st.Cancelled = resp.Responses[2].GetResponseRange().Count > 0
+	return st, nil
 }
 
 // FinishedBefore lists batches that finished before t.

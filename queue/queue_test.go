@@ -1156,3 +1156,25 @@ func TestWarnIsAFinalPass(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadBatchStateReadsOnlyItsOwnCancel(t *testing.T) {
+	f := setup(t)
+	f.submit(t, "b1", 3)
+	f.submit(t, "b10", 3)
+	if ok, err := f.q.Cancel(f.ctx, "b10"); err != nil || !ok {
+		t.Fatalf("cancel b10: %v %v", ok, err)
+	}
+	st, err := f.q.LoadBatchState(f.ctx, "b1")
+	if err != nil || st.Spec.ID != "b1" || st.Cancelled || st.Stop != "" {
+		t.Fatalf("b1 loads as %+v (err %v), want its spec and no cancel: b10's cancel is not b1's", st, err)
+	}
+	if ok, err := f.q.CancelRequested(f.ctx, "b1"); err != nil || ok {
+		t.Fatalf("CancelRequested(b1) = %v, %v after only b10 was cancelled", ok, err)
+	}
+	if st, err = f.q.LoadBatchState(f.ctx, "b10"); err != nil || !st.Cancelled {
+		t.Fatalf("b10 loads as %+v (err %v), want cancelled", st, err)
+	}
+	if _, err := f.q.LoadBatchState(f.ctx, "nope"); !errors.Is(err, queue.ErrBatchNotFound) {
+		t.Fatalf("an unknown batch loads with %v, want ErrBatchNotFound", err)
+	}
+}

@@ -190,15 +190,7 @@ func (r *registry) loadOne(ctx context.Context, id string) error {
 	q := r.l.s.q
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	spec, err := q.LoadBatch(cctx, id)
-	if err != nil {
-		return err
-	}
-	stop, err := q.StopReason(cctx, id)
-	if err != nil {
-		return err
-	}
-	cancelled, err := q.CancelRequested(cctx, id)
+	st, err := q.LoadBatchState(cctx, id)
 	if err != nil {
 		return err
 	}
@@ -208,7 +200,7 @@ func (r *registry) loadOne(ctx context.Context, id string) error {
 		r.changed()
 	})
 	if !r.update(id, func(b *batch) {
-		b.spec, b.loaded, b.stopped, b.cancel = spec, true, stop != "", b.cancel || cancelled
+		b.spec, b.loaded, b.stopped, b.cancel = st.Spec, true, st.Stop != "", b.cancel || st.Cancelled
 		b.results, b.unfollow, b.moved = t, unfollow, time.Now()
 	}) {
 		unfollow() // deleted meanwhile
