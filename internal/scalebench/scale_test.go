@@ -13,9 +13,12 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -122,8 +125,17 @@ func measure(b *testing.B, bin string, n int) run {
 	defer cli.Close()
 	env := []string{"PATROL_ENDPOINTS=" + srv.Endpoint(), "PATROL_PREFIX=" + prefix, "PATROL_METRICS_ADDR="}
 
-	sched := proctest.Start(b, bin, "scheduler", env, "scheduler", "--id", "s1", "--retention", retention.String())
+	schedEnv := env
+	profiles := os.Getenv("SCALEBENCH_PROFILES")
+	if profiles != "" {
+		schedEnv = append(slices.Clone(env), "PATROL_METRICS_ADDR=127.0.0.1:0", "PATROL_PPROF=1")
+	}
+	sched := proctest.Start(b, bin, "scheduler", schedEnv, "scheduler", "--id", "s1", "--retention", retention.String())
 	defer sched.Stop(b)
+	if profiles != "" {
+		stop := saveHeapProfiles(b, sched.MetricsAddr(b), filepath.Join(profiles, fmt.Sprintf("scheduler-heap-%d", n)))
+		defer stop()
+	}
 	for i := range workers {
 		id := fmt.Sprintf("w%d", i+1)
 		w := proctest.Start(b, bin, id, env, "worker", "--id", id, "--concurrency", strconv.Itoa(concurrency))
@@ -214,6 +226,39 @@ func measure(b *testing.B, bin string, n int) run {
 	r.dbPeak, r.dbPeakInUse = peak, peakInUse
 	r.dbAfter, r.dbAfterInUse = st.DbSize, st.DbSizeInUse
 	return r
+}
+
+// saveHeapProfiles saves the scheduler's heap profile every 10 s, as
+// base-<seconds>.pb.gz, until the returned function is called: with
+// SCALEBENCH_PROFILES=dir, to see what the scheduler's memory holds.
+func saveHeapProfiles(b *testing.B, addr, base string) (stop func()) {
+	if err := os.MkdirAll(filepath.Dir(base), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	done, stopped := make(chan struct{}), make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			resp, err := http.Get("http://" + addr + "/debug/pprof/heap")
+			if err != nil {
+				continue
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err == nil && resp.StatusCode == http.StatusOK {
+				os.WriteFile(fmt.Sprintf("%s-%03.0f.pb.gz", base, time.Since(start).Seconds()), body, 0o644)
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
 }
 
 func writeInventory(b *testing.B, path string, n int) {
