@@ -304,21 +304,31 @@ const AbandonedUploads = 10 * time.Minute
 // half-way left behind. It returns how many attempts it cleaned.
 func (q *Queue) CleanUploads(ctx context.Context, fence Fence, before time.Time) (int, error) {
 	type upload struct{ batch, nonce string }
-	started := map[upload]string{}
-	_, err := q.rangeAll(ctx, q.keys.Batches(), func(kv *mvccpb.KeyValue) error {
+	var started []upload
+	// Keys only: the inventories' chunks under the same prefix are most
+	// of its bytes (some 60 MB for a million hosts), read here every pass
+	// before.
+	_, err := q.rangeAllAt(ctx, q.keys.Batches(), 0, func(kv *mvccpb.KeyValue) error {
 		k := strings.TrimPrefix(string(kv.Key), q.keys.Batches())
 		parts := strings.Split(k, "/")
 		if len(parts) == 4 && parts[1] == "hosts" && parts[3] == "started" {
-			started[upload{parts[0], parts[2]}] = string(kv.Value)
+			started = append(started, upload{parts[0], parts[2]})
 		}
 		return nil
-	})
+	}, clientv3.WithKeysOnly())
 	if err != nil {
 		return 0, err
 	}
 	cleaned := 0
-	for u, at := range started {
-		t, err := time.Parse(time.RFC3339, at)
+	for _, u := range started {
+		marker, err := q.cli.Get(ctx, q.keys.BatchUploadStarted(u.batch, u.nonce))
+		if err != nil {
+			return cleaned, err
+		}
+		if len(marker.Kvs) == 0 {
+			continue // cleaned or purged meanwhile
+		}
+		t, err := time.Parse(time.RFC3339, string(marker.Kvs[0].Value))
 		if err == nil && t.After(before) {
 			continue
 		}
