@@ -47,7 +47,9 @@ func (d *Depth) zone(name string) *ZoneDepth {
 // single zone are counted without reading their values.
 func (q *Queue) Depth(ctx context.Context, spec func(ctx context.Context, batch string) (BatchSpec, error)) (Depth, error) {
 	d := Depth{Zones: map[string]*ZoneDepth{}}
-	rev, err := q.rangeAllAt(ctx, q.keys.Ready(), 0, func(kv *mvccpb.KeyValue) error {
+	// Windowed: paged to the prefix's end, etcd would count every key
+	// left at each page, and a million pending tasks cost minutes.
+	rev, err := q.rangeSplit(ctx, q.keys.Ready(), func(kv *mvccpb.KeyValue) error {
 		zone, _, _, _, err := q.keys.ParseReady(string(kv.Key))
 		if err != nil {
 			return nil // malformed keys are the claim path's to quarantine

@@ -23,15 +23,16 @@ const splitAbove = 16 * pageSize
 // windows settle on what the keys look like and each request counts a
 // window, not the rest of the prefix. It calls fn for the same keys, in
 // the same order, at one pinned revision, as rangeAll.
-func (q *Queue) rangeSplit(ctx context.Context, prefix string, fn func(*mvccpb.KeyValue) error) (int64, error) {
-	return q.rangeSplitFrom(ctx, prefix, prefix, true, fn)
+func (q *Queue) rangeSplit(ctx context.Context, prefix string, fn func(*mvccpb.KeyValue) error, extra ...clientv3.OpOption) (int64, error) {
+	return q.rangeSplitFrom(ctx, prefix, prefix, true, fn, extra...)
 }
 
 // rangeSplitFrom is rangeSplit from the key from, within prefix. With pin
 // false every window is read at the revision current when it is asked
 // for: a listing that takes minutes is then not cut short by a
 // compaction, at the cost of seeing keys written (or deleted) as it goes.
-func (q *Queue) rangeSplitFrom(ctx context.Context, prefix, from string, pin bool, fn func(*mvccpb.KeyValue) error) (int64, error) {
+// extra options (such as clientv3.WithKeysOnly) go with every request.
+func (q *Queue) rangeSplitFrom(ctx context.Context, prefix, from string, pin bool, fn func(*mvccpb.KeyValue) error, extra ...clientv3.OpOption) (int64, error) {
 	var rev int64
 	end := prefixEnd(prefix)
 	p := len(prefix) // the window is the first p bytes of the last key read, as a prefix
@@ -43,7 +44,7 @@ func (q *Queue) rangeSplitFrom(ctx context.Context, prefix, from string, pin boo
 				w = e
 			}
 		}
-		opts := []clientv3.OpOption{clientv3.WithRange(w), clientv3.WithLimit(pageSize)}
+		opts := append([]clientv3.OpOption{clientv3.WithRange(w), clientv3.WithLimit(pageSize)}, extra...)
 		if rev != 0 && pin {
 			opts = append(opts, clientv3.WithRev(rev))
 		}

@@ -34,7 +34,10 @@ func (q *Queue) Sync(ctx context.Context, prefix string, resync time.Duration, r
 // listing has been passed to fn whole (with the revision it was read at):
 // from then until the next reset, what fn was given is exact at a revision.
 func (q *Queue) SyncListed(ctx context.Context, prefix string, resync time.Duration, reset func(), listed func(rev int64), fn func(Event)) error {
-	return q.sync(ctx, prefix, resync, reset, listed, fn, q.rangeSplit)
+	split := func(ctx context.Context, prefix string, fn func(*mvccpb.KeyValue) error) (int64, error) {
+		return q.rangeSplit(ctx, prefix, fn)
+	}
+	return q.sync(ctx, prefix, resync, reset, listed, fn, split)
 }
 
 func (q *Queue) sync(ctx context.Context, prefix string, resync time.Duration, reset func(), listed func(rev int64), fn func(Event),
