@@ -72,6 +72,7 @@ func sizes(b *testing.B) []int {
 type run struct {
 	hosts                 int
 	submit, total         time.Duration // submit command; submit start to summary
+	sharding              time.Duration // the leader's sharding, as it logged it
 	rate                  float64       // hosts per second, submit start to summary
 	schedRSS              int64         // scheduler peak RSS
 	dbPeak, dbPeakInUse   int64         // etcd database size (and in use) at its peak
@@ -94,10 +95,10 @@ func BenchmarkScale(b *testing.B) {
 	base := runs[0].rate
 	fmt.Fprintf(os.Stderr, "\nscale: noop batches, 1 scheduler + %d workers (--concurrency %d), one embedded etcd (fsync on, 2 GiB quota, auto-compaction every %s)\n",
 		workers, concurrency, compaction)
-	fmt.Fprintf(os.Stderr, "%-10s %-9s %-9s %-9s %-11s %-12s %-22s %-22s %s\n", "HOSTS", "SUBMIT", "TOTAL", "HOSTS/S", "VS FIRST", "SCHED RSS", "ETCD DB PEAK (IN USE)", "AFTER RETENTION", "RESULTS -o json")
+	fmt.Fprintf(os.Stderr, "%-10s %-9s %-9s %-9s %-9s %-11s %-12s %-22s %-22s %s\n", "HOSTS", "SUBMIT", "SHARDING", "TOTAL", "HOSTS/S", "VS FIRST", "SCHED RSS", "ETCD DB PEAK (IN USE)", "AFTER RETENTION", "RESULTS -o json")
 	for _, r := range runs {
-		fmt.Fprintf(os.Stderr, "%-10d %-9s %-9s %-9.0f %-11s %-12s %-22s %-22s %s, %s in %s, peak RSS %s\n",
-			r.hosts, r.submit.Round(100*time.Millisecond), r.total.Round(100*time.Millisecond), r.rate, fmt.Sprintf("%.2fx", r.rate/base),
+		fmt.Fprintf(os.Stderr, "%-10d %-9s %-9s %-9s %-9.0f %-11s %-12s %-22s %-22s %s, %s in %s, peak RSS %s\n",
+			r.hosts, r.submit.Round(100*time.Millisecond), r.sharding.Round(100*time.Millisecond), r.total.Round(100*time.Millisecond), r.rate, fmt.Sprintf("%.2fx", r.rate/base),
 			mib(r.schedRSS), mib(r.dbPeak)+" ("+mib(r.dbPeakInUse)+")", mib(r.dbAfter)+" ("+mib(r.dbAfterInUse)+")",
 			"rows streamed", mib(r.resultsBytes), r.resultsTook.Round(100*time.Millisecond), mib(r.resultsRSS))
 		b.ReportMetric(r.rate, fmt.Sprintf("hosts/s@%d", r.hosts))
@@ -161,6 +162,9 @@ func measure(b *testing.B, bin string, n int) run {
 	awaitSummary(b, ctx, cli, q.Keys().BatchSummary(batch))
 	r.total = time.Since(start)
 	r.rate = float64(n) / r.total.Seconds()
+	if ms, ok := sched.WaitLog(b, time.Minute, "batch sharded", nil)["took"].(float64); ok {
+		r.sharding = time.Duration(ms * float64(time.Millisecond))
+	}
 	if r.schedRSS, err = sched.PeakRSS(); err != nil {
 		b.Fatal(err)
 	}
