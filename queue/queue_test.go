@@ -1178,3 +1178,28 @@ func TestLoadBatchStateReadsOnlyItsOwnCancel(t *testing.T) {
 		t.Fatalf("an unknown batch loads with %v, want ErrBatchNotFound", err)
 	}
 }
+
+func TestZoneStatusCountsEveryShardOfAWideBatch(t *testing.T) {
+	f := setup(t)
+	hs := hosts(300)
+	for i := range hs {
+		if i%3 == 0 {
+			hs[i].Vars = map[string]string{"zone": "dc2"}
+		}
+	}
+	spec, _, err := f.q.Submit(f.ctx, queue.SubmitRequest{ID: "wide", Check: "noop", Hosts: hs, Shards: 150})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fence, _ := f.lead(t)
+	if err := f.q.Shard(f.ctx, fence, spec); err != nil {
+		t.Fatal(err)
+	}
+	zones, err := f.q.ZoneStatus(f.ctx, "wide")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if zones["dc2"].Pending != 100 || zones[queue.DefaultZone].Pending != 200 {
+		t.Fatalf("pending by zone %+v, want dc2 100 and default 200 (150 shards: counted over several round trips)", zones)
+	}
+}

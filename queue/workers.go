@@ -150,16 +150,32 @@ func (q *Queue) ZoneStatus(ctx context.Context, batch string) (map[string]ZoneSt
 		z.Workers++
 		out[w.Zone] = z
 	}
+	// One count per shard of each zone, up to maxListRanges to a round
+	// trip: a large batch has up to MaxShards shards.
+	type unitOf struct{ zone, prefix string }
+	var units []unitOf
 	for _, zone := range spec.Zones {
-		z := out[zone]
+		out[zone] = out[zone] // a zone with no pending task is still shown
 		for s := 0; s < spec.Shards; s++ {
-			n, err := q.count(ctx, q.keys.ReadyShard(zone, s)+batch+"/")
-			if err != nil {
-				return nil, err
-			}
-			z.Pending += int(n)
+			units = append(units, unitOf{zone, q.keys.ReadyBatchShard(zone, s, batch)})
 		}
-		out[zone] = z
+	}
+	for len(units) > 0 {
+		part := units[:min(len(units), maxListRanges)]
+		units = units[len(part):]
+		ops := make([]clientv3.Op, len(part))
+		for i, u := range part {
+			ops[i] = clientv3.OpGet(u.prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		}
+		resp, err := q.txn(ctx, "read").Then(ops...).Commit()
+		if err != nil {
+			return nil, err
+		}
+		for i, u := range part {
+			z := out[u.zone]
+			z.Pending += int(resp.Responses[i].GetResponseRange().Count)
+			out[u.zone] = z
+		}
 	}
 	return out, nil
 }
