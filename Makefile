@@ -29,7 +29,7 @@ bench: ## Run the benchmarks and print their figures (throughput: median of 5 ru
 	$(GO) test -run '^$$' -bench ExecVsXargs5000 -benchtime 3x ./internal/workerbench/
 	$(GO) test -run '^$$' -bench QueueScrape20k -benchtime 10x ./internal/metrics/
 	$(GO) test -run '^$$' -bench 'FarEtcd|FarThroughput|SaturatedEtcd' -benchtime 3x -timeout 60m ./internal/farbench/
-	$(GO) test -run '^$$' -bench Scale -benchtime 1x -timeout 60m ./internal/scalebench/
+	$(GO) test -run '^$$' -bench 'Scale|IdleLeader' -benchtime 1x -timeout 60m ./internal/scalebench/
 
 .PHONY: lint
 lint: ## gofmt and go vet
