@@ -161,8 +161,15 @@ func (k Keys) Done() string { return k.prefix + "/done/" }
 // DoneGroup holds which of a group's tasks are finished.
 func (k Keys) DoneGroup(group string) string { return k.Done() + group }
 
-// Wake is bumped whenever tasks become ready.
+// Wake is bumped whenever tasks become ready. Its value is WakeSharded
+// when a sharding transaction wrote them (a claimer need only look ahead
+// of its cursors: ReadyCursor.ResetAhead), empty otherwise (tasks made
+// ready again, anywhere: ReadyCursor.Reset).
 func (k Keys) Wake() string { return k.prefix + "/wake" }
+
+// WakeSharded is Keys.Wake's value after a sharding transaction that is
+// not its lane's last.
+const WakeSharded = "sharded"
 
 // Quarantine holds a malformed value moved aside from key.
 func (k Keys) Quarantine(key string) string {

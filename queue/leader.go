@@ -180,7 +180,11 @@ func (q *Queue) shardLane(ctx context.Context, fence Fence, spec BatchSpec, lane
 			ops = append(ops, clientv3.OpPut(q.queueKey(spec, t), mustJSON(t)))
 		}
 		end := done + n
-		ops = append(ops, clientv3.OpPut(progKey, strconv.Itoa(end)), clientv3.OpPut(q.keys.Wake(), ""))
+		wake := WakeSharded
+		if end == to-from {
+			wake = "" // the lane's last: claimers look behind their cursors once too
+		}
+		ops = append(ops, clientv3.OpPut(progKey, strconv.Itoa(end)), clientv3.OpPut(q.keys.Wake(), wake))
 
 		progressIs := clientv3.Compare(clientv3.Value(progKey), "=", strconv.Itoa(done))
 		if done == 0 {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1202,4 +1203,62 @@ func TestZoneStatusCountsEveryShardOfAWideBatch(t *testing.T) {
 	if zones["dc2"].Pending != 100 || zones[queue.DefaultZone].Pending != 200 {
 		t.Fatalf("pending by zone %+v, want dc2 100 and default 200 (150 shards: counted over several round trips)", zones)
 	}
+}
+
+// TestAShardingWakeLooksAheadOfTheCursorOnly: after ResetAhead (a wake
+// from sharding) a listing reads each unit from its cursor on, so a task
+// made ready behind the cursor waits for the next Reset (any other wake,
+// or the worker's poll), which reads behind the cursor once.
+func TestAShardingWakeLooksAheadOfTheCursorOnly(t *testing.T) {
+	f := setup(t)
+	spec, _ := f.submitAndShard(t, "b1", 40)
+	s := f.session(t, 10)
+	cur := queue.NewReadyCursor()
+	cur.SetBatches(map[string]queue.ListBatch{"b1": {Shards: spec.Shards}})
+	order := queue.Assignment{}.ShardOrder("", 0)
+	now := time.Now()
+	dl := func(queue.Task) time.Time { return now.Add(time.Minute) }
+	ready, _, err := f.q.ListReadyFrom(f.ctx, cur, queue.DefaultZone, order, 64)
+	if err != nil || len(ready) != 40 {
+		t.Fatalf("first listing: %d, err %v; want all 40", len(ready), err)
+	}
+	if g, err := f.q.Claim(f.ctx, s.Lease(), "w", "g1", ready, now, dl); err != nil || len(g.Running.Tasks) != 40 {
+		t.Fatalf("claim: %+v, %v", g, err)
+	}
+	cur.Forget(ready)
+	// Every unit's cursor now stands past its last task. One task made
+	// ready before the cursor of its unit, one after it.
+	shard := ready[0].Task.Shard
+	put := func(id string) {
+		t.Helper()
+		task := queue.Task{Batch: "b1", ID: id, Zone: queue.DefaultZone, Shard: shard, Host: inventory.Host{Name: id, Address: "127.0.0.1"}, Attempt: 1}
+		raw, err := json.Marshal(task)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.env.Client.Put(f.ctx, f.q.Keys().ReadyKey(task), string(raw)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("a-behind")
+	put("z-ahead")
+	cur.ResetAhead()
+	ahead, _, err := f.q.ListReadyFrom(f.ctx, cur, queue.DefaultZone, order, 64)
+	if err != nil || len(ahead) != 1 || ahead[0].Task.ID != "z-ahead" {
+		t.Fatalf("after ResetAhead: %v (err %v), want only z-ahead", ids(ahead), err)
+	}
+	cur.Forget(ahead)
+	cur.Reset()
+	behind, _, err := f.q.ListReadyFrom(f.ctx, cur, queue.DefaultZone, order, 64)
+	if err != nil || !slices.Contains(ids(behind), "a-behind") {
+		t.Fatalf("after Reset: %v (err %v), want a-behind", ids(behind), err)
+	}
+}
+
+func ids(rs []queue.Ready) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, r.Task.ID)
+	}
+	return out
 }

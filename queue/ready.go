@@ -63,11 +63,16 @@ func (q *Queue) ListReady(ctx context.Context, zone string, order []int, limit i
 // visits it in every range that covers it, so a range from a unit's start
 // would walk every task claimed from it since: near the end of a large
 // batch a listing would cost as much as the batch. The cursor starts each
-// unit's range just after the last key listed there and wraps around to
-// the unit's start when it reaches the end, so every key is still seen;
-// it remembers the units a listing found empty and skips them until
-// Reset, and how many keys each unit held, so that a listing reads only
-// as many units as it likely needs. Keys it has listed are not listed
+// unit's range just after the last key listed there. The part of a unit
+// behind the cursor (its tombstones, and any task made ready there again)
+// is read at most once per Reset: a wake from sharding, which adds tasks
+// everywhere in a unit while workers drain it, calls ResetAhead instead,
+// and the unit is read from the cursor on only. Otherwise every wake made
+// every worker walk the tombstones of every unit it had drained, once per
+// sharding transaction, and at a million hosts those walks were most of
+// etcd's work. The cursor remembers the units a listing found empty and
+// skips them until a reset, and how many keys each unit held, so that a
+// listing reads only as many units as it likely needs. Keys it has listed are not listed
 // again until Forget: a claimer may list its next group while the claim
 // of the last one is in flight. A ReadyCursor is owned by one goroutine.
 type ReadyCursor struct {
@@ -78,6 +83,8 @@ type ReadyCursor struct {
 	taken map[string]unit // keys listed and not yet forgotten -> their shard and batch
 	held  map[unit]int    // taken keys per shard and batch
 	heldS map[int]int     // taken keys per shard
+	gen   int             // Resets so far
+	swept map[unit]int    // unit -> the gen its part behind the cursor was last read in
 
 	batches map[string]ListBatch // the batches told of, by ID
 	credit  map[string]int       // round robin: each batch's credit toward its next task
@@ -100,13 +107,25 @@ type unit struct {
 // NewReadyCursor returns a cursor at the start of every shard.
 func NewReadyCursor() *ReadyCursor {
 	return &ReadyCursor{next: map[unit]string{}, empty: map[unit]bool{}, found: map[unit]int{}, full: map[unit]bool{},
-		taken: map[string]unit{}, held: map[unit]int{}, heldS: map[int]int{}, batches: map[string]ListBatch{}, credit: map[string]int{}}
+		taken: map[string]unit{}, held: map[unit]int{}, heldS: map[int]int{}, swept: map[unit]int{},
+		batches: map[string]ListBatch{}, credit: map[string]int{}, gen: 1}
 }
 
-// Reset makes the next listing look at every unit again. Call it when
-// tasks may have become ready (the leader bumps Keys.Wake in every
-// transaction that makes a task ready), and now and then in any case.
-func (c *ReadyCursor) Reset() { clear(c.empty) }
+// Reset makes the next listings look at every unit again, each once
+// behind its cursor too. Call it when tasks may have become ready
+// anywhere (the leader bumps Keys.Wake in every transaction that makes a
+// task ready), and now and then in any case.
+func (c *ReadyCursor) Reset() {
+	clear(c.empty)
+	c.gen++
+}
+
+// ResetAhead makes the next listing look at every unit again from its
+// cursor on, without reading behind it: for a wake from sharding
+// (WakeSharded), whose tasks the cursors find ahead of them as they go
+// and, behind them, at the next Reset (the last transaction of each
+// sharding lane wakes for a Reset).
+func (c *ReadyCursor) ResetAhead() { clear(c.empty) }
 
 // SetBatches tells the cursor which batches may have ready tasks, and
 // their priorities: listings read a unit per batch and shard for them,
@@ -122,7 +141,9 @@ func (c *ReadyCursor) SetBatches(batches map[string]ListBatch) {
 		maps.DeleteFunc(m, func(u unit, _ bool) bool { return c.gone(u) })
 	}
 	maps.DeleteFunc(c.next, func(u unit, _ string) bool { return c.gone(u) })
-	maps.DeleteFunc(c.found, func(u unit, _ int) bool { return c.gone(u) })
+	for _, m := range []map[unit]int{c.found, c.swept} {
+		maps.DeleteFunc(m, func(u unit, _ int) bool { return c.gone(u) })
+	}
 }
 
 // gone reports whether u is a batch's unit for a batch not told of.
@@ -399,11 +420,15 @@ func (c *ReadyCursor) plan(k Keys, zone string, srcs []*source, need, limit int)
 				from = prefixEnd(to)
 			}
 		default:
-			// From the cursor to the unit's end, then from its start back
-			// to the cursor.
+			// From the cursor to the unit's end, then, once per Reset,
+			// from its start back to the cursor.
 			plan = append(plan, readyRange{unit: u, from: from, to: end, limit: n})
-			if from != prefix && !c.full[u] {
+			switch {
+			case from == prefix:
+				c.swept[u] = c.gen // the whole unit: nothing is behind
+			case !c.full[u] && c.swept[u] < c.gen:
 				plan = append(plan, readyRange{unit: u, from: prefix, to: from, wrap: true, limit: n})
+				c.swept[u] = c.gen
 			}
 		}
 		// What the range is expected to give: all it reads when the last
@@ -585,15 +610,30 @@ func (c *ReadyCursor) take(k Keys, zone string, plan []readyRange, resp *clientv
 			}
 		}
 		c.found[r.unit] = left
+		// The part behind the cursor is read again before the next Reset
+		// while it holds tasks this listing could not hand out.
+		for n := j - len(ranges); n < j; n++ {
+			if !plan[n].wrap {
+				continue
+			}
+			rr := resp.Responses[n].GetResponseRange()
+			more := rr.More
+			for _, kv := range rr.Kvs {
+				if _, taken := c.taken[string(kv.Key)]; !taken {
+					more = true
+				}
+			}
+			if more {
+				c.swept[r.unit] = c.gen - 1
+			}
+		}
 		switch {
 		case r.gap:
 			c.walkGaps(k, zone, ranges, resp.Responses[j-len(ranges):j], handed)
-		case len(walk) == 0 && (r.from == k.unitPrefix(zone, r.unit) || len(ranges) > 1):
-			c.empty[r.unit] = true // the whole unit was read
 		case len(walk) == 0:
-			// Nothing past the cursor, and the part before it was not
-			// read: start there next time.
-			delete(c.next, r.unit)
+			// Nothing past the cursor, nor before it if that was read
+			// (else it is, after the next Reset): the cursor stays.
+			c.empty[r.unit] = true
 			c.full[r.unit] = false
 		default:
 			// Resume past the last key handed out, wherever it was.

@@ -95,7 +95,21 @@ func (s *run) observeRTT(d time.Duration) {
 // The cursor is touched by one goroutine at a time: the listing while one
 // is in flight, the loop otherwise. Claimed tasks start as slots free
 // (taskCtx bounds the checks).
-func (s *run) claimLoop(ctx, taskCtx context.Context, wake <-chan struct{}, tasks *sync.WaitGroup) error {
+// wakeKind is what a wake asks of the claim loop's cursor.
+type wakeKind int
+
+const (
+	wakeAhead wakeKind = iota // ReadyCursor.ResetAhead: sharding wrote tasks
+	wakeAll                   // ReadyCursor.Reset: tasks made ready anywhere
+)
+
+// fullPollEvery is how many of the claim loop's once-a-second polls pass
+// between two that reset its cursor fully (ReadyCursor.Reset), reading
+// behind every cursor: the others look ahead only. Every task made ready
+// again wakes for a full reset; the poll is for a wake that was missed.
+const fullPollEvery = 5
+
+func (s *run) claimLoop(ctx, taskCtx context.Context, wake <-chan wakeKind, tasks *sync.WaitGroup) error {
 	w := s.w
 	poll := time.NewTicker(time.Second)
 	defer poll.Stop()
@@ -107,7 +121,9 @@ func (s *run) claimLoop(ctx, taskCtx context.Context, wake <-chan struct{}, task
 		listing  bool            // a listing is in flight
 		queued   []queue.Ready   // listed, waiting for a claim to carry them
 		forget   [][]queue.Ready // answered claims' keys, for the cursor
-		reset    bool            // the cursor should look at every shard again
+		reset    bool            // the cursor should look at every shard again, behind it too
+		ahead    bool            // ... from where it stands
+		polls    int
 		dry      bool            // the last listing found nothing: wait for news
 		bg       sync.WaitGroup
 	)
@@ -139,10 +155,13 @@ func (s *run) claimLoop(ctx, taskCtx context.Context, wake <-chan struct{}, task
 		free := budget - int(s.held.Load())
 		batch := max(1, min(budget/4, queue.MaxClaim))
 		if !listing && !dry && free > 0 && (free >= batch || s.held.Load() == 0) {
-			if reset {
+			switch {
+			case reset:
 				cursor.Reset()
-				reset = false
+			case ahead:
+				cursor.ResetAhead()
 			}
+			reset, ahead = false, false
 			for _, f := range forget {
 				cursor.Forget(f)
 			}
@@ -172,7 +191,7 @@ func (s *run) claimLoop(ctx, taskCtx context.Context, wake <-chan struct{}, task
 			case len(l.ready) == 0:
 				// Nothing, unless a wake came while it was out: the listing
 				// may have been read before what the wake announced.
-				dry = !reset
+				dry = !reset && !ahead
 			default:
 				s.listErrs.ok()
 				s.observeRTT(l.took)
@@ -191,10 +210,20 @@ func (s *run) claimLoop(ctx, taskCtx context.Context, wake <-chan struct{}, task
 			if errors.Is(r.err, errLeaseGone) {
 				return r.err
 			}
-		case <-wake:
-			reset = true // tasks were made ready: look in every shard again
+		case k := <-wake:
+			// Tasks were made ready: look in every shard again.
+			if k == wakeAll {
+				reset = true
+			} else {
+				ahead = true
+			}
 		case <-poll.C:
-			reset = true
+			polls++
+			if polls%fullPollEvery == 0 {
+				reset = true
+			} else {
+				ahead = true
+			}
 		case <-s.freed:
 		}
 		dry = false

@@ -317,7 +317,7 @@ func (w *Worker) session(ctx context.Context) error {
 	defer stopClaims()
 
 	s := newRun(w, lease, lost)
-	wake := make(chan struct{}, 1)
+	wake := make(chan wakeKind, 1)
 	var watchers, tasks sync.WaitGroup
 	watchers.Go(func() { w.watchWake(claimCtx, wake) })
 	watchers.Go(func() { w.watchCancels(taskCtx) })
@@ -599,10 +599,10 @@ func (w *Worker) batch(ctx context.Context, id string) (*batchEntry, error) {
 	return b, nil
 }
 
-// watchWake pokes wake whenever the scheduler makes tasks ready. The
-// claim loop also polls once a second, so a broken watch costs latency,
-// not work.
-func (w *Worker) watchWake(ctx context.Context, wake chan<- struct{}) {
+// watchWake pokes wake whenever the scheduler makes tasks ready, or only
+// ahead when sharding did (queue.WakeSharded). The claim loop also polls,
+// so a broken watch costs latency, not work.
+func (w *Worker) watchWake(ctx context.Context, wake chan<- wakeKind) {
 	down := false
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
@@ -612,9 +612,23 @@ func (w *Worker) watchWake(ctx context.Context, wake chan<- struct{}) {
 				break
 			}
 			err, down = queue.ErrWatchClosed, false
+			kind := wakeAhead
+			for _, ev := range resp.Events {
+				if string(ev.Kv.Value) != queue.WakeSharded {
+					kind = wakeAll
+				}
+			}
 			select {
-			case wake <- struct{}{}:
+			case wake <- kind:
 			default:
+				if kind == wakeAll {
+					// One may be waiting that looks ahead only: this one
+					// must not be lost. The loop takes it as it comes.
+					select {
+					case wake <- kind:
+					case <-wctx.Done():
+					}
+				}
 			}
 		}
 		cancel()
