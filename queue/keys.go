@@ -114,11 +114,6 @@ func (k Keys) BatchHostChunk(batch, nonce string, n int) string {
 // BatchProgress is the prefix of a batch's sharding lanes' progress.
 func (k Keys) BatchProgress(batch string) string { return k.Batch(batch) + "progress/" }
 
-// BatchLanes holds how many sharding lanes the batch's inventory is split
-// into, written with each lane's first transaction: a leader that carries
-// on another's sharding splits it the same way.
-func (k Keys) BatchLanes(batch string) string { return k.Batch(batch) + "lanes" }
-
 // BatchLane holds how many hosts of one sharding lane are written.
 func (k Keys) BatchLane(batch string, lane int) string {
 	return fmt.Sprintf("%s%02d", k.BatchProgress(batch), lane)

@@ -75,20 +75,9 @@ func (q *Queue) parseProgress(batch string, kvs []*mvccpb.KeyValue) (map[int]int
 }
 
 // lanes is how many sharding transactions a batch runs at once: one per
-// 2,000 hosts, at most 16. Each lane owns a contiguous slice of the
-// inventory and its own progress counter, so lanes never conflict. The
-// count is recorded (Keys.BatchLanes) as sharding begins; a batch whose
-// sharding began before it was recorded was split by legacyLanes.
-func lanes(hosts int) int { return max(1, min(maxLanes, hosts/2000)) }
-
-// maxLanes is the most lanes a batch is sharded in. Sharding a million
-// hosts in 8 lanes took longer than running them (1m51s of a 2m0s batch
-// in make bench's BenchmarkScale): the workers waited for it.
-const maxLanes = 16
-
-// legacyLanes is how many lanes a batch was split into before the count
-// was recorded.
-func legacyLanes(hosts int) int { return max(1, min(8, hosts/2000)) }
+// 2,000 hosts, at most 8. Each lane owns a contiguous slice of the
+// inventory and its own progress counter, so lanes never conflict.
+func lanes(hosts int) int { return max(1, min(8, hosts/2000)) }
 
 // laneRange is the slice of the inventory lane l of n covers.
 func laneRange(hosts, l, n int) (int, int) { return hosts * l / n, hosts * (l + 1) / n }
@@ -117,7 +106,6 @@ func (q *Queue) Shard(ctx context.Context, fence Fence, spec BatchSpec) error {
 	resp, err := q.txn(ctx, "read").Then(
 		clientv3.OpGet(q.keys.BatchProgress(spec.ID), clientv3.WithPrefix()),
 		clientv3.OpGet(q.keys.BatchStop(spec.ID)),
-		clientv3.OpGet(q.keys.BatchLanes(spec.ID)),
 	).Commit()
 	if err != nil {
 		return err
@@ -132,13 +120,6 @@ func (q *Queue) Shard(ctx context.Context, fence Fence, spec BatchSpec) error {
 		stop, stopRev = Status(kvs[0].Value), kvs[0].ModRevision
 	}
 	n := lanes(spec.Hosts)
-	if kvs := resp.Responses[2].GetResponseRange().Kvs; len(kvs) > 0 {
-		if n, err = strconv.Atoi(string(kvs[0].Value)); err != nil || n < 1 || n > maxLanes {
-			return fmt.Errorf("%w at %s: %q is not a lane count", ErrBadValue, kvs[0].Key, kvs[0].Value)
-		}
-	} else if len(progress) > 0 {
-		n = legacyLanes(spec.Hosts) // begun by a leader that did not record it
-	}
 	pending := false
 	for l := range n {
 		from, to := laneRange(spec.Hosts, l, n)
@@ -159,7 +140,7 @@ func (q *Queue) Shard(ctx context.Context, fence Fence, spec BatchSpec) error {
 	var wg sync.WaitGroup
 	for l := range n {
 		from, to := laneRange(spec.Hosts, l, n)
-		wg.Go(func() { errs[l] = q.shardLane(ctx, fence, spec, l, n, inv, from, to, progress[l], stop, stopRev) })
+		wg.Go(func() { errs[l] = q.shardLane(ctx, fence, spec, l, inv, from, to, progress[l], stop, stopRev) })
 	}
 	wg.Wait()
 	for _, err := range errs {
@@ -173,7 +154,7 @@ func (q *Queue) Shard(ctx context.Context, fence Fence, spec BatchSpec) error {
 // shardLane writes the tasks of hosts [from, to) of the inventory, from
 // the done-th on, a transaction of shardChunk hosts at a time. stop and
 // stopRev are the stop record as read (stopRev 0: none).
-func (q *Queue) shardLane(ctx context.Context, fence Fence, spec BatchSpec, lane, lanes int, inv *chunkIndex, from, to, done int, stop Status, stopRev int64) error {
+func (q *Queue) shardLane(ctx context.Context, fence Fence, spec BatchSpec, lane int, inv *chunkIndex, from, to, done int, stop Status, stopRev int64) error {
 	progKey, stopKey := q.keys.BatchLane(spec.ID, lane), q.keys.BatchStop(spec.ID)
 	// Each transaction holds only while the stop record is as read, so
 	// the record is read once, not before every chunk, and a stop never
@@ -204,9 +185,6 @@ func (q *Queue) shardLane(ctx context.Context, fence Fence, spec BatchSpec, lane
 			wake = "" // the lane's last: claimers look behind their cursors once too
 		}
 		ops = append(ops, clientv3.OpPut(progKey, strconv.Itoa(end)), clientv3.OpPut(q.keys.Wake(), wake))
-		if done == 0 {
-			ops = append(ops, clientv3.OpPut(q.keys.BatchLanes(spec.ID), strconv.Itoa(lanes)))
-		}
 
 		progressIs := clientv3.Compare(clientv3.Value(progKey), "=", strconv.Itoa(done))
 		if done == 0 {

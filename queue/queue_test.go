@@ -1262,31 +1262,3 @@ func ids(rs []queue.Ready) []string {
 	}
 	return out
 }
-
-// TestShardingCarriesOnWithTheLanesItBeganWith: the lane count is
-// recorded as sharding begins, and a batch whose sharding began before it
-// was (8 lanes at most, then) is carried on with that split: lane 0 of 8
-// done means hosts 0 to 2,499 of 20,000 have tasks, whatever the count
-// for a new batch of that size (10).
-func TestShardingCarriesOnWithTheLanesItBeganWith(t *testing.T) {
-	f := setup(t)
-	fence, _ := f.lead(t)
-	fresh := f.submit(t, "fresh", 20000)
-	if err := f.q.Shard(f.ctx, fence, fresh); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := f.env.Client.Get(f.ctx, f.q.Keys().BatchLanes("fresh"))
-	if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "10" {
-		t.Fatalf("lanes recorded for a new 20,000-host batch: %v (err %v), want 10", resp.Kvs, err)
-	}
-	old := f.submit(t, "old", 20000)
-	if _, err := f.env.Client.Put(f.ctx, f.q.Keys().BatchLane("old", 0), "2500"); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.q.Shard(f.ctx, fence, old); err != nil {
-		t.Fatal(err)
-	}
-	if n := f.count(t, f.q.Keys().ReadyZone(queue.DefaultZone)); n != 20000+17500 {
-		t.Fatalf("%d ready tasks after carrying on the old batch, want the fresh one's 20,000 and the old one's 17,500 left", n)
-	}
-}
