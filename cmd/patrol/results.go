@@ -28,7 +28,7 @@ func resultsCommand() *cli.Command {
 		[]string{"table", "wide", "json", "yaml", "csv"}, 30*time.Minute, []cli.Flag{
 			&cli.StringFlag{Name: "status", Usage: "only hosts in these statuses, comma separated (e.g. warn or fail,error,dead)"},
 			&cli.BoolFlag{Name: "stats", Usage: "summarise each numeric detail across the hosts (count, min, p50, p95, max, the worst hosts) instead of listing them"},
-			&cli.IntFlag{Name: "limit", Usage: "at most this many rows, then the command to print the next page (0: all)"},
+			&cli.IntFlag{Name: "limit", Usage: "at most this many rows (1 or more), then the command to print the next page; without it, all"},
 			&cli.StringFlag{Name: "after", Usage: "start after this host (the last one of the page before)"},
 			&cli.BoolFlag{Name: "changes", Usage: "for a schedule's run: only hosts whose status differs from the schedule's previous run, with how many runs each has been failing"},
 		}, func(b queueCall) error {
@@ -40,8 +40,8 @@ func resultsCommand() *cli.Command {
 				return err
 			}
 			limit := b.c.Int("limit")
-			if limit < 0 {
-				return usageErr("--limit %d: give a number of rows, or 0 for all", limit)
+			if b.c.IsSet("limit") && limit < 1 {
+				return usageErr("--limit %d: give a number of rows, 1 or more (leave --limit out for all of them)", limit)
 			}
 			spec, err := b.q.LoadBatch(b.ctx, b.batch)
 			if err != nil {
