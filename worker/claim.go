@@ -124,7 +124,7 @@ func (s *run) claimLoop(ctx, taskCtx context.Context, wake <-chan wakeKind, task
 		reset    bool            // the cursor should look at every shard again, behind it too
 		ahead    bool            // ... from where it stands
 		polls    int
-		dry      bool            // the last listing found nothing: wait for news
+		dry      bool // the last listing found nothing: wait for news
 		bg       sync.WaitGroup
 	)
 	defer func() {
