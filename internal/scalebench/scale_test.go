@@ -82,30 +82,62 @@ type run struct {
 	resultsBytes          int64
 }
 
-// BenchmarkScale runs each size once on a fresh etcd and prints a table.
+// BenchmarkScale runs each size on a fresh etcd, once per iteration
+// (-benchtime Nx), and prints every run, then the targets from
+// the medians (the rates and times) and the largest figures (memory).
 func BenchmarkScale(b *testing.B) {
 	bin := proctest.Binary(b)
-	var runs []run
+	ns := sizes(b)
+	var all [][]run // per iteration, a run per size
 	for b.Loop() {
-		runs = runs[:0]
-		for _, n := range sizes(b) {
+		var runs []run
+		for _, n := range ns {
 			runs = append(runs, measure(b, bin, n))
 		}
+		all = append(all, runs)
 	}
-	base := runs[0].rate
 	fmt.Fprintf(os.Stderr, "\nscale: noop batches, 1 scheduler + %d workers (--concurrency %d), one embedded etcd (fsync on, 2 GiB quota, auto-compaction every %s)\n",
 		workers, concurrency, compaction)
-	fmt.Fprintf(os.Stderr, "%-10s %-9s %-9s %-9s %-9s %-11s %-12s %-22s %-22s %s\n", "HOSTS", "SUBMIT", "SHARDING", "TOTAL", "HOSTS/S", "VS FIRST", "SCHED RSS", "ETCD DB PEAK (IN USE)", "AFTER RETENTION", "RESULTS -o json")
-	for _, r := range runs {
-		fmt.Fprintf(os.Stderr, "%-10d %-9s %-9s %-9s %-9.0f %-11s %-12s %-22s %-22s %s, %s in %s, peak RSS %s\n",
-			r.hosts, r.submit.Round(100*time.Millisecond), r.sharding.Round(100*time.Millisecond), r.total.Round(100*time.Millisecond), r.rate, fmt.Sprintf("%.2fx", r.rate/base),
-			mib(r.schedRSS), mib(r.dbPeak)+" ("+mib(r.dbPeakInUse)+")", mib(r.dbAfter)+" ("+mib(r.dbAfterInUse)+")",
-			"rows streamed", mib(r.resultsBytes), r.resultsTook.Round(100*time.Millisecond), mib(r.resultsRSS))
-		b.ReportMetric(r.rate, fmt.Sprintf("hosts/s@%d", r.hosts))
+	fmt.Fprintf(os.Stderr, "%-4s %-10s %-9s %-9s %-9s %-9s %-11s %-12s %-22s %-22s %s\n", "RUN", "HOSTS", "SUBMIT", "SHARDING", "TOTAL", "HOSTS/S", "VS FIRST", "SCHED RSS", "ETCD DB PEAK (IN USE)", "AFTER RETENTION", "RESULTS -o json")
+	for i, runs := range all {
+		for _, r := range runs {
+			fmt.Fprintf(os.Stderr, "%-4d %-10d %-9s %-9s %-9s %-9.0f %-11s %-12s %-22s %-22s %s, %s in %s, peak RSS %s\n",
+				i+1, r.hosts, r.submit.Round(100*time.Millisecond), r.sharding.Round(100*time.Millisecond), r.total.Round(100*time.Millisecond), r.rate, fmt.Sprintf("%.2fx", r.rate/runs[0].rate),
+				mib(r.schedRSS), mib(r.dbPeak)+" ("+mib(r.dbPeakInUse)+")", mib(r.dbAfter)+" ("+mib(r.dbAfterInUse)+")",
+				"rows streamed", mib(r.resultsBytes), r.resultsTook.Round(100*time.Millisecond), mib(r.resultsRSS))
+		}
 	}
-	last := runs[len(runs)-1]
-	fmt.Fprintf(os.Stderr, "targets: %d-host rate >= 0.8x the %d-host rate: %.2fx; %d hosts within 5 min: %s; scheduler RSS <= 512 MiB: %s; results <= 100 MiB: %s\n",
-		last.hosts, runs[0].hosts, last.rate/base, last.hosts, last.total.Round(time.Second), mib(last.schedRSS), mib(last.resultsRSS))
+	// Per size, across the runs: the median rate and time, the largest
+	// memory.
+	var rates []float64
+	var lastTotal time.Duration
+	var lastRSS, lastResults int64
+	for j, n := range ns {
+		var rs []float64
+		var ts []time.Duration
+		for _, runs := range all {
+			rs, ts = append(rs, runs[j].rate), append(ts, runs[j].total)
+			if j == len(ns)-1 {
+				lastRSS, lastResults = max(lastRSS, runs[j].schedRSS), max(lastResults, runs[j].resultsRSS)
+			}
+		}
+		rates = append(rates, median(rs))
+		lastTotal = median(ts)
+		b.ReportMetric(rates[j], fmt.Sprintf("hosts/s@%d", n))
+	}
+	last := len(ns) - 1
+	fmt.Fprintf(os.Stderr, "targets (medians of %d run(s); memory: the largest): %d-host rate >= 0.8x the %d-host rate: %.0f / %.0f hosts/s = %.2fx; %d hosts within 5 min: %s; scheduler RSS <= 512 MiB: %s; results <= 100 MiB: %s\n",
+		len(all), ns[last], ns[0], rates[last], rates[0], rates[last]/rates[0], ns[last], lastTotal.Round(time.Second), mib(lastRSS), mib(lastResults))
+}
+
+// median is the middle value of xs (the mean of the middle two).
+func median[T float64 | time.Duration](xs []T) T {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20)) }
