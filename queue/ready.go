@@ -423,12 +423,8 @@ func (c *ReadyCursor) plan(k Keys, zone string, srcs []*source, need, limit int)
 			// From the cursor to the unit's end, then, once per Reset,
 			// from its start back to the cursor.
 			plan = append(plan, readyRange{unit: u, from: from, to: end, limit: n})
-			switch {
-			case from == prefix:
-				c.swept[u] = c.gen // the whole unit: nothing is behind
-			case !c.full[u] && c.swept[u] < c.gen:
+			if from != prefix && !c.full[u] && c.swept[u] < c.gen {
 				plan = append(plan, readyRange{unit: u, from: prefix, to: from, wrap: true, limit: n})
-				c.swept[u] = c.gen
 			}
 		}
 		// What the range is expected to give: all it reads when the last
@@ -610,8 +606,12 @@ func (c *ReadyCursor) take(k Keys, zone string, plan []readyRange, resp *clientv
 			}
 		}
 		c.found[r.unit] = left
-		// The part behind the cursor is read again before the next Reset
+		// A unit read from its start, or behind its cursor too, is swept
+		// for this Reset; read behind the cursor again before the next
 		// while it holds tasks this listing could not hand out.
+		if !r.gap && (r.from == k.unitPrefix(zone, r.unit) || len(ranges) > 1) {
+			c.swept[r.unit] = c.gen
+		}
 		for n := j - len(ranges); n < j; n++ {
 			if !plan[n].wrap {
 				continue
