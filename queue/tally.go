@@ -112,6 +112,9 @@ func (t *ResultTally) follow(ctx context.Context) (listed bool, err error) {
 		t.mu.Lock()
 		for _, ev := range resp.Events {
 			if err := t.apply(ev); err != nil {
+				// The events before it in this response are applied: the
+				// counts are exact at no revision until listed again.
+				t.rev, t.wctx = 0, nil
 				t.mu.Unlock()
 				return true, err
 			}
