@@ -604,7 +604,15 @@ func (w *Worker) batch(ctx context.Context, id string) (*batchEntry, error) {
 // so a broken watch costs latency, not work.
 func (w *Worker) watchWake(ctx context.Context, wake chan<- wakeKind) {
 	down := false
-	for ctx.Err() == nil {
+	for restarted := false; ctx.Err() == nil; restarted = true {
+		if restarted {
+			// Wakes may have gone by while the watch was down.
+			select {
+			case wake <- wakeAll:
+			case <-ctx.Done():
+				return
+			}
+		}
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		err := queue.ErrWatchClosed
 		for resp := range w.q.Client().Watch(wctx, w.q.Keys().Wake()) {
