@@ -142,14 +142,10 @@ func (t *ResultTally) apply(ev *clientv3.Event) error {
 		if ev.PrevKv == nil {
 			return errNoPrevious
 		}
-		if _, st, ok := t.q.resultStatus(ev.PrevKv); ok {
-			t.add(st, -1)
-		}
+		t.add(valueStatus(ev.PrevKv.Value), -1)
 	}
 	if ev.Type == mvccpb.PUT {
-		if _, st, ok := t.q.resultStatus(ev.Kv); ok {
-			t.add(st, 1)
-		}
+		t.add(valueStatus(ev.Kv.Value), 1)
 	}
 	return nil
 }
@@ -260,22 +256,28 @@ func (t *ResultTally) Current(ctx context.Context) (Counts, error) {
 }
 
 // resultStatus is the task and status a result key holds, as Tally counts
-// it: a value that does not decode (not JSON, a newer schema version, a
-// status that is not a string, or not a final status) ends its task as an
-// error, as Results shows it. Only the version and status are decoded:
-// the leader follows every result of a batch, and decoding each whole was
-// most of what following cost.
+// it (valueStatus), and false for a key that is no result's.
 func (q *Queue) resultStatus(kv *mvccpb.KeyValue) (task string, st Status, ok bool) {
 	_, task, err := q.keys.ParseResult(string(kv.Key))
 	if err != nil {
 		return "", "", false
 	}
+	return task, valueStatus(kv.Value), true
+}
+
+// valueStatus is the status a result's value holds: a value that does
+// not decode (not JSON, a newer schema version, a status that is not a
+// string, or not a final status) ends its task as an error, as Results
+// shows it. Only the version and status are decoded: the leader follows
+// every result of a batch, and decoding each whole was most of what
+// following cost.
+func valueStatus(value []byte) Status {
 	var r struct {
 		V      int    `json:"v"`
 		Status Status `json:"status"`
 	}
-	if err := json.Unmarshal(kv.Value, &r); err != nil || checkVersion(r.V) != nil || !r.Status.Final() {
-		return task, StatusError, true
+	if err := json.Unmarshal(value, &r); err != nil || checkVersion(r.V) != nil || !r.Status.Final() {
+		return StatusError
 	}
-	return task, r.Status, true
+	return r.Status
 }
