@@ -113,14 +113,9 @@ func waitSharded(b *testing.B, ctx context.Context, q *queue.Queue, batch string
 	prefix := q.Keys().BatchProgress(batch)
 	wch := q.Client().Watch(wctx, prefix, clientv3.WithPrefix())
 	for {
-		resp, err := q.Client().Get(wctx, prefix, clientv3.WithPrefix())
+		sum, err := q.Progress(wctx, batch)
 		if err != nil {
 			b.Fatal(err)
-		}
-		sum := 0
-		for _, kv := range resp.Kvs {
-			v, _ := strconv.Atoi(string(kv.Value))
-			sum += v
 		}
 		if sum >= n {
 			return
