@@ -705,21 +705,16 @@ type BatchState struct {
 // LoadBatchState reads a batch's spec, stop reason and cancel marker in
 // one round trip, at one revision.
 func (q *Queue) LoadBatchState(ctx context.Context, batch string) (BatchState, error) {
-	specKey := q.keys.BatchSpec(batch)
 	resp, err := q.txn(ctx, "read").Then(
-		clientv3.OpGet(specKey),
+		clientv3.OpGet(q.keys.BatchSpec(batch)),
 		clientv3.OpGet(q.keys.BatchStop(batch)),
 		clientv3.OpGet(q.keys.Cancel(batch), clientv3.WithCountOnly()),
 	).Commit()
 	if err != nil {
 		return BatchState{}, err
 	}
-	specs := resp.Responses[0].GetResponseRange().Kvs
-	if len(specs) == 0 {
-		return BatchState{}, fmt.Errorf("%w: %s", ErrBatchNotFound, batch)
-	}
 	var st BatchState
-	if err := decode(specKey, specs[0].Value, &st.Spec); err != nil {
+	if st.Spec, err = specOf(batch, resp.Responses[0].GetResponseRange().Kvs); err != nil {
 		return BatchState{}, err
 	}
 	if stops := resp.Responses[1].GetResponseRange().Kvs; len(stops) > 0 {

@@ -98,16 +98,20 @@ func NewBatchID(now time.Time) string {
 
 // LoadBatch returns a batch's spec.
 func (q *Queue) LoadBatch(ctx context.Context, batch string) (BatchSpec, error) {
-	key := q.keys.BatchSpec(batch)
-	resp, err := q.cli.Get(ctx, key)
+	resp, err := q.cli.Get(ctx, q.keys.BatchSpec(batch))
 	if err != nil {
 		return BatchSpec{}, err
 	}
-	if len(resp.Kvs) == 0 {
+	return specOf(batch, resp.Kvs)
+}
+
+// specOf decodes a batch's spec from what a read of its key found.
+func specOf(batch string, kvs []*mvccpb.KeyValue) (BatchSpec, error) {
+	if len(kvs) == 0 {
 		return BatchSpec{}, fmt.Errorf("%w: %s", ErrBatchNotFound, batch)
 	}
 	var spec BatchSpec
-	if err := decode(key, resp.Kvs[0].Value, &spec); err != nil {
+	if err := decode(string(kvs[0].Key), kvs[0].Value, &spec); err != nil {
 		return BatchSpec{}, err
 	}
 	return spec, nil

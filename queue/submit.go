@@ -321,18 +321,24 @@ func (q *Queue) CleanUploads(ctx context.Context, fence Fence, before time.Time)
 	}
 	cleaned := 0
 	for _, u := range started {
-		marker, err := q.cli.Get(ctx, q.keys.BatchUploadStarted(u.batch, u.nonce))
+		// The marker and the spec, in one round trip: every stored batch
+		// keeps its marker, so this runs once per batch and pass.
+		resp, err := q.txn(ctx, "read").Then(
+			clientv3.OpGet(q.keys.BatchUploadStarted(u.batch, u.nonce)),
+			clientv3.OpGet(q.keys.BatchSpec(u.batch)),
+		).Commit()
 		if err != nil {
 			return cleaned, err
 		}
-		if len(marker.Kvs) == 0 {
+		marker := resp.Responses[0].GetResponseRange().Kvs
+		if len(marker) == 0 {
 			continue // cleaned or purged meanwhile
 		}
-		t, err := time.Parse(time.RFC3339, string(marker.Kvs[0].Value))
+		t, err := time.Parse(time.RFC3339, string(marker[0].Value))
 		if err == nil && t.After(before) {
 			continue
 		}
-		spec, err := q.LoadBatch(ctx, u.batch)
+		spec, err := specOf(u.batch, resp.Responses[1].GetResponseRange().Kvs)
 		if err == nil && spec.Nonce == u.nonce {
 			continue // the committed upload
 		}
@@ -345,14 +351,14 @@ func (q *Queue) CleanUploads(ctx context.Context, fence Fence, before time.Time)
 			// once written, never changes its nonce.
 			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(q.keys.BatchSpec(u.batch)), "=", 0))
 		}
-		resp, err := q.txn(ctx, "purge").
+		purged, err := q.txn(ctx, "purge").
 			If(cmps...).
 			Then(clientv3.OpDelete(q.keys.BatchHosts(u.batch, u.nonce), clientv3.WithPrefix())).
 			Commit()
 		if err != nil {
 			return cleaned, err
 		}
-		if resp.Succeeded {
+		if purged.Succeeded {
 			cleaned++
 		}
 	}
