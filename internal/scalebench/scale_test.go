@@ -5,8 +5,14 @@
 // scheduler and 4 workers (processes of the patrol binary) on one etcd
 // with the default 2 GiB quota, the scheduler's peak memory, etcd's
 // database size at its peak and after retention, and what `patrol results
-// -o json` of the largest batch costs. `make bench` runs it; it prints its
-// figures and asserts none of them.
+// -o json` of the largest batch costs; and (BenchmarkIdleLeader) the etcd
+// requests an idle leader issues with one pending batch. `make bench` runs
+// them; they print their figures and assert none of them.
+//
+// SCALEBENCH_HOSTS (e.g. 100000,1000000) and IDLEBENCH_HOSTS choose the
+// sizes; with -benchtime Nx BenchmarkScale runs each size N times and
+// judges the targets on the medians; SCALEBENCH_PROFILES=dir saves the
+// scheduler's heap profile every 10 s.
 package scalebench
 
 import (
