@@ -13,16 +13,24 @@ import (
 
 // promoteDuty makes tasks that waited out a retry backoff ready again. It
 // follows <prefix>/delayed/ (a list, then a watch) and promotes what is due
-// every 100 ms.
+// every 100 ms. Each task's due time is decoded once, as it arrives, not
+// at every pass.
 type promoteDuty struct {
 	l *leader
 
 	mu      sync.Mutex
-	delayed map[string]*mvccpb.KeyValue // delayed tasks by key
+	delayed map[string]delayedTask // delayed tasks by key
+}
+
+// delayedTask is a delayed task's record and when it is due (zero: at
+// once, its value did not decode, and Promote quarantines it).
+type delayedTask struct {
+	kv  *mvccpb.KeyValue
+	due time.Time
 }
 
 func newPromoteDuty(l *leader) *promoteDuty {
-	return &promoteDuty{l: l, delayed: map[string]*mvccpb.KeyValue{}}
+	return &promoteDuty{l: l, delayed: map[string]delayedTask{}}
 }
 
 func (d *promoteDuty) run(ctx context.Context) {
@@ -38,7 +46,13 @@ func (d *promoteDuty) onDelayed(ev queue.Event) {
 	if ev.Delete {
 		delete(d.delayed, string(ev.KV.Key))
 	} else {
-		d.delayed[string(ev.KV.Key)] = ev.KV
+		var t struct {
+			NotBefore time.Time `json:"not_before"`
+		}
+		if json.Unmarshal(ev.KV.Value, &t) != nil {
+			t.NotBefore = time.Time{}
+		}
+		d.delayed[string(ev.KV.Key)] = delayedTask{kv: ev.KV, due: t.NotBefore}
 	}
 	d.mu.Unlock()
 }
@@ -54,12 +68,9 @@ func (d *promoteDuty) promote(ctx context.Context) {
 	now := time.Now()
 	var due []*mvccpb.KeyValue
 	d.mu.Lock()
-	for k, kv := range d.delayed {
-		var t struct {
-			NotBefore time.Time `json:"not_before"`
-		}
-		if err := json.Unmarshal(kv.Value, &t); err != nil || !t.NotBefore.After(now) {
-			due = append(due, kv)
+	for k, t := range d.delayed {
+		if !t.due.After(now) {
+			due = append(due, t.kv)
 			delete(d.delayed, k)
 		}
 	}
