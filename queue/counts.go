@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -36,13 +37,20 @@ func (q *Queue) PublishCounts(ctx context.Context, fence Fence, batch string, c 
 // counts, and false when it has published nothing yet (a batch that was
 // just submitted, or while no scheduler has led since).
 func (q *Queue) ResultCounts(ctx context.Context, batch string) (PublishedCounts, bool, error) {
-	key := q.keys.BatchCounts(batch)
-	resp, err := q.cli.Get(ctx, key)
-	if err != nil || len(resp.Kvs) == 0 {
+	resp, err := q.cli.Get(ctx, q.keys.BatchCounts(batch))
+	if err != nil {
 		return PublishedCounts{}, false, err
 	}
+	return countsOf(resp.Kvs)
+}
+
+// countsOf decodes published counts from what a read of their key found.
+func countsOf(kvs []*mvccpb.KeyValue) (PublishedCounts, bool, error) {
+	if len(kvs) == 0 {
+		return PublishedCounts{}, false, nil
+	}
 	var p PublishedCounts
-	if err := decode(key, resp.Kvs[0].Value, &p); err != nil {
+	if err := decodeKV(kvs[0], &p); err != nil {
 		return PublishedCounts{}, false, fmt.Errorf("%w (the leader writes it again within a second)", err)
 	}
 	return p, true, nil

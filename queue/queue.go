@@ -119,13 +119,20 @@ func specOf(batch string, kvs []*mvccpb.KeyValue) (BatchSpec, error) {
 
 // Summary returns a finished batch's summary, and false while it runs.
 func (q *Queue) Summary(ctx context.Context, batch string) (Summary, bool, error) {
-	key := q.keys.BatchSummary(batch)
-	resp, err := q.cli.Get(ctx, key)
-	if err != nil || len(resp.Kvs) == 0 {
+	resp, err := q.cli.Get(ctx, q.keys.BatchSummary(batch))
+	if err != nil {
 		return Summary{}, false, err
 	}
+	return summaryOf(resp.Kvs)
+}
+
+// summaryOf decodes a summary from what a read of its key found.
+func summaryOf(kvs []*mvccpb.KeyValue) (Summary, bool, error) {
+	if len(kvs) == 0 {
+		return Summary{}, false, nil
+	}
 	var s Summary
-	if err := decode(key, resp.Kvs[0].Value, &s); err != nil {
+	if err := decodeKV(kvs[0], &s); err != nil {
 		return Summary{}, false, err
 	}
 	return s, true, nil

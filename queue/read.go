@@ -136,22 +136,31 @@ func (c Counts) Done() int {
 
 // Count tallies a batch's hosts by status. The results come from the
 // counts the leader publishes about once a second (ResultCounts), so a
-// refresh costs a few reads whatever the batch's size: the running tasks
-// (bounded by the fleet's capacity) and the delayed ones; a finished
-// batch's come from its summary. at is when the counts were published;
-// zero when none were yet, and all hosts without a running or delayed
-// task count as pending.
+// refresh costs two reads whatever the batch's size: one transaction for
+// the spec, the published counts, the summary and the count of delayed
+// tasks, and the running tasks (bounded by the fleet's capacity); a
+// finished batch's counts come from its summary. at is when the counts
+// were published; zero when none were yet, and all hosts without a
+// running or delayed task count as pending.
 func (q *Queue) Count(ctx context.Context, batch string) (c Counts, spec BatchSpec, at time.Time, err error) {
-	spec, err = q.LoadBatch(ctx, batch)
+	resp, err := q.txn(ctx, "read").Then(
+		clientv3.OpGet(q.keys.BatchSpec(batch)),
+		clientv3.OpGet(q.keys.BatchCounts(batch)),
+		clientv3.OpGet(q.keys.BatchSummary(batch)),
+		clientv3.OpGet(q.keys.BatchDelayed(batch), clientv3.WithPrefix(), clientv3.WithCountOnly()),
+	).Commit()
 	if err != nil {
 		return nil, BatchSpec{}, time.Time{}, err
 	}
-	pub, _, err := q.ResultCounts(ctx, batch)
+	if spec, err = specOf(batch, resp.Responses[0].GetResponseRange().Kvs); err != nil {
+		return nil, BatchSpec{}, time.Time{}, err
+	}
+	pub, _, err := countsOf(resp.Responses[1].GetResponseRange().Kvs)
 	if err != nil {
 		return nil, spec, time.Time{}, err
 	}
 	// A finished batch's counts are its summary's.
-	if sum, done, err := q.Summary(ctx, batch); err != nil {
+	if sum, done, err := summaryOf(resp.Responses[2].GetResponseRange().Kvs); err != nil {
 		return nil, spec, time.Time{}, err
 	} else if done {
 		pub = PublishedCounts{Counts: sum.Counts, At: sum.FinishedAt}
@@ -169,11 +178,7 @@ func (q *Queue) Count(ctx context.Context, batch string) (c Counts, spec BatchSp
 			c[StatusRunning]++
 		}
 	}
-	delayed, err := q.count(ctx, q.keys.BatchDelayed(batch))
-	if err != nil {
-		return nil, spec, time.Time{}, err
-	}
-	c[StatusRetrying] = int(delayed)
+	c[StatusRetrying] = int(resp.Responses[3].GetResponseRange().Count)
 	c[StatusPending] = max(0, spec.Hosts-c.Done()-c[StatusRunning]-c[StatusRetrying])
 	return c, spec, pub.At, nil
 }
